@@ -1,0 +1,8 @@
+pub mod extractor;
+pub mod keys;
+pub mod password;
+pub mod rate_limit;
+pub mod refresh;
+pub mod tokens;
+
+pub use extractor::AuthenticatedUser;

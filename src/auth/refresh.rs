@@ -1,0 +1,271 @@
+//! Refresh tokens and their rotation.
+//!
+//! A refresh token is `tgr_` + 43 base64url characters (256 random bits). Only its SHA-256
+//! is stored. Each rotation's successor is HMAC(secret, old token), so a client that lost
+//! the response can retry the old token within the grace window and get the very same
+//! successor back, without any raw token at rest.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{NaiveDateTime, TimeDelta};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use rand::rngs::OsRng;
+use secrecy::{ExposeSecret, SecretSlice};
+use sha2::{Digest, Sha256};
+
+use crate::config::RefreshSettings;
+use crate::db::DbConnection;
+use crate::db::models::{SessionChange, User};
+use crate::error::ApiError;
+
+pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
+const TOKEN_BYTES: usize = 32;
+const ENCODED_LEN: usize = REFRESH_TOKEN_PREFIX.len() + 43;
+/// How many generations back a replayed token is still recognised as one we issued.
+const ANCESTRY_DEPTH: usize = 8;
+
+/// A syntactically valid refresh token. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshToken(String);
+
+impl std::fmt::Debug for RefreshToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RefreshToken(<redacted>)")
+    }
+}
+
+impl RefreshToken {
+    pub fn mint() -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        OsRng.fill_bytes(&mut bytes);
+        Self::from_bytes(&bytes)
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        Self(format!(
+            "{REFRESH_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        ))
+    }
+
+    /// Accepts exactly the form `mint` produces; anything else (an access token, a
+    /// truncated or padded value) is not a refresh token.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let body = raw
+            .strip_prefix(REFRESH_TOKEN_PREFIX)
+            .filter(|_| raw.len() == ENCODED_LEN)?;
+        let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
+        (bytes.len() == TOKEN_BYTES).then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores: SHA-256, 64 lower-case hex characters.
+    pub fn hash(&self) -> String {
+        Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn successor(&self, secret: &SecretSlice<u8>) -> Self {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.expose_secret()).expect("any key length");
+        mac.update(self.0.as_bytes());
+        Self::from_bytes(&mac.finalize().into_bytes())
+    }
+}
+
+/// The refresh-token policy: lifetime, retry grace and the successor secret.
+pub struct RefreshSessions {
+    secret: SecretSlice<u8>,
+    ttl: TimeDelta,
+    grace: TimeDelta,
+}
+
+/// A live refresh token handed to a client, with the user it belongs to.
+pub struct IssuedRefresh {
+    pub user: User,
+    pub token: RefreshToken,
+    pub expires_at: NaiveDateTime,
+}
+
+impl RefreshSessions {
+    pub fn new(secret: SecretSlice<u8>, settings: &RefreshSettings) -> Self {
+        Self {
+            secret,
+            ttl: TimeDelta::seconds(settings.ttl_secs as i64),
+            grace: TimeDelta::seconds(settings.reuse_grace_secs as i64),
+        }
+    }
+
+    pub fn expiry(&self, now: NaiveDateTime) -> NaiveDateTime {
+        now + self.ttl
+    }
+
+    /// Exchanges a refresh token for its successor. See the module docs and the README's
+    /// rotation rules; every branch here is one of those rules.
+    pub fn rotate(
+        &self,
+        conn: &mut DbConnection,
+        presented: &RefreshToken,
+        now: NaiveDateTime,
+    ) -> Result<IssuedRefresh, ApiError> {
+        let hash = presented.hash();
+        let successor = presented.successor(&self.secret);
+        let successor_hash = successor.hash();
+        // A second pass happens only when a concurrent rotation won the compare-and-set;
+        // the re-read then finds this token as the previous one, inside the grace window.
+        for _ in 0..2 {
+            let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
+                self.detect_ancestor_replay(conn, presented, now)?;
+                return Err(ApiError::InvalidRefreshToken);
+            };
+            let user_id = user.id.0;
+            if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
+                if user
+                    .refresh_token_expires_at
+                    .is_none_or(|expires| expires <= now)
+                {
+                    return Err(ApiError::InvalidRefreshToken);
+                }
+                let expires_at = self.expiry(now);
+                let change = SessionChange {
+                    refresh_token_hash: Some(&successor_hash),
+                    refresh_token_expires_at: Some(expires_at),
+                    previous_refresh_token_hash: Some(&hash),
+                    refresh_token_rotated_at: Some(now),
+                    updated_at: now,
+                };
+                if User::set_session_if_current(conn, user_id, &hash, &change)? {
+                    log::info!("refresh token rotated user_id={user_id}");
+                    return Ok(IssuedRefresh {
+                        user,
+                        token: successor,
+                        expires_at,
+                    });
+                }
+                continue;
+            }
+            let within_grace = user
+                .refresh_token_rotated_at
+                .is_some_and(|at| now - at <= self.grace);
+            if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
+                log::info!("refresh retried within grace window user_id={user_id}");
+                let expires_at = user.refresh_token_expires_at.unwrap_or(now);
+                return Ok(IssuedRefresh {
+                    user,
+                    token: successor,
+                    expires_at,
+                });
+            }
+            if User::revoke_if_previous(conn, user_id, &hash, now)? {
+                log::warn!("refresh token reuse detected, session revoked user_id={user_id}");
+            }
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        Err(ApiError::InvalidRefreshToken)
+    }
+
+    /// A token rotated more than once before is still ours: its descendants lead to the
+    /// stored previous hash. Replayed after the grace window, that is theft. Tokens we
+    /// never issued lead nowhere and revoke nothing.
+    fn detect_ancestor_replay(
+        &self,
+        conn: &mut DbConnection,
+        presented: &RefreshToken,
+        now: NaiveDateTime,
+    ) -> Result<(), ApiError> {
+        let mut descendant = presented.successor(&self.secret);
+        let mut hashes = Vec::with_capacity(ANCESTRY_DEPTH);
+        for _ in 0..ANCESTRY_DEPTH {
+            hashes.push(descendant.hash());
+            descendant = descendant.successor(&self.secret);
+        }
+        let Some(user) = User::find_by_previous_hashes(conn, &hashes)? else {
+            return Ok(());
+        };
+        // A slow request racing its own chain's rotations is not an attack.
+        if user
+            .refresh_token_rotated_at
+            .is_some_and(|at| now - at <= self.grace)
+        {
+            return Ok(());
+        }
+        let previous = user.previous_refresh_token_hash.unwrap_or_default();
+        if User::revoke_if_previous(conn, user.id.0, &previous, now)? {
+            log::warn!(
+                "refresh token reuse detected, session revoked user_id={}",
+                user.id.0
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends the session a refresh token belongs to (logout by refresh token).
+    pub fn revoke(
+        &self,
+        conn: &mut DbConnection,
+        presented: &RefreshToken,
+        now: NaiveDateTime,
+    ) -> Result<User, ApiError> {
+        let user = User::find_by_refresh_hash(conn, &presented.hash())?
+            .ok_or(ApiError::InvalidRefreshToken)?;
+        User::set_session(conn, user.id.0, &SessionChange::revoked(now))?;
+        Ok(user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_parse_and_hash_to_lowercase_hex() {
+        let token = RefreshToken::mint();
+        assert_eq!(token.as_str().len(), ENCODED_LEN);
+        assert_eq!(RefreshToken::parse(token.as_str()), Some(token.clone()));
+        let hash = token.hash();
+        assert_eq!(hash.len(), 64);
+        assert!(hash.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')));
+        assert_ne!(RefreshToken::mint(), token);
+    }
+
+    #[test]
+    fn anything_but_the_minted_form_is_refused() {
+        let token = RefreshToken::mint();
+        let raw = token.as_str();
+        for bad in [
+            "",
+            REFRESH_TOKEN_PREFIX,
+            &raw[..raw.len() - 1],
+            &format!("{raw}A"),
+            &format!("{raw}="),
+            &raw.replace(REFRESH_TOKEN_PREFIX, "tgx_"),
+            &raw[REFRESH_TOKEN_PREFIX.len()..],
+            "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2ln",
+            &format!("{REFRESH_TOKEN_PREFIX}{}", "!".repeat(43)),
+        ] {
+            assert_eq!(RefreshToken::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn successors_are_deterministic_per_secret() {
+        let token = RefreshToken::mint();
+        let a = SecretSlice::from(vec![1u8; 32]);
+        let b = SecretSlice::from(vec![2u8; 32]);
+        assert_eq!(token.successor(&a), token.successor(&a));
+        assert_ne!(token.successor(&a), token.successor(&b));
+        assert!(RefreshToken::parse(token.successor(&a).as_str()).is_some());
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let token = RefreshToken::mint();
+        assert!(!format!("{token:?}").contains(&token.as_str()[4..]));
+    }
+}

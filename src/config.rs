@@ -1,0 +1,362 @@
+//! Typed configuration, read once from the environment (and `.env`) at start-up.
+//!
+//! Every problem is reported as one [`ConfigError`] naming the variable, so that a bad
+//! deployment stops at once with a line an operator can act on.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use secrecy::{ExposeSecret, SecretString};
+
+/// HS256 secrets shorter than this are refused (RFC 7518 §3.2: key ≥ hash output size).
+pub const MIN_HS256_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub bind_addr: SocketAddr,
+    pub jwt: JwtSettings,
+    pub refresh: RefreshSettings,
+    pub argon2: Argon2Settings,
+    /// Signup + login attempts per client IP per minute; 0 disables the limit.
+    pub auth_rate_limit_per_min: u32,
+    pub trust_proxy_headers: bool,
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub algorithm: Algorithm,
+    /// Only for HS256; `SecretString` keeps it out of every `Debug` and log line.
+    pub secret: Option<SecretString>,
+    pub keys_dir: PathBuf,
+    pub issuer: String,
+    pub audience: String,
+    pub leeway_secs: u64,
+    pub access_token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub ttl_secs: u64,
+    pub reuse_grace_secs: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// A configuration problem: the variable and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: {}: {}",
+            self.variable, self.problem
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads the process environment, after loading `.env` if there is one.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds settings from any variable source, so tests need not touch the process env.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&lookup);
+        let algorithm = parse_algorithm(&env.string("JWT_ALGORITHM", "EdDSA"))?;
+        let secret = env.get("JWT_SECRET").map(SecretString::from);
+        if algorithm == Algorithm::HS256 {
+            match &secret {
+                None => return Err(env.error("JWT_SECRET", "required when JWT_ALGORITHM=HS256")),
+                Some(s) if s.expose_secret().len() < MIN_HS256_SECRET_BYTES => {
+                    return Err(env.error(
+                        "JWT_SECRET",
+                        format!("must be at least {MIN_HS256_SECRET_BYTES} bytes for HS256"),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let argon2 = Argon2Settings {
+            memory_kib: env.number("ARGON2_MEMORY_KIB", 19_456)?,
+            iterations: env.number("ARGON2_ITERATIONS", 2)?,
+            parallelism: env.number("ARGON2_PARALLELISM", 1)?,
+        };
+        argon2::Params::new(
+            argon2.memory_kib,
+            argon2.iterations,
+            argon2.parallelism,
+            None,
+        )
+        .map_err(|e| env.error("ARGON2_MEMORY_KIB", format!("invalid argon2 cost: {e}")))?;
+
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: parse_database_url(&env.string("DATABASE_URL", "sqlite://data/tollgate.db"))?,
+                max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
+                connect_timeout: Duration::from_secs(
+                    env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?,
+                ),
+            },
+            bind_addr: parse_bind_addr(&env.string("BIND_ADDR", "127.0.0.1:8080"))?,
+            jwt: JwtSettings {
+                algorithm,
+                secret,
+                keys_dir: PathBuf::from(env.string("JWT_KEYS_DIR", "data/keys")),
+                issuer: env.string("JWT_ISSUER", "tollgate"),
+                audience: env.string("JWT_AUDIENCE", "tollgate"),
+                leeway_secs: env.number("JWT_LEEWAY_SECS", 30)?,
+                access_token_ttl_secs: env.positive("ACCESS_TOKEN_TTL_SECS", 900)?,
+            },
+            refresh: RefreshSettings {
+                ttl_secs: env.positive("REFRESH_TOKEN_TTL_SECS", 2_592_000)?,
+                reuse_grace_secs: env.number("REFRESH_REUSE_GRACE_SECS", 10)?,
+            },
+            argon2,
+            auth_rate_limit_per_min: env.number("AUTH_RATE_LIMIT_PER_MIN", 30)?,
+            trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
+            cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
+        })
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The variable's value; an empty value counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.get(name)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn error(&self, variable: &'static str, problem: impl Into<String>) -> ConfigError {
+        ConfigError {
+            variable,
+            problem: problem.into(),
+        }
+    }
+
+    fn number<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| self.error(name, format!("expected a whole number, got {raw:?}"))),
+        }
+    }
+
+    fn positive<T: FromStr + Default + PartialOrd>(
+        &self,
+        name: &'static str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let value = self.number(name, default)?;
+        if value <= T::default() {
+            return Err(self.error(name, "must be greater than 0"));
+        }
+        Ok(value)
+    }
+
+    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+            Some(v) => Err(self.error(name, format!("expected true or false, got {v:?}"))),
+        }
+    }
+}
+
+fn parse_algorithm(raw: &str) -> Result<Algorithm, ConfigError> {
+    match raw {
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        "ES256" => Ok(Algorithm::ES256),
+        "RS256" => Ok(Algorithm::RS256),
+        "HS256" => Ok(Algorithm::HS256),
+        other => Err(ConfigError {
+            variable: "JWT_ALGORITHM",
+            problem: format!("unknown algorithm {other:?} (expected EdDSA, ES256, RS256 or HS256)"),
+        }),
+    }
+}
+
+pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
+    let error = |problem: String| ConfigError {
+        variable: "DATABASE_URL",
+        problem,
+    };
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+    }
+    let path = match raw.split_once("://") {
+        Some(("sqlite", path)) => path,
+        Some((scheme, _)) => {
+            return Err(error(format!(
+                "unsupported scheme {scheme:?} (expected sqlite:// or postgres://)"
+            )));
+        }
+        None => raw,
+    };
+    if path.is_empty() {
+        return Err(error("the SQLite path is empty".into()));
+    }
+    Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+}
+
+fn parse_bind_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ConfigError {
+            variable: "BIND_ADDR",
+            problem: format!("expected HOST:PORT, got {raw:?}"),
+        })
+}
+
+fn parse_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && !origin.contains('*');
+            if valid {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError {
+                    variable: "CORS_ALLOWED_ORIGINS",
+                    problem: format!("{origin:?} is not an origin like https://app.example.com"),
+                })
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(
+            s.database.url,
+            DatabaseUrl::Sqlite("data/tollgate.db".into())
+        );
+        assert_eq!(s.bind_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.jwt.algorithm, Algorithm::EdDSA);
+        assert_eq!(s.jwt.leeway_secs, 30);
+        assert_eq!(s.jwt.access_token_ttl_secs, 900);
+        assert_eq!(s.refresh.ttl_secs, 2_592_000);
+        assert_eq!(s.refresh.reuse_grace_secs, 10);
+        assert_eq!(
+            (
+                s.argon2.memory_kib,
+                s.argon2.iterations,
+                s.argon2.parallelism
+            ),
+            (19_456, 2, 1)
+        );
+        assert_eq!(s.auth_rate_limit_per_min, 30);
+        assert!(!s.trust_proxy_headers);
+    }
+
+    #[test]
+    fn database_urls_pick_the_backend_by_scheme() {
+        assert_eq!(
+            parse_database_url("sqlite://x/y.db").unwrap(),
+            DatabaseUrl::Sqlite("x/y.db".into())
+        );
+        assert_eq!(
+            parse_database_url("plain.db").unwrap(),
+            DatabaseUrl::Sqlite("plain.db".into())
+        );
+        assert!(matches!(
+            parse_database_url("postgresql://h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert_eq!(
+            parse_database_url("mysql://h/db").unwrap_err().variable,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            parse_database_url("sqlite://").unwrap_err().variable,
+            "DATABASE_URL"
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("JWT_ALGORITHM", "none"),
+            ("JWT_LEEWAY_SECS", "soon"),
+            ("ACCESS_TOKEN_TTL_SECS", "0"),
+            ("BIND_ADDR", "nowhere"),
+            ("TRUST_PROXY_HEADERS", "maybe"),
+            ("ARGON2_MEMORY_KIB", "1"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+        ];
+        for (variable, value) in cases {
+            let err = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(err.variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn hs256_needs_a_long_secret_which_debug_never_prints() {
+        let short = settings(&[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", "short")]);
+        assert_eq!(short.unwrap_err().variable, "JWT_SECRET");
+        let missing = settings(&[("JWT_ALGORITHM", "HS256")]);
+        assert_eq!(missing.unwrap_err().variable, "JWT_SECRET");
+        let secret = "a-very-long-secret-of-at-least-32-bytes";
+        let ok = settings(&[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", secret)]).unwrap();
+        assert!(!format!("{ok:?}").contains(secret));
+    }
+}

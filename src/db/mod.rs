@@ -1,0 +1,5 @@
+pub mod connection;
+pub mod models;
+pub mod schema;
+
+pub use connection::{DbConnection, Pool, build_pool, run, run_migrations};

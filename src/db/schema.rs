@@ -1,0 +1,16 @@
+// One schema for both backends: only types that diesel's `MultiConnection` maps on each.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        password_hash -> Text,
+        refresh_token_hash -> Nullable<Text>,
+        refresh_token_expires_at -> Nullable<Timestamp>,
+        previous_refresh_token_hash -> Nullable<Text>,
+        refresh_token_rotated_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}

@@ -1,0 +1,163 @@
+//! The one error type of the HTTP API.
+//!
+//! Every failure a handler or extractor can meet is an [`ApiError`]; this file alone decides
+//! which status, `code` and message a client sees. Internal causes are logged here and never
+//! sent: a client only ever learns the category.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (syntax error, truncated).
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// A request the server will not interpret (e.g. two `Authorization` headers).
+    #[error("{0}")]
+    BadRequest(&'static str),
+    /// Well-formed JSON whose fields break a rule (missing field, wrong type, too short…).
+    #[error("{0}")]
+    Validation(String),
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// Unknown user and wrong password are deliberately the same error.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid or expired access token")]
+    InvalidToken,
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    #[error("no such resource")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("too many attempts, retry later")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("database unavailable")]
+    DatabaseUnavailable(String),
+    #[error("internal server error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::MissingToken => "missing_token",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::InvalidRefreshToken => "invalid_refresh_token",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// What the client is told: never the internal cause.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::DatabaseUnavailable(_) => "database unavailable".into(),
+            ApiError::Internal(_) => "internal server error".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::InvalidCredentials
+            | ApiError::MissingToken
+            | ApiError::InvalidToken
+            | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            ApiError::Internal(cause) => log::error!("internal error: {cause}"),
+            ApiError::DatabaseUnavailable(cause) => log::error!("database unavailable: {cause}"),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            // RFC 6750 §3: a challenge on every 401 of a bearer-protected resource, with
+            // `error="invalid_token"` only when a token was actually presented.
+            ApiError::MissingToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="tollgate""#));
+            }
+            ApiError::InvalidToken => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="tollgate", error="invalid_token""#,
+                ));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            }
+            ApiError::DatabaseUnavailable(_) => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error: self.public_message(),
+            code: self.code(),
+        })
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match err {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                ApiError::DatabaseUnavailable(info.message().to_owned())
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<r2d2::Error> for ApiError {
+    fn from(err: r2d2::Error) -> Self {
+        ApiError::DatabaseUnavailable(err.to_string())
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(err: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(format!("blocking pool: {err}"))
+    }
+}

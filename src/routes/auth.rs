@@ -1,0 +1,394 @@
+//! Signup, login, refresh, logout, the current user and password change.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::auth::AuthenticatedUser;
+use crate::auth::extractor::bearer_token;
+use crate::auth::password::normalize;
+use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::db::models::{DbUuid, NewUser, SessionChange, User};
+use crate::db::{self};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
+const MAX_EMAIL_LEN: usize = 254;
+
+#[derive(Deserialize)]
+pub struct SignupRequest {
+    username: String,
+    password: SecretString,
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChangeRequest {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// The public view of a user: never a hash of any kind.
+#[derive(Serialize)]
+pub struct UserView {
+    id: Uuid,
+    username: String,
+    email: Option<String>,
+    created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.0,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            created_at: user
+                .created_at
+                .and_utc()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
+    user: UserView,
+}
+
+fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) -> TokenResponse {
+    let user = &issued.user;
+    TokenResponse {
+        access_token: state
+            .tokens
+            .issue(user.id.0, &user.username, now.and_utc().timestamp()),
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl_secs(),
+        refresh_token: issued.token.as_str().to_owned(),
+        refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
+        user: UserView::from(user),
+    }
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().naive_utc()
+}
+
+pub fn validate_username(raw: &str) -> Result<String, ApiError> {
+    let valid_chars = raw
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
+        return Err(ApiError::Validation(
+            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
+        ));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+/// A deliberately plain syntax check: one `@`, a non-empty local part, a dotted domain of
+/// letters, digits and hyphens, no spaces. Whether it receives mail is not our concern.
+pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let invalid = || ApiError::Validation("email is not a valid address".into());
+    if raw.len() > MAX_EMAIL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+    let domain_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+        return Err(invalid());
+    }
+    Ok(Some(raw.to_lowercase()))
+}
+
+async fn hash_password(
+    state: &web::Data<AppState>,
+    password: SecretString,
+) -> Result<String, ApiError> {
+    let state = state.clone();
+    web::block(move || state.passwords.hash(&password))
+        .await?
+        .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
+}
+
+async fn verify_password(
+    state: &web::Data<AppState>,
+    password: SecretString,
+    stored: Option<String>,
+) -> Result<bool, ApiError> {
+    let state = state.clone();
+    Ok(web::block(move || state.passwords.verify(&password, stored.as_deref())).await?)
+}
+
+/// Starts a new refresh session for the user, replacing any previous one.
+async fn start_session(
+    state: &web::Data<AppState>,
+    user: User,
+    new_password_hash: Option<String>,
+) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
+    let now = now();
+    let token = RefreshToken::mint();
+    let expires_at = state.sessions.expiry(now);
+    let hash = token.hash();
+    let user_id = user.id.0;
+    db::run(&state.pool, move |conn| {
+        let change = SessionChange::start(&hash, expires_at, now);
+        match new_password_hash {
+            Some(password_hash) => {
+                User::set_password_and_session(conn, user_id, &password_hash, &change)
+            }
+            None => User::set_session(conn, user_id, &change),
+        }
+    })
+    .await?;
+    Ok((
+        IssuedRefresh {
+            user,
+            token,
+            expires_at,
+        },
+        now,
+    ))
+}
+
+pub async fn signup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<SignupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.rate_limiter.check(&req)?;
+    let body = body.into_inner();
+    let username = validate_username(&body.username)?;
+    let email = validate_email(body.email.as_deref())?;
+    let password = normalize(&body.password).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let password_hash = hash_password(&state, password).await?;
+
+    let now = now();
+    let token = RefreshToken::mint();
+    let expires_at = state.sessions.expiry(now);
+    let new_user = NewUser {
+        id: DbUuid(Uuid::new_v4()),
+        username,
+        email,
+        password_hash,
+        refresh_token_hash: token.hash(),
+        refresh_token_expires_at: expires_at,
+        created_at: now,
+        updated_at: now,
+    };
+    let user = db::run(&state.pool, move |conn| new_user.insert(conn)).await?;
+    log::info!("signup user_id={}", user.id.0);
+    let issued = IssuedRefresh {
+        user,
+        token,
+        expires_at,
+    };
+    Ok(HttpResponse::Created().json(token_response(&state, &issued, now)))
+}
+
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.rate_limiter.check(&req)?;
+    let body = body.into_inner();
+    let username = body.username.to_ascii_lowercase();
+    // An impossible username is looked up no further, but still costs one hash below.
+    let user = if USERNAME_CHARS.contains(&username.chars().count()) {
+        db::run(&state.pool, move |conn| {
+            User::find_by_username(conn, &username)
+        })
+        .await?
+    } else {
+        None
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    if !verify_password(&state, body.password, stored).await? {
+        match &user {
+            Some(user) => log::info!("login failed user_id={}", user.id.0),
+            None => log::info!("login failed for an unknown username"),
+        }
+        return Err(ApiError::InvalidCredentials);
+    }
+    let user = user.ok_or(ApiError::InvalidCredentials)?;
+    let (issued, now) = start_session(&state, user, None).await?;
+    log::info!("login user_id={}", issued.user.id.0);
+    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+}
+
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let presented =
+        RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+    let now = now();
+    let task_state = state.clone();
+    let issued = db::run(&state.pool, move |conn| {
+        task_state.sessions.rotate(conn, &presented, now)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+}
+
+/// Ends the session. A bearer access token identifies the user; without one, the body's
+/// refresh token does. Access tokens already issued stay valid until they expire.
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let now = now();
+    if let Some(token) = bearer_token(&req)? {
+        let user_id = state
+            .tokens
+            .verify(token)
+            .map_err(|_| ApiError::InvalidToken)?
+            .sub;
+        db::run(&state.pool, move |conn| {
+            User::set_session(conn, user_id, &SessionChange::revoked(now))
+        })
+        .await?;
+        log::info!("logout user_id={user_id}");
+        return Ok(HttpResponse::NoContent().finish());
+    }
+    if body.is_empty() {
+        return Err(ApiError::MissingToken);
+    }
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let request: RefreshRequest = serde_json::from_slice(&body).map_err(super::parse_error)?;
+    let presented =
+        RefreshToken::parse(&request.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+    let task_state = state.clone();
+    let user = db::run(&state.pool, move |conn| {
+        task_state.sessions.revoke(conn, &presented, now)
+    })
+    .await?;
+    log::info!("logout user_id={}", user.id.0);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn me(
+    caller: AuthenticatedUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let user = db::run(&state.pool, move |conn| User::find(conn, caller.id))
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+}
+
+/// Changes the password and starts a new session; the old refresh token stops working.
+pub async fn change_password(
+    req: HttpRequest,
+    caller: AuthenticatedUser,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordChangeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    state.rate_limiter.check(&req)?;
+    let body = body.into_inner();
+    let new_password =
+        normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
+    let user = db::run(&state.pool, move |conn| User::find(conn, caller.id))
+        .await?
+        .ok_or(ApiError::InvalidToken)?;
+    if !verify_password(
+        &state,
+        body.current_password,
+        Some(user.password_hash.clone()),
+    )
+    .await?
+    {
+        log::info!("password change refused user_id={}", user.id.0);
+        return Err(ApiError::InvalidCredentials);
+    }
+    let new_hash = hash_password(&state, new_password).await?;
+    let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
+    log::info!("password changed user_id={}", issued.user.id.0);
+    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_contract_and_are_lower_cased() {
+        assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
+        for bad in [
+            "ab",
+            &"a".repeat(33),
+            "al ice",
+            "alice!",
+            "ålice",
+            "",
+            "a\u{0}b",
+        ] {
+            assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_username(&"a".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked_loosely_and_lower_cased() {
+        assert_eq!(
+            validate_email(Some("Bob@Example.COM")).unwrap().unwrap(),
+            "bob@example.com"
+        );
+        assert_eq!(validate_email(None).unwrap(), None);
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@example.com",
+            "bob@example",
+            "bob@exa mple.com",
+            "bob@-x.com",
+            "bob@x..com",
+        ] {
+            assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

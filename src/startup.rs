@@ -1,0 +1,187 @@
+//! Wiring: from [`Settings`] to a running server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_cors::Cors;
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+use crate::auth::keys::KeySet;
+use crate::auth::password::PasswordHasherConfig;
+use crate::auth::rate_limit::RateLimiter;
+use crate::auth::refresh::RefreshSessions;
+use crate::auth::tokens::AccessTokens;
+use crate::config::{ConfigError, Settings};
+use crate::db::{self, Pool};
+use crate::routes;
+
+/// Slow or stalled clients are cut off after this long without a complete request head.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every handler shares, built once at start-up.
+pub struct AppState {
+    pub pool: Pool,
+    pub tokens: AccessTokens,
+    pub sessions: RefreshSessions,
+    pub passwords: PasswordHasherConfig,
+    pub rate_limiter: RateLimiter,
+    /// The serialised JWKS document.
+    pub jwks: web::Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, std::io::Error),
+}
+
+/// Connects to the database and applies pending migrations; returns how many ran.
+pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
+    let pool =
+        db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
+    let mut conn = pool
+        .get()
+        .map_err(|e| StartupError::Database(e.to_string()))?;
+    let applied = db::run_migrations(&mut conn).map_err(StartupError::Database)?;
+    Ok((pool, applied))
+}
+
+impl AppState {
+    pub fn build(settings: &Settings, pool: Pool) -> Result<Self, StartupError> {
+        let keys = KeySet::load_or_create(&settings.jwt)?;
+        let passwords = PasswordHasherConfig::new(&settings.argon2).map_err(|e| ConfigError {
+            variable: "ARGON2_MEMORY_KIB",
+            problem: e.to_string(),
+        })?;
+        Ok(Self {
+            pool,
+            tokens: AccessTokens::new(&keys, &settings.jwt),
+            sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
+            passwords,
+            rate_limiter: RateLimiter::new(
+                settings.auth_rate_limit_per_min,
+                settings.trust_proxy_headers,
+            ),
+            jwks: web::Bytes::from(keys.jwks.to_string()),
+        })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Migrates, loads keys and binds; the server runs once awaited.
+    pub fn build(settings: Settings) -> Result<Self, StartupError> {
+        let (pool, applied) = migrate(&settings)?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s)");
+        }
+        let state = web::Data::new(AppState::build(&settings, pool)?);
+        let listener = TcpListener::bind(settings.bind_addr)
+            .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
+            .port();
+        let origins = settings.cors_allowed_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure)
+                .wrap(cors(&origins))
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                        .add((header::CACHE_CONTROL, "no-store")),
+                )
+                .wrap(ErrorHandlers::new().default_handler(json_error_body))
+                .wrap(request_logger())
+        })
+        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .listen(listener)
+        .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
+        .run();
+        log::info!("listening on {}:{port}", settings.bind_addr.ip());
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// One line per request: method, path (never the query string, which may carry secrets),
+/// status and duration.
+fn request_logger() -> Logger {
+    Logger::new("%{method}xi %{path}xi %s %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .custom_request_replace("path", |req| req.path().to_owned())
+}
+
+fn cors(origins: &[String]) -> Cors {
+    let cors = origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    cors.allowed_methods(["GET", "POST"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(3600)
+        // Other origins simply get no CORS headers; non-browser clients are unaffected.
+        .block_on_origin_mismatch(false)
+}
+
+/// The last line of defence for the error contract: any error response that is not JSON
+/// yet (from actix itself or a middleware) gets the `{"error","code"}` body.
+fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .response()
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status();
+    let code = match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        429 => "rate_limited",
+        503 => "service_unavailable",
+        s if s >= 500 => "internal_error",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let (req, old) = res.into_parts();
+    let mut new = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new.append_header((name.clone(), value.clone()));
+        }
+    }
+    new.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
+    let body = serde_json::json!({ "error": message, "code": code });
+    let res = ServiceResponse::new(req, new.body(body.to_string())).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}
