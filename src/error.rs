@@ -142,7 +142,13 @@ impl From<diesel::result::Error> for ApiError {
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
         match err {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            // The database went away mid-request, or SQLite stayed locked past the busy
+            // timeout: both pass, so the client is told to retry rather than given a 500.
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => ApiError::DatabaseUnavailable(info.message().to_owned()),
+            Error::DatabaseError(_, info) if info.message().contains("database is locked") => {
                 ApiError::DatabaseUnavailable(info.message().to_owned())
             }
             other => ApiError::Internal(format!("database: {other}")),

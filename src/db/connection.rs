@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use crate::config::{DatabaseSettings, DatabaseUrl};
@@ -75,12 +76,14 @@ impl r2d2::ManageConnection for ConnectionManager {
         self.establish()
     }
 
+    /// Run on every checkout, so that connections cut while the database was away are
+    /// replaced instead of failing a request.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
-        Ok(conn.batch_execute("SELECT 1")?)
+        Ok(R2D2Connection::ping(conn)?)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        R2D2Connection::is_broken(conn)
     }
 }
 
@@ -102,12 +105,17 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
         .build_unchecked(ConnectionManager::new(settings.url.clone())))
 }
 
-/// Applies pending migrations; returns how many ran.
+/// Applies pending migrations; returns how many ran. Instances starting together take
+/// turns: a lock makes the second wait for the first, then find nothing pending.
 pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
+    type MigrationError = Box<dyn std::error::Error + Send + Sync>;
     let applied = match conn {
-        DbConnection::Sqlite(conn) => conn
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map(|v| v.len()),
+        // An exclusive transaction is SQLite's lock; each migration nests as a savepoint.
+        DbConnection::Sqlite(conn) => {
+            conn.exclusive_transaction(|conn| -> Result<usize, MigrationError> {
+                Ok(conn.run_pending_migrations(SQLITE_MIGRATIONS)?.len())
+            })
+        }
         DbConnection::Postgres(conn) => {
             conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
                 .map_err(|e| e.to_string())?;
