@@ -26,6 +26,8 @@ pub struct Settings {
     pub auth_rate_limit_per_min: u32,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: Vec<String>,
+    /// A client must send its request head within this time, or be disconnected.
+    pub client_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +66,10 @@ pub struct Argon2Settings {
     pub memory_kib: u32,
     pub iterations: u32,
     pub parallelism: u32,
+    /// Hashes computed at once; each holds `memory_kib` of memory.
+    pub max_concurrent: usize,
+    /// How long a request waits for a hashing slot before 503 `overloaded`.
+    pub queue_timeout: Duration,
 }
 
 /// A configuration problem: the variable and what is wrong with it.
@@ -113,6 +119,8 @@ impl Settings {
             memory_kib: env.number("ARGON2_MEMORY_KIB", 19_456)?,
             iterations: env.number("ARGON2_ITERATIONS", 2)?,
             parallelism: env.number("ARGON2_PARALLELISM", 1)?,
+            max_concurrent: env.positive("ARGON2_MAX_CONCURRENT", default_parallelism())?,
+            queue_timeout: Duration::from_millis(env.number("ARGON2_QUEUE_TIMEOUT_MS", 1000)?),
         };
         argon2::Params::new(
             argon2.memory_kib,
@@ -148,6 +156,7 @@ impl Settings {
             auth_rate_limit_per_min: env.number("AUTH_RATE_LIMIT_PER_MIN", 30)?,
             trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
+            client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
         })
     }
 }
@@ -203,6 +212,10 @@ impl Env<'_> {
             Some(v) => Err(self.error(name, format!("expected true or false, got {v:?}"))),
         }
     }
+}
+
+fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn parse_algorithm(raw: &str) -> Result<Algorithm, ConfigError> {
@@ -306,6 +319,8 @@ mod tests {
         );
         assert_eq!(s.auth_rate_limit_per_min, 30);
         assert!(!s.trust_proxy_headers);
+        assert_eq!(s.argon2.max_concurrent, default_parallelism());
+        assert_eq!(s.client_timeout, Duration::from_secs(10));
     }
 
     #[test]

@@ -10,16 +10,13 @@ use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers,
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::auth::keys::KeySet;
-use crate::auth::password::PasswordHasherConfig;
-use crate::auth::rate_limit::RateLimiter;
+use crate::auth::password::{HashingGate, PasswordHasherConfig};
+use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, Pool};
 use crate::routes;
-
-/// Slow or stalled clients are cut off after this long without a complete request head.
-const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler shares, built once at start-up.
 pub struct AppState {
@@ -27,6 +24,8 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub sessions: RefreshSessions,
     pub passwords: PasswordHasherConfig,
+    pub hashing: HashingGate,
+    pub login_throttle: LoginThrottle,
     pub rate_limiter: RateLimiter,
     /// The serialised JWKS document.
     pub jwks: web::Bytes,
@@ -65,6 +64,8 @@ impl AppState {
             tokens: AccessTokens::new(&keys, &settings.jwt),
             sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
             passwords,
+            hashing: HashingGate::new(&settings.argon2),
+            login_throttle: LoginThrottle::default(),
             rate_limiter: RateLimiter::new(
                 settings.auth_rate_limit_per_min,
                 settings.trust_proxy_headers,
@@ -107,7 +108,8 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(request_logger())
         })
-        .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+        .client_request_timeout(settings.client_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
         .listen(listener)
         .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
         .run();

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
+use crate::error::ApiError;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 1024;
@@ -120,6 +121,59 @@ impl PasswordHasherConfig {
     }
 }
 
+/// Bounds argon2 work: at most `max_concurrent` hashes run (each holds ~19 MiB), a few
+/// more wait up to the queue timeout, and the rest are refused at once with 503. A login
+/// flood thus costs bounded memory and leaves CPU and threads for token-checking requests.
+pub struct HashingGate {
+    permits: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+    queue_timeout: std::time::Duration,
+}
+
+/// Waiting requests per hashing slot; beyond this, waiting would only time out anyway.
+const WAITING_PER_SLOT: usize = 32;
+
+impl HashingGate {
+    pub fn new(settings: &Argon2Settings) -> Self {
+        Self {
+            permits: tokio::sync::Semaphore::new(settings.max_concurrent),
+            waiting: Default::default(),
+            max_waiting: settings.max_concurrent * WAITING_PER_SLOT,
+            queue_timeout: settings.queue_timeout,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a slot is free.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        use std::sync::atomic::Ordering::SeqCst;
+        let queued = self.waiting.fetch_add(1, SeqCst);
+        let permit = if queued < self.max_waiting {
+            tokio::time::timeout(self.queue_timeout, self.permits.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.waiting.fetch_sub(1, SeqCst);
+        let Some(_permit) = permit else {
+            log::warn!("password hashing overloaded; request refused");
+            return Err(ApiError::Overloaded);
+        };
+        Ok(actix_web::web::block(work).await?)
+    }
+
+    /// Requests waiting for a slot now.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +183,8 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             parallelism: 1,
+            max_concurrent: 1,
+            queue_timeout: std::time::Duration::ZERO,
         })
         .unwrap()
     }

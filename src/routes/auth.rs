@@ -133,8 +133,10 @@ async fn hash_password(
     state: &web::Data<AppState>,
     password: SecretString,
 ) -> Result<String, ApiError> {
-    let state = state.clone();
-    web::block(move || state.passwords.hash(&password))
+    let task_state = state.clone();
+    state
+        .hashing
+        .run(move || task_state.passwords.hash(&password))
         .await?
         .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
 }
@@ -144,8 +146,9 @@ async fn verify_password(
     password: SecretString,
     stored: Option<String>,
 ) -> Result<bool, ApiError> {
-    let state = state.clone();
-    Ok(web::block(move || state.passwords.verify(&password, stored.as_deref())).await?)
+    let task_state = state.clone();
+    let verify = move || task_state.passwords.verify(&password, stored.as_deref());
+    state.hashing.run(verify).await
 }
 
 /// Starts a new refresh session for the user, replacing any previous one.
@@ -222,6 +225,8 @@ pub async fn login(
     state.rate_limiter.check(&req)?;
     let body = body.into_inner();
     let username = body.username.to_ascii_lowercase();
+    state.login_throttle.check(&username)?;
+    let throttle_key = username.clone();
     // An impossible username is looked up no further, but still costs one hash below.
     let user = if USERNAME_CHARS.contains(&username.chars().count()) {
         db::run(&state.pool, move |conn| {
@@ -233,6 +238,7 @@ pub async fn login(
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     if !verify_password(&state, body.password, stored).await? {
+        state.login_throttle.record_failure(&throttle_key);
         match &user {
             Some(user) => log::info!("login failed user_id={}", user.id.0),
             None => log::info!("login failed for an unknown username"),
@@ -240,6 +246,7 @@ pub async fn login(
         return Err(ApiError::InvalidCredentials);
     }
     let user = user.ok_or(ApiError::InvalidCredentials)?;
+    state.login_throttle.record_success(&throttle_key);
     let (issued, now) = start_session(&state, user, None).await?;
     log::info!("login user_id={}", issued.user.id.0);
     Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
