@@ -28,12 +28,38 @@ pub struct Settings {
     pub cors_allowed_origins: Vec<String>,
     /// A client must send its request head within this time, or be disconnected.
     pub client_timeout: Duration,
+    /// The bearer token services present to read `/auth/revocations`; the feed is off
+    /// (404) without one.
+    pub revocation_feed_token: Option<SecretString>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Shorter revocation feed tokens are refused.
+pub const MIN_FEED_TOKEN_BYTES: usize = 24;
+
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
     Sqlite(PathBuf),
     Postgres(String),
+}
+
+/// Shows the URL without its password.
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({path:?})"),
+            DatabaseUrl::Postgres(url) => {
+                let redacted = match url.split_once("://").zip(url.rfind('@')) {
+                    Some(((scheme, rest), at)) if rest.contains(':') && at > scheme.len() + 3 => {
+                        let credentials = &url[scheme.len() + 3..at];
+                        let user = credentials.split(':').next().unwrap_or_default();
+                        format!("{scheme}://{user}:<redacted>{}", &url[at..])
+                    }
+                    _ => url.clone(),
+                };
+                write!(f, "Postgres({redacted:?})")
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +79,10 @@ pub struct JwtSettings {
     pub audience: String,
     pub leeway_secs: u64,
     pub access_token_ttl_secs: u64,
+    /// `Cache-Control: max-age` of the JWKS response.
+    pub jwks_max_age_secs: u64,
+    /// How long a rotated-in key is published before it signs.
+    pub key_publish_ahead_secs: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -81,11 +111,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: {}: {}",
-            self.variable, self.problem
-        )
+        write!(f, "invalid configuration: {}: {}", self.variable, self.problem)
     }
 }
 
@@ -122,21 +148,15 @@ impl Settings {
             max_concurrent: env.positive("ARGON2_MAX_CONCURRENT", default_parallelism())?,
             queue_timeout: Duration::from_millis(env.number("ARGON2_QUEUE_TIMEOUT_MS", 1000)?),
         };
-        argon2::Params::new(
-            argon2.memory_kib,
-            argon2.iterations,
-            argon2.parallelism,
-            None,
-        )
-        .map_err(|e| env.error("ARGON2_MEMORY_KIB", format!("invalid argon2 cost: {e}")))?;
+        argon2::Params::new(argon2.memory_kib, argon2.iterations, argon2.parallelism, None)
+            .map_err(|e| env.error("ARGON2_MEMORY_KIB", format!("invalid argon2 cost: {e}")))?;
 
+        let jwks_max_age_secs = env.number("JWKS_MAX_AGE_SECS", 300)?;
         Ok(Settings {
             database: DatabaseSettings {
                 url: parse_database_url(&env.string("DATABASE_URL", "sqlite://data/tollgate.db"))?,
                 max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
-                connect_timeout: Duration::from_secs(
-                    env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?,
-                ),
+                connect_timeout: Duration::from_secs(env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?),
             },
             bind_addr: parse_bind_addr(&env.string("BIND_ADDR", "127.0.0.1:8080"))?,
             jwt: JwtSettings {
@@ -147,6 +167,9 @@ impl Settings {
                 audience: env.string("JWT_AUDIENCE", "tollgate"),
                 leeway_secs: env.number("JWT_LEEWAY_SECS", 30)?,
                 access_token_ttl_secs: env.positive("ACCESS_TOKEN_TTL_SECS", 900)?,
+                jwks_max_age_secs,
+                // Consumers' caches all hold a new key before it signs anything.
+                key_publish_ahead_secs: env.number("JWT_KEY_PUBLISH_AHEAD_SECS", jwks_max_age_secs)?,
             },
             refresh: RefreshSettings {
                 ttl_secs: env.positive("REFRESH_TOKEN_TTL_SECS", 2_592_000)?,
@@ -157,6 +180,15 @@ impl Settings {
             trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
             client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
+            revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
+                Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
+                    return Err(env.error(
+                        "REVOCATION_FEED_TOKEN",
+                        format!("must be at least {MIN_FEED_TOKEN_BYTES} bytes"),
+                    ));
+                }
+                token => token.map(SecretString::from),
+            },
         })
     }
 }
@@ -170,16 +202,11 @@ impl Env<'_> {
     }
 
     fn string(&self, name: &str, default: &str) -> String {
-        self.get(name)
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| default.to_owned())
+        self.get(name).map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned())
     }
 
     fn error(&self, variable: &'static str, problem: impl Into<String>) -> ConfigError {
-        ConfigError {
-            variable,
-            problem: problem.into(),
-        }
+        ConfigError { variable, problem: problem.into() }
     }
 
     fn number<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
@@ -232,19 +259,14 @@ fn parse_algorithm(raw: &str) -> Result<Algorithm, ConfigError> {
 }
 
 pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
-    let error = |problem: String| ConfigError {
-        variable: "DATABASE_URL",
-        problem,
-    };
+    let error = |problem: String| ConfigError { variable: "DATABASE_URL", problem };
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
         return Ok(DatabaseUrl::Postgres(raw.to_owned()));
     }
     let path = match raw.split_once("://") {
         Some(("sqlite", path)) => path,
         Some((scheme, _)) => {
-            return Err(error(format!(
-                "unsupported scheme {scheme:?} (expected sqlite:// or postgres://)"
-            )));
+            return Err(error(format!("unsupported scheme {scheme:?} (expected sqlite:// or postgres://)")));
         }
         None => raw,
     };
@@ -255,13 +277,10 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
 }
 
 fn parse_bind_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
-    raw.to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or_else(|| ConfigError {
-            variable: "BIND_ADDR",
-            problem: format!("expected HOST:PORT, got {raw:?}"),
-        })
+    raw.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| ConfigError {
+        variable: "BIND_ADDR",
+        problem: format!("expected HOST:PORT, got {raw:?}"),
+    })
 }
 
 fn parse_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
@@ -289,34 +308,20 @@ mod tests {
     use super::*;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        Settings::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
+        Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
     }
 
     #[test]
     fn defaults_match_the_contract() {
         let s = settings(&[]).unwrap();
-        assert_eq!(
-            s.database.url,
-            DatabaseUrl::Sqlite("data/tollgate.db".into())
-        );
+        assert_eq!(s.database.url, DatabaseUrl::Sqlite("data/tollgate.db".into()));
         assert_eq!(s.bind_addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.jwt.algorithm, Algorithm::EdDSA);
         assert_eq!(s.jwt.leeway_secs, 30);
         assert_eq!(s.jwt.access_token_ttl_secs, 900);
         assert_eq!(s.refresh.ttl_secs, 2_592_000);
         assert_eq!(s.refresh.reuse_grace_secs, 10);
-        assert_eq!(
-            (
-                s.argon2.memory_kib,
-                s.argon2.iterations,
-                s.argon2.parallelism
-            ),
-            (19_456, 2, 1)
-        );
+        assert_eq!((s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism), (19_456, 2, 1));
         assert_eq!(s.auth_rate_limit_per_min, 30);
         assert!(!s.trust_proxy_headers);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
@@ -325,26 +330,11 @@ mod tests {
 
     #[test]
     fn database_urls_pick_the_backend_by_scheme() {
-        assert_eq!(
-            parse_database_url("sqlite://x/y.db").unwrap(),
-            DatabaseUrl::Sqlite("x/y.db".into())
-        );
-        assert_eq!(
-            parse_database_url("plain.db").unwrap(),
-            DatabaseUrl::Sqlite("plain.db".into())
-        );
-        assert!(matches!(
-            parse_database_url("postgresql://h/db").unwrap(),
-            DatabaseUrl::Postgres(_)
-        ));
-        assert_eq!(
-            parse_database_url("mysql://h/db").unwrap_err().variable,
-            "DATABASE_URL"
-        );
-        assert_eq!(
-            parse_database_url("sqlite://").unwrap_err().variable,
-            "DATABASE_URL"
-        );
+        assert_eq!(parse_database_url("sqlite://x/y.db").unwrap(), DatabaseUrl::Sqlite("x/y.db".into()));
+        assert_eq!(parse_database_url("plain.db").unwrap(), DatabaseUrl::Sqlite("plain.db".into()));
+        assert!(matches!(parse_database_url("postgresql://h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        assert_eq!(parse_database_url("mysql://h/db").unwrap_err().variable, "DATABASE_URL");
+        assert_eq!(parse_database_url("sqlite://").unwrap_err().variable, "DATABASE_URL");
     }
 
     #[test]
@@ -357,6 +347,7 @@ mod tests {
             ("TRUST_PROXY_HEADERS", "maybe"),
             ("ARGON2_MEMORY_KIB", "1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
+            ("REVOCATION_FEED_TOKEN", "short"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();
@@ -373,5 +364,13 @@ mod tests {
         let secret = "a-very-long-secret-of-at-least-32-bytes";
         let ok = settings(&[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", secret)]).unwrap();
         assert!(!format!("{ok:?}").contains(secret));
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let url = "postgres://app:s3cr3t-pw@db.internal:5432/tollgate";
+        let shown = format!("{:?}", settings(&[("DATABASE_URL", url)]).unwrap());
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(shown.contains("postgres://app:<redacted>@db.internal:5432/tollgate"), "{shown}");
     }
 }

@@ -1,6 +1,9 @@
 //! Wiring: from [`Settings`] to a running server.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+
+use secrecy::SecretString;
 use std::time::Duration;
 
 use actix_cors::Cors;
@@ -9,7 +12,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Logger};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use crate::auth::keys::KeySet;
+use crate::auth::keys::KeyStore;
 use crate::auth::password::{HashingGate, PasswordHasherConfig};
 use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
@@ -27,8 +30,9 @@ pub struct AppState {
     pub hashing: HashingGate,
     pub login_throttle: LoginThrottle,
     pub rate_limiter: RateLimiter,
-    /// The serialised JWKS document.
-    pub jwks: web::Bytes,
+    pub keys: Arc<KeyStore>,
+    pub jwks_max_age_secs: u64,
+    pub revocation_feed_token: Option<SecretString>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,38 +43,35 @@ pub enum StartupError {
     Database(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
+    #[error("server: {0}")]
+    Server(#[from] std::io::Error),
 }
 
 /// Connects to the database and applies pending migrations; returns how many ran.
 pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
-    let pool =
-        db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
-    let mut conn = pool
-        .get()
-        .map_err(|e| StartupError::Database(e.to_string()))?;
+    let pool = db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
+    let mut conn = pool.get().map_err(|e| StartupError::Database(e.to_string()))?;
     let applied = db::run_migrations(&mut conn).map_err(StartupError::Database)?;
     Ok((pool, applied))
 }
 
 impl AppState {
     pub fn build(settings: &Settings, pool: Pool) -> Result<Self, StartupError> {
-        let keys = KeySet::load_or_create(&settings.jwt)?;
-        let passwords = PasswordHasherConfig::new(&settings.argon2).map_err(|e| ConfigError {
-            variable: "ARGON2_MEMORY_KIB",
-            problem: e.to_string(),
-        })?;
+        let keys = Arc::new(KeyStore::open(&settings.jwt)?);
+        keys.watch();
+        let passwords = PasswordHasherConfig::new(&settings.argon2)
+            .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
         Ok(Self {
             pool,
-            tokens: AccessTokens::new(&keys, &settings.jwt),
+            tokens: AccessTokens::new(keys.clone(), &settings.jwt),
             sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
             passwords,
             hashing: HashingGate::new(&settings.argon2),
             login_throttle: LoginThrottle::default(),
-            rate_limiter: RateLimiter::new(
-                settings.auth_rate_limit_per_min,
-                settings.trust_proxy_headers,
-            ),
-            jwks: web::Bytes::from(keys.jwks.to_string()),
+            rate_limiter: RateLimiter::new(settings.auth_rate_limit_per_min, settings.trust_proxy_headers),
+            jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
+            revocation_feed_token: settings.revocation_feed_token.clone(),
+            keys,
         })
     }
 }
@@ -90,10 +91,8 @@ impl Application {
         let state = web::Data::new(AppState::build(&settings, pool)?);
         let listener = TcpListener::bind(settings.bind_addr)
             .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
-            .port();
+        let port =
+            listener.local_addr().map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?.port();
         let origins = settings.cors_allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -140,9 +139,7 @@ fn request_logger() -> Logger {
 }
 
 fn cors(origins: &[String]) -> Cors {
-    let cors = origins
-        .iter()
-        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
+    let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     cors.allowed_methods(["GET", "POST"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(3600)
@@ -184,10 +181,7 @@ fn json_error_body<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
             new.append_header((name.clone(), value.clone()));
         }
     }
-    new.insert_header((
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    ));
+    new.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
     let body = serde_json::json!({ "error": message, "code": code });
     let res = ServiceResponse::new(req, new.body(body.to_string())).map_into_right_body();
     Ok(ErrorHandlerResponse::Response(res))

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tollgate::auth::keys::KeySet;
+use tollgate::auth::keys::KeyStore;
 use tollgate::db::{build_pool, run_migrations};
 
 db_tests!(
@@ -26,22 +26,12 @@ async fn two_instances_share_one_database_and_key_store(backend: Backend) {
     let (other, _handle) = app.start_sibling();
     let signup = app.signup("alice").await;
     let access = field(&signup, "access_token");
-    let on_other = app
-        .client
-        .get(format!("{other}/auth/me"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let on_other = app.client.get(format!("{other}/auth/me")).bearer_auth(access).send().await.unwrap();
     assert_eq!(on_other.status(), StatusCode::OK);
 
     let token = field(&signup, "refresh_token");
     let requests = (0..20).map(|i| {
-        let base = if i % 2 == 0 {
-            app.address.clone()
-        } else {
-            other.clone()
-        };
+        let base = if i % 2 == 0 { app.address.clone() } else { other.clone() };
         app.client
             .post(format!("{base}/auth/refresh"))
             .json(&serde_json::json!({ "refresh_token": token }))
@@ -60,10 +50,7 @@ async fn two_instances_share_one_database_and_key_store(backend: Backend) {
     }
     assert_eq!(successors.len(), 1, "{successors:?}");
     let successor = successors.into_iter().next().unwrap();
-    assert_eq!(
-        app.user_row("alice").refresh_token_hash,
-        Some(sha256_hex(&successor))
-    );
+    assert_eq!(app.user_row("alice").refresh_token_hash, Some(sha256_hex(&successor)));
 }
 
 /// Instances started at the same moment on an empty key directory and a fresh database
@@ -72,8 +59,7 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(&backend, &dir);
     for algorithm in [Algorithm::EdDSA, Algorithm::ES256] {
-        let mut settings =
-            test_settings(&database, &dir.path().join(format!("keys-{algorithm:?}")));
+        let mut settings = test_settings(&database, &dir.path().join(format!("keys-{algorithm:?}")));
         settings.jwt.algorithm = algorithm;
         let settings = Arc::new(settings);
         let barrier = Arc::new(Barrier::new(6));
@@ -85,23 +71,15 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
                     let mut conn = pool.get().unwrap();
                     barrier.wait();
                     run_migrations(&mut conn).expect("concurrent migrations succeed");
-                    KeySet::load_or_create(&settings.jwt)
-                        .map(|keys| keys.signing.kid)
-                        .expect("keys load")
+                    KeyStore::open(&settings.jwt).map(|keys| keys.ring().signing.kid.clone()).expect("keys load")
                 })
             })
             .collect();
         let kids: HashSet<String> = starts.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(kids.len(), 1, "{algorithm:?}: {kids:?}");
-        let files: Vec<_> = std::fs::read_dir(&settings.jwt.keys_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            files.len(),
-            2,
-            "one key and one refresh secret, no leftovers: {files:?}"
-        );
+        let files: Vec<_> =
+            std::fs::read_dir(&settings.jwt.keys_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files.len(), 2, "one key and one refresh secret, no leftovers: {files:?}");
     }
     let keys_dir = dir.path().join("keys-EdDSA").display().to_string();
     let app = spawn_on(database, dir, &[("JWT_KEYS_DIR", &keys_dir)]).await;
@@ -155,53 +133,29 @@ async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself() {
         eprintln!("skipped: TEST_DATABASE_URL is not set");
         return;
     };
-    let Backend::Postgres(admin_url) = &backend else {
-        unreachable!()
-    };
+    let Backend::Postgres(admin_url) = &backend else { unreachable!() };
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(&backend, &dir);
-    let host_port = admin_url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
+    let host_port = admin_url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
     let proxy = Proxy::start(host_port.clone()).await;
-    let proxied_url = database
-        .url
-        .replace(&host_port, &format!("127.0.0.1:{}", proxy.port));
+    let proxied_url = database.url.replace(&host_port, &format!("127.0.0.1:{}", proxy.port));
     let app = spawn_on(database, dir, &[("DATABASE_URL", &proxied_url)]).await;
     let signup = app.signup("carol").await;
     let access = field(&signup, "access_token");
 
     proxy.set_up(false);
     for _ in 0..2 {
-        let ready = tokio::time::timeout(Duration::from_secs(10), app.get("/readyz"))
+        let ready = tokio::time::timeout(Duration::from_secs(10), app.get("/readyz")).await.expect("no hang");
+        assert_error(ready, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
+        let me = tokio::time::timeout(Duration::from_secs(10), app.get_with_bearer("/auth/me", access))
             .await
             .expect("no hang");
-        assert_error(
-            ready,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-        )
-        .await;
-        let me = tokio::time::timeout(
-            Duration::from_secs(10),
-            app.get_with_bearer("/auth/me", access),
-        )
-        .await
-        .expect("no hang");
         assert_eq!(me.headers()["retry-after"], "1");
         assert_error(me, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
         let login = tokio::time::timeout(Duration::from_secs(10), app.login("carol", PASSWORD))
             .await
             .expect("no hang");
-        assert_error(
-            login,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database_unavailable",
-        )
-        .await;
+        assert_error(login, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
     }
     // Liveness does not depend on the database.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
@@ -216,9 +170,6 @@ async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(ready, "service did not resume");
-    assert_eq!(
-        app.get_with_bearer("/auth/me", access).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.get_with_bearer("/auth/me", access).await.status(), StatusCode::OK);
     assert_eq!(app.login("carol", PASSWORD).await.status(), StatusCode::OK);
 }

@@ -32,6 +32,9 @@ const APP_VARIABLES: &[&str] = &[
     "TRUST_PROXY_HEADERS",
     "CORS_ALLOWED_ORIGINS",
     "HTTP_CLIENT_TIMEOUT_SECS",
+    "JWKS_MAX_AGE_SECS",
+    "JWT_KEY_PUBLISH_AHEAD_SECS",
+    "REVOCATION_FEED_TOKEN",
     "RUST_LOG",
 ];
 
@@ -50,9 +53,7 @@ const CONTAINER_PORT: u16 = 8080;
 #[test]
 fn compose_declares_the_db_and_tollgate_services() {
     let compose = compose();
-    let services = compose["services"]
-        .as_hash()
-        .expect("docker-compose.yml has a `services` mapping");
+    let services = compose["services"].as_hash().expect("docker-compose.yml has a `services` mapping");
     for name in ["db", "tollgate"] {
         assert!(
             services.contains_key(&Yaml::String(name.into())),
@@ -75,10 +76,7 @@ fn db_has_a_pg_isready_healthcheck_for_its_own_user_and_database() {
     let compose = compose();
     let db = &compose["services"]["db"];
     let test = healthcheck_command(db).expect("the db service has a healthcheck");
-    assert!(
-        test.contains("pg_isready"),
-        "db healthcheck {test:?} does not use pg_isready"
-    );
+    assert!(test.contains("pg_isready"), "db healthcheck {test:?} does not use pg_isready");
 
     // `$$X` in compose is `$X` for the container's shell, which expands it from the
     // service's own environment.
@@ -86,24 +84,12 @@ fn db_has_a_pg_isready_healthcheck_for_its_own_user_and_database() {
     let resolved = expand_shell(&interpolate(&test, &HashMap::new()), |name| {
         env.get(name).map(|raw| interpolate(raw, &HashMap::new()))
     });
-    let tokens: Vec<String> = resolved
-        .split_whitespace()
-        .map(|t| t.trim_matches(|c| c == '"' || c == '\'').to_owned())
-        .collect();
-    let arg = |flag: &str| {
-        tokens
-            .iter()
-            .position(|t| t == flag)
-            .and_then(|i| tokens.get(i + 1))
-            .cloned()
-    };
+    let tokens: Vec<String> =
+        resolved.split_whitespace().map(|t| t.trim_matches(|c| c == '"' || c == '\'').to_owned()).collect();
+    let arg = |flag: &str| tokens.iter().position(|t| t == flag).and_then(|i| tokens.get(i + 1)).cloned();
     let settings = postgres_settings(&compose, &HashMap::new());
     assert_eq!(arg("-U"), Some(settings.user), "pg_isready -U in {test:?}");
-    assert_eq!(
-        arg("-d"),
-        Some(settings.database),
-        "pg_isready -d in {test:?}"
-    );
+    assert_eq!(arg("-d"), Some(settings.database), "pg_isready -d in {test:?}");
 }
 
 #[test]
@@ -150,34 +136,21 @@ fn tollgate_database_url_is_the_compose_postgres() {
         .remove("DATABASE_URL")
         .expect("tollgate sets DATABASE_URL");
     // Both without a .env file and after `cp .env.example .env`.
-    for (scenario, vars) in [
-        ("without .env", HashMap::new()),
-        ("with .env.example as .env", env_example_values()),
-    ] {
+    for (scenario, vars) in
+        [("without .env", HashMap::new()), ("with .env.example as .env", env_example_values())]
+    {
         let url = interpolate(&raw, &vars);
         let parsed = parse_postgres_url(&url)
             .unwrap_or_else(|| panic!("{scenario}: DATABASE_URL {url:?} is not postgres://"));
         let db = postgres_settings(&compose, &vars);
-        assert_eq!(
-            parsed.host, "db",
-            "{scenario}: DATABASE_URL host in {url:?}"
-        );
+        assert_eq!(parsed.host, "db", "{scenario}: DATABASE_URL host in {url:?}");
         assert!(
             parsed.port.is_none() || parsed.port == Some(5432),
             "{scenario}: DATABASE_URL port in {url:?}"
         );
-        assert_eq!(
-            parsed.user, db.user,
-            "{scenario}: DATABASE_URL user vs POSTGRES_USER"
-        );
-        assert_eq!(
-            parsed.password, db.password,
-            "{scenario}: DATABASE_URL password vs POSTGRES_PASSWORD"
-        );
-        assert_eq!(
-            parsed.database, db.database,
-            "{scenario}: DATABASE_URL database vs POSTGRES_DB"
-        );
+        assert_eq!(parsed.user, db.user, "{scenario}: DATABASE_URL user vs POSTGRES_USER");
+        assert_eq!(parsed.password, db.password, "{scenario}: DATABASE_URL password vs POSTGRES_PASSWORD");
+        assert_eq!(parsed.database, db.database, "{scenario}: DATABASE_URL database vs POSTGRES_DB");
     }
 }
 
@@ -196,11 +169,7 @@ fn tollgate_listens_on_all_interfaces_on_the_published_port() {
         host == "0.0.0.0" || host == "[::]",
         "BIND_ADDR {bind:?} is not reachable from outside the container"
     );
-    assert_eq!(
-        port,
-        CONTAINER_PORT.to_string(),
-        "BIND_ADDR port vs published port"
-    );
+    assert_eq!(port, CONTAINER_PORT.to_string(), "BIND_ADDR port vs published port");
 }
 
 #[test]
@@ -212,10 +181,7 @@ fn tollgate_keeps_its_signing_keys_on_a_declared_named_volume() {
         .map(|raw| interpolate(raw, &HashMap::new()))
         .or_else(|| dockerfile_env().remove("JWT_KEYS_DIR"))
         .expect("JWT_KEYS_DIR is set by docker-compose.yml or the Dockerfile");
-    assert!(
-        keys_dir.starts_with('/'),
-        "JWT_KEYS_DIR {keys_dir:?} should be absolute in the container"
-    );
+    assert!(keys_dir.starts_with('/'), "JWT_KEYS_DIR {keys_dir:?} should be absolute in the container");
     let declared = declared_volumes(&compose);
     let mounts = mounts(tollgate);
     let mount = mounts
@@ -248,10 +214,7 @@ fn tollgate_has_an_http_healthcheck() {
 fn compose_passes_tollgate_only_variables_it_reads() {
     let compose = compose();
     let env = environment(&compose["services"]["tollgate"]);
-    let unknown: Vec<&String> = env
-        .keys()
-        .filter(|name| !APP_VARIABLES.contains(&name.as_str()))
-        .collect();
+    let unknown: Vec<&String> = env.keys().filter(|name| !APP_VARIABLES.contains(&name.as_str())).collect();
     assert!(unknown.is_empty(), "tollgate does not read {unknown:?}");
 }
 
@@ -275,10 +238,7 @@ fn compose_contains_no_real_secrets() {
         }
     }
     // POSTGRES_PASSWORD, JWT_SECRET, and the password inside DATABASE_URL at least.
-    assert!(
-        checked >= 3,
-        "expected to check at least 3 secret values, checked {checked}"
-    );
+    assert!(checked >= 3, "expected to check at least 3 secret values, checked {checked}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -290,28 +250,17 @@ fn env_example_names_only_variables_tollgate_or_compose_read() {
     let names: BTreeSet<String> = env_example().into_iter().map(|a| a.name).collect();
     let unknown: Vec<&String> = names
         .iter()
-        .filter(|n| {
-            !APP_VARIABLES.contains(&n.as_str()) && !COMPOSE_VARIABLES.contains(&n.as_str())
-        })
+        .filter(|n| !APP_VARIABLES.contains(&n.as_str()) && !COMPOSE_VARIABLES.contains(&n.as_str()))
         .collect();
-    assert!(
-        unknown.is_empty(),
-        ".env.example names variables nothing reads: {unknown:?}"
-    );
+    assert!(unknown.is_empty(), ".env.example names variables nothing reads: {unknown:?}");
 }
 
 #[test]
 fn env_example_documents_every_variable() {
     let names: BTreeSet<String> = env_example().into_iter().map(|a| a.name).collect();
-    let missing: Vec<&&str> = APP_VARIABLES
-        .iter()
-        .chain(COMPOSE_VARIABLES)
-        .filter(|n| !names.contains(**n))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        ".env.example does not mention {missing:?}"
-    );
+    let missing: Vec<&&str> =
+        APP_VARIABLES.iter().chain(COMPOSE_VARIABLES).filter(|n| !names.contains(**n)).collect();
+    assert!(missing.is_empty(), ".env.example does not mention {missing:?}");
 }
 
 #[test]
@@ -345,10 +294,7 @@ fn env_example_contains_no_real_secrets() {
         assert_not_key_material(&assignment.value, &context);
     }
     // POSTGRES_PASSWORD and JWT_SECRET at least.
-    assert!(
-        checked >= 2,
-        "expected to check at least 2 secret values, checked {checked}"
-    );
+    assert!(checked >= 2, "expected to check at least 2 secret values, checked {checked}");
 }
 
 #[test]
@@ -366,9 +312,7 @@ fn the_variable_list_matches_the_source() {
     let config = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
     for literal in config.split('"').skip(1).step_by(2) {
         let is_variable = literal.contains('_')
-            && literal
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            && literal.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         assert!(
             !is_variable || APP_VARIABLES.contains(&literal),
             "src/config.rs reads {literal}, which the deployment files do not know"
@@ -383,20 +327,11 @@ fn the_variable_list_matches_the_source() {
 #[test]
 fn dockerfile_builds_in_one_stage_and_runs_in_another() {
     let stages = dockerfile_stages();
-    assert!(
-        stages.len() >= 2,
-        "the Dockerfile has {} FROM stage(s)",
-        stages.len()
-    );
+    assert!(stages.len() >= 2, "the Dockerfile has {} FROM stage(s)", stages.len());
     let build_stage = &stages[0];
-    let builds: Vec<&Instruction> = build_stage
-        .iter()
-        .filter(|i| i.keyword == "RUN" && i.args.contains("cargo build"))
-        .collect();
-    assert!(
-        !builds.is_empty(),
-        "the build stage does not run cargo build"
-    );
+    let builds: Vec<&Instruction> =
+        build_stage.iter().filter(|i| i.keyword == "RUN" && i.args.contains("cargo build")).collect();
+    assert!(!builds.is_empty(), "the build stage does not run cargo build");
     for build in builds {
         assert!(
             build.args.contains("cargo build --release --locked"),
@@ -406,15 +341,13 @@ fn dockerfile_builds_in_one_stage_and_runs_in_another() {
     }
     let runtime = stages.last().unwrap();
     assert!(
-        runtime.iter().any(|i| i.keyword == "COPY"
-            && i.args.contains("--from=")
-            && i.args.contains("tollgate")),
+        runtime
+            .iter()
+            .any(|i| i.keyword == "COPY" && i.args.contains("--from=") && i.args.contains("tollgate")),
         "the runtime stage does not copy the tollgate binary from the build stage"
     );
     assert!(
-        !runtime
-            .iter()
-            .any(|i| i.keyword == "RUN" && i.args.contains("cargo ")),
+        !runtime.iter().any(|i| i.keyword == "RUN" && i.args.contains("cargo ")),
         "the runtime stage should not run cargo"
     );
 }
@@ -427,10 +360,7 @@ fn dockerfile_copies_the_embedded_migrations_before_the_real_build() {
     let migrations = position(&|i| i.keyword == "COPY" && i.args.contains("migrations"))
         .expect("the build stage copies migrations/ (embedded by embed_migrations!)");
     let sources = position(&|i| {
-        i.keyword == "COPY"
-            && i.args
-                .split_whitespace()
-                .any(|a| a.trim_end_matches('/') == "src")
+        i.keyword == "COPY" && i.args.split_whitespace().any(|a| a.trim_end_matches('/') == "src")
     })
     .expect("the build stage copies src/");
     let last_build = build_stage
@@ -454,10 +384,7 @@ fn dockerfile_runs_as_a_non_root_user() {
         .map(|i| i.args.trim().to_owned())
         .expect("the runtime stage sets USER");
     let name = user.split(':').next().unwrap_or("");
-    assert!(
-        !name.is_empty() && name != "root" && name != "0",
-        "the runtime stage runs as {user:?}"
-    );
+    assert!(!name.is_empty() && name != "root" && name != "0", "the runtime stage runs as {user:?}");
 }
 
 #[test]
@@ -473,15 +400,10 @@ fn dockerfile_has_a_healthcheck_and_exposes_8080() {
         healthcheck.contains("CMD") && healthcheck.contains("/healthz"),
         "HEALTHCHECK {healthcheck:?} does not check /healthz"
     );
-    let exposed: Vec<&str> = runtime
-        .iter()
-        .filter(|i| i.keyword == "EXPOSE")
-        .flat_map(|i| i.args.split_whitespace())
-        .collect();
+    let exposed: Vec<&str> =
+        runtime.iter().filter(|i| i.keyword == "EXPOSE").flat_map(|i| i.args.split_whitespace()).collect();
     assert!(
-        exposed
-            .iter()
-            .any(|p| p.trim_end_matches("/tcp") == CONTAINER_PORT.to_string()),
+        exposed.iter().any(|p| p.trim_end_matches("/tcp") == CONTAINER_PORT.to_string()),
         "EXPOSE {exposed:?} does not include {CONTAINER_PORT}"
     );
     let entrypoint = runtime
@@ -495,15 +417,9 @@ fn dockerfile_has_a_healthcheck_and_exposes_8080() {
 #[test]
 fn dockerfile_defaults_suit_a_container() {
     let env = dockerfile_env();
-    assert_eq!(
-        env.get("BIND_ADDR").map(String::as_str),
-        Some("0.0.0.0:8080")
-    );
+    assert_eq!(env.get("BIND_ADDR").map(String::as_str), Some("0.0.0.0:8080"));
     let keys_dir = env.get("JWT_KEYS_DIR").expect("ENV JWT_KEYS_DIR");
-    assert!(
-        keys_dir.starts_with("/data/"),
-        "JWT_KEYS_DIR {keys_dir:?} is outside /data"
-    );
+    assert!(keys_dir.starts_with("/data/"), "JWT_KEYS_DIR {keys_dir:?} is outside /data");
     let database_url = env.get("DATABASE_URL").expect("ENV DATABASE_URL");
     assert!(
         database_url.starts_with("sqlite:///data/"),
@@ -527,16 +443,10 @@ fn dockerignore_keeps_build_output_and_secrets_out_of_the_context() {
         .map(|l| l.trim_end_matches('/'))
         .collect();
     for needed in ["target", "data", ".git", ".env"] {
-        assert!(
-            patterns.contains(needed),
-            ".dockerignore does not exclude {needed}"
-        );
+        assert!(patterns.contains(needed), ".dockerignore does not exclude {needed}");
     }
     for needed in ["src", "migrations", "Cargo.toml", "Cargo.lock"] {
-        assert!(
-            !patterns.contains(needed),
-            ".dockerignore excludes {needed}, which the build needs"
-        );
+        assert!(!patterns.contains(needed), ".dockerignore excludes {needed}, which the build needs");
     }
 }
 
@@ -625,10 +535,7 @@ fn healthcheck_command(service: &Yaml) -> Option<String> {
 }
 
 fn declared_volumes(compose: &Yaml) -> BTreeSet<String> {
-    compose["volumes"]
-        .as_hash()
-        .map(|h| h.keys().filter_map(scalar).collect())
-        .unwrap_or_default()
+    compose["volumes"].as_hash().map(|h| h.keys().filter_map(scalar).collect()).unwrap_or_default()
 }
 
 #[derive(Debug)]
@@ -666,11 +573,7 @@ fn published_container_ports(service: &Yaml) -> Vec<u16> {
     };
     list.iter()
         .filter_map(|p| {
-            let raw = if p["target"].is_badvalue() {
-                scalar(p)?
-            } else {
-                scalar(&p["target"])?
-            };
+            let raw = if p["target"].is_badvalue() { scalar(p)? } else { scalar(&p["target"])? };
             let container = raw.rsplit(':').next()?;
             container.split('/').next()?.parse().ok()
         })
@@ -687,18 +590,10 @@ struct PostgresSettings {
 fn postgres_settings(compose: &Yaml, vars: &HashMap<String, String>) -> PostgresSettings {
     let env = environment(&compose["services"]["db"]);
     let get = |name: &str| env.get(name).map(|raw| interpolate(raw, vars));
-    let user = get("POSTGRES_USER")
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "postgres".to_owned());
+    let user = get("POSTGRES_USER").filter(|u| !u.is_empty()).unwrap_or_else(|| "postgres".to_owned());
     let password = get("POSTGRES_PASSWORD").expect("db sets POSTGRES_PASSWORD");
-    let database = get("POSTGRES_DB")
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| user.clone());
-    PostgresSettings {
-        user,
-        password,
-        database,
-    }
+    let database = get("POSTGRES_DB").filter(|d| !d.is_empty()).unwrap_or_else(|| user.clone());
+    PostgresSettings { user, password, database }
 }
 
 struct PostgresUrl {
@@ -710,9 +605,7 @@ struct PostgresUrl {
 }
 
 fn parse_postgres_url(url: &str) -> Option<PostgresUrl> {
-    let rest = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
     let (authority, path) = rest.split_once('/')?;
     let (userinfo, hostport) = authority.rsplit_once('@')?;
     let (user, password) = userinfo.split_once(':')?;
@@ -743,17 +636,11 @@ struct Reference {
 }
 
 fn parse_reference(body: &str) -> Reference {
-    let end = body
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(body.len());
+    let end = body.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(body.len());
     let (name, rest) = body.split_at(end);
     let operator_len = if rest.starts_with(':') { 2 } else { 1 }.min(rest.len());
     let (operator, word) = rest.split_at(operator_len);
-    Reference {
-        name: name.to_owned(),
-        operator: operator.to_owned(),
-        word: word.to_owned(),
-    }
+    Reference { name: name.to_owned(), operator: operator.to_owned(), word: word.to_owned() }
 }
 
 /// Index of the `}` closing the `${` that starts at `start`.
@@ -822,16 +709,12 @@ fn substitute(s: &str, dollar_escape: bool, lookup: &dyn Fn(&str) -> Option<Stri
                         String::new()
                     }
                 }
-                ":?" | "?" => {
-                    value.unwrap_or_else(|| panic!("{} is required in {s:?}", reference.name))
-                }
+                ":?" | "?" => value.unwrap_or_else(|| panic!("{} is required in {s:?}", reference.name)),
                 _ => value.unwrap_or_default(),
             });
             i = close + 1;
         } else {
-            let len = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
+            let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
             if len == 0 {
                 out.push('$');
             } else {
@@ -850,9 +733,7 @@ fn substitute(s: &str, dollar_escape: bool, lookup: &dyn Fn(&str) -> Option<Stri
 
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET"]
-        .iter()
-        .any(|w| name.contains(w))
+    ["PASSWORD", "PASSWD", "SECRET"].iter().any(|w| name.contains(w))
         || name.ends_with("_KEY")
         || name.ends_with("_TOKEN")
 }
@@ -870,10 +751,7 @@ fn assert_safe_reference(raw: &str, context: &str) {
         return;
     }
     let is_single_reference = raw.starts_with("${") && closing_brace(raw, 0) == Some(raw.len() - 1);
-    assert!(
-        is_single_reference,
-        "{context}: {raw:?} is a literal; use ${{VARIABLE:-dev-placeholder}}"
-    );
+    assert!(is_single_reference, "{context}: {raw:?} is a literal; use ${{VARIABLE:-dev-placeholder}}");
     let reference = parse_reference(&raw[2..raw.len() - 1]);
     if matches!(reference.operator.as_str(), ":-" | "-") {
         let default = interpolate(&reference.word, &HashMap::new());
@@ -930,19 +808,13 @@ fn split_outside_references(s: &str, separator: char) -> Vec<String> {
 
 /// No PEM block and no long random-looking token anywhere.
 fn assert_not_key_material(value: &str, context: &str) {
-    assert!(
-        !value.contains("-----BEGIN"),
-        "{context}: contains a PEM block"
-    );
+    assert!(!value.contains("-----BEGIN"), "{context}: contains a PEM block");
     let longest_token = value
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '/' || c == '='))
         .map(str::len)
         .max()
         .unwrap_or(0);
-    assert!(
-        longest_token < 32,
-        "{context}: {value:?} contains a long random-looking token"
-    );
+    assert!(longest_token < 32, "{context}: {value:?} contains a long random-looking token");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -969,15 +841,10 @@ fn env_example() -> Vec<Assignment> {
             let line = line.strip_prefix("export ").unwrap_or(line);
             let (name, value) = line.split_once('=')?;
             let is_name = name.starts_with(|c: char| c.is_ascii_uppercase())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             is_name.then(|| Assignment {
                 name: name.to_owned(),
-                value: value
-                    .trim()
-                    .trim_matches(|c| c == '"' || c == '\'')
-                    .to_owned(),
+                value: value.trim().trim_matches(|c| c == '"' || c == '\'').to_owned(),
                 active,
             })
         })
@@ -988,11 +855,7 @@ fn env_example() -> Vec<Assignment> {
 
 /// The active assignments of `.env.example`, as compose would read them from `.env`.
 fn env_example_values() -> HashMap<String, String> {
-    env_example()
-        .into_iter()
-        .filter(|a| a.active)
-        .map(|a| (a.name, a.value))
-        .collect()
+    env_example().into_iter().filter(|a| a.active).map(|a| (a.name, a.value)).collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -27,12 +27,7 @@ async fn refresh_ok(app: &TestApp, token: &str) -> Value {
 }
 
 async fn assert_refresh_refused(app: &TestApp, token: &str) {
-    assert_error(
-        app.refresh(token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-    )
-    .await;
+    assert_error(app.refresh(token).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
 }
 
 async fn refresh_rotates_and_the_old_token_stops_working_after_grace(backend: Backend) {
@@ -45,9 +40,7 @@ async fn refresh_rotates_and_the_old_token_stops_working_after_grace(backend: Ba
     assert_eq!(rotated["user"], signup["user"]);
     assert_eq!(rotated["refresh_expires_in"], 2_592_000);
     assert_eq!(
-        app.get_with_bearer("/auth/me", field(&rotated, "access_token"))
-            .await
-            .status(),
+        app.get_with_bearer("/auth/me", field(&rotated, "access_token")).await.status(),
         StatusCode::OK
     );
     let row = app.user_row("alice");
@@ -72,10 +65,7 @@ async fn concurrent_refreshes_of_one_token_yield_exactly_one_successor(backend: 
     }
     assert_eq!(successors.len(), 1, "{successors:?}");
     let successor = successors.into_iter().next().unwrap();
-    assert_eq!(
-        app.user_row("bob").refresh_token_hash,
-        Some(sha256_hex(&successor))
-    );
+    assert_eq!(app.user_row("bob").refresh_token_hash, Some(sha256_hex(&successor)));
     refresh_ok(&app, &successor).await;
 }
 
@@ -87,10 +77,7 @@ async fn a_retry_within_the_grace_window_gets_the_same_successor(backend: Backen
     // The client lost that response and retries.
     let retry = refresh_ok(&app, token).await;
     assert_eq!(first["refresh_token"], retry["refresh_token"]);
-    assert_eq!(
-        app.user_row("carol").refresh_token_hash,
-        Some(sha256_hex(field(&first, "refresh_token")))
-    );
+    assert_eq!(app.user_row("carol").refresh_token_hash, Some(sha256_hex(field(&first, "refresh_token"))));
     // The successor is a normal live token; the session goes on.
     let next = refresh_ok(&app, field(&retry, "refresh_token")).await;
     assert_ne!(next["refresh_token"], retry["refresh_token"]);
@@ -103,10 +90,7 @@ async fn a_replay_after_the_grace_window_revokes_the_session(backend: Backend) {
     let victim = refresh_ok(&app, stolen).await;
     assert_refresh_refused(&app, stolen).await;
     let row = app.user_row("dave");
-    assert_eq!(
-        (row.refresh_token_hash, row.previous_refresh_token_hash),
-        (None, None)
-    );
+    assert_eq!((row.refresh_token_hash, row.previous_refresh_token_hash), (None, None));
     // Both the thief and the victim must log in again.
     assert_refresh_refused(&app, field(&victim, "refresh_token")).await;
     assert_eq!(app.login("dave", PASSWORD).await.status(), StatusCode::OK);
@@ -148,15 +132,9 @@ async fn forged_refresh_tokens_never_revoke_anything(backend: Backend) {
     for token in &forged {
         let response = app.refresh(token).await;
         let status = response.status();
-        assert!(
-            status == StatusCode::UNAUTHORIZED || status == StatusCode::PAYLOAD_TOO_LARGE,
-            "{status}"
-        );
+        assert!(status == StatusCode::UNAUTHORIZED || status == StatusCode::PAYLOAD_TOO_LARGE, "{status}");
     }
-    assert_eq!(
-        app.user_row("frank").refresh_token_hash,
-        Some(sha256_hex(real))
-    );
+    assert_eq!(app.user_row("frank").refresh_token_hash, Some(sha256_hex(real)));
     refresh_ok(&app, real).await;
 }
 
@@ -176,15 +154,8 @@ async fn refresh_input_errors_are_json(backend: Backend) {
         "validation_failed",
     )
     .await;
-    let response = app
-        .post_json("/auth/refresh", &json!({ "refresh_token": 7 }))
-        .await;
-    assert_error(
-        response,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-    )
-    .await;
+    let response = app.post_json("/auth/refresh", &json!({ "refresh_token": 7 })).await;
+    assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let response = app
         .client
         .post(app.url("/auth/refresh"))

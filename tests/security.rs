@@ -32,15 +32,8 @@ async fn fail_logins(app: &TestApp, username: &str, times: usize) {
 
 async fn assert_locked(app: &TestApp, username: &str, password: &str) {
     let response = app.login(username, password).await;
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        (55..=60).contains(&retry_after),
-        "first lockout is 60 s, got {retry_after}"
-    );
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((55..=60).contains(&retry_after), "first lockout is 60 s, got {retry_after}");
     assert_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
@@ -83,12 +76,10 @@ async fn a_login_flood_is_bounded_and_token_checks_keep_answering(backend: Backe
     let checks = async {
         let mut statuses = Vec::new();
         for _ in 0..10 {
-            let response = tokio::time::timeout(
-                Duration::from_secs(5),
-                app.get_with_bearer("/auth/me", &access),
-            )
-            .await
-            .expect("/auth/me answers during the flood");
+            let response =
+                tokio::time::timeout(Duration::from_secs(5), app.get_with_bearer("/auth/me", &access))
+                    .await
+                    .expect("/auth/me answers during the flood");
             statuses.push(response.status());
         }
         statuses
@@ -105,10 +96,7 @@ async fn a_login_flood_is_bounded_and_token_checks_keep_answering(backend: Backe
             assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
         }
     }
-    assert!(
-        overloaded > 0,
-        "30 concurrent logins on one slot with a 50 ms queue must shed some"
-    );
+    assert!(overloaded > 0, "30 concurrent logins on one slot with a 50 ms queue must shed some");
     // The flood left nothing behind: the next login works.
     assert_eq!(app.login("dave", PASSWORD).await.status(), StatusCode::OK);
 }
@@ -116,10 +104,7 @@ async fn a_login_flood_is_bounded_and_token_checks_keep_answering(backend: Backe
 async fn cors_answers_only_configured_origins(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        &[(
-            "CORS_ALLOWED_ORIGINS",
-            "https://app.example.com, https://admin.example.com",
-        )],
+        &[("CORS_ALLOWED_ORIGINS", "https://app.example.com, https://admin.example.com")],
     )
     .await;
     let preflight = |origin: &'static str| {
@@ -132,10 +117,7 @@ async fn cors_answers_only_configured_origins(backend: Backend) {
     };
     let allowed = preflight("https://app.example.com").await.unwrap();
     assert!(allowed.status().is_success());
-    assert_eq!(
-        allowed.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
     let simple = app
@@ -145,16 +127,8 @@ async fn cors_answers_only_configured_origins(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        simple.headers()["access-control-allow-origin"],
-        "https://admin.example.com"
-    );
-    assert!(
-        simple
-            .headers()
-            .get("access-control-allow-credentials")
-            .is_none()
-    );
+    assert_eq!(simple.headers()["access-control-allow-origin"], "https://admin.example.com");
+    assert!(simple.headers().get("access-control-allow-credentials").is_none());
     let evil = app
         .client
         .get(app.url("/healthz"))
@@ -162,11 +136,7 @@ async fn cors_answers_only_configured_origins(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        evil.status(),
-        StatusCode::OK,
-        "non-browser semantics are unchanged"
-    );
+    assert_eq!(evil.status(), StatusCode::OK, "non-browser semantics are unchanged");
     assert!(evil.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -188,18 +158,11 @@ async fn stalled_clients_are_disconnected(backend: Backend) {
     let app = spawn_app_with(backend, &[("HTTP_CLIENT_TIMEOUT_SECS", "1")]).await;
     let address = app.address.trim_start_matches("http://").to_owned();
     let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
-    stalled
-        .write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
+    stalled.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut answer = Vec::new();
-    let read =
-        tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await;
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await;
     assert!(read.is_ok(), "the server kept a stalled connection open");
     let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }

@@ -15,41 +15,22 @@ db_tests!(a_restart_keeps_users_keys_and_tokens_valid);
 async fn a_restart_keeps_users_keys_and_tokens_valid(backend: Backend) {
     let mut app = spawn_app(backend).await;
     let signup = app.signup("alice").await;
-    let jwks_before: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks_before: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
     app.restart().await;
-    let jwks_after: Value = app
-        .get("/.well-known/jwks.json")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let jwks_after: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
     assert_eq!(jwks_before, jwks_after);
     assert_eq!(
-        app.get_with_bearer("/auth/me", field(&signup, "access_token"))
-            .await
-            .status(),
+        app.get_with_bearer("/auth/me", field(&signup, "access_token")).await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        app.refresh(field(&signup, "refresh_token")).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(app.refresh(field(&signup, "refresh_token")).await.status(), StatusCode::OK);
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
 }
 
 /// The binary in an empty directory with only the given variables set.
 fn tollgate(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("RUST_LOG", "info")
-        .args(args);
+    command.current_dir(dir).env_clear().env("RUST_LOG", "info").args(args);
     for (k, v) in vars {
         command.env(k, v);
     }
@@ -67,23 +48,16 @@ impl Drop for Running {
 
 /// Starts `tollgate` and returns it with the port it reports in its log.
 fn serve(dir: &std::path::Path, args: &[&str]) -> (Running, u16) {
-    let mut child = tollgate(
-        dir,
-        args,
-        &[("BIND_ADDR", "127.0.0.1:0"), ("ARGON2_MEMORY_KIB", "1024")],
-    )
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child = tollgate(dir, args, &[("BIND_ADDR", "127.0.0.1:0"), ("ARGON2_MEMORY_KIB", "1024")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let running = Running(child);
     for line in BufReader::new(stderr).lines() {
         let line = line.unwrap();
         if let Some(address) = line.split("listening on ").nth(1) {
-            return (
-                running,
-                address.rsplit(':').next().unwrap().trim().parse().unwrap(),
-            );
+            return (running, address.rsplit(':').next().unwrap().trim().parse().unwrap());
         }
     }
     panic!("tollgate exited before listening");
@@ -94,17 +68,12 @@ async fn the_defaults_serve_on_sqlite_with_keys_made_on_first_start() {
     let dir = tempfile::tempdir().unwrap();
     for args in [&[][..], &["serve"][..]] {
         let (_server, port) = serve(dir.path(), args);
-        let health = reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
-            .await
-            .unwrap();
+        let health = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.unwrap();
         assert_eq!(health.status(), StatusCode::OK);
     }
     assert!(dir.path().join("data/tollgate.db").exists());
     let key = dir.path().join("data/keys/eddsa.pem");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 type RefusalCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
@@ -121,16 +90,8 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("JWT_SECRET", "HS256", &[("JWT_SECRET", "too-short")]),
         ("JWT_SECRET", "HS256", &[]),
         ("JWT_LEEWAY_SECS", "EdDSA", &[("JWT_LEEWAY_SECS", "thirty")]),
-        (
-            "ACCESS_TOKEN_TTL_SECS",
-            "EdDSA",
-            &[("ACCESS_TOKEN_TTL_SECS", "-5")],
-        ),
-        (
-            "DATABASE_URL",
-            "EdDSA",
-            &[("DATABASE_URL", "mysql://localhost/db")],
-        ),
+        ("ACCESS_TOKEN_TTL_SECS", "EdDSA", &[("ACCESS_TOKEN_TTL_SECS", "-5")]),
+        ("DATABASE_URL", "EdDSA", &[("DATABASE_URL", "mysql://localhost/db")]),
         ("BIND_ADDR", "EdDSA", &[("BIND_ADDR", "not an address")]),
         ("JWT_KEYS_DIR", "EdDSA", &[("JWT_KEYS_DIR", "badkeys")]),
     ];
@@ -140,10 +101,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         let output = tollgate(dir.path(), &[], &vars).output().unwrap();
         assert!(!output.status.success(), "{variable} {vars:?}");
         let stderr = String::from_utf8(output.stderr).unwrap();
-        let lines: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("tollgate:"))
-            .collect();
+        let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tollgate:")).collect();
         assert_eq!(lines.len(), 1, "{stderr}");
         assert!(lines[0].contains(variable), "{variable}: {stderr}");
         assert!(!stderr.contains("too-short"), "the secret leaked: {stderr}");
@@ -155,15 +113,9 @@ fn migrate_applies_pending_migrations_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let first = tollgate(dir.path(), &["migrate"], &[]).output().unwrap();
     assert!(first.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 1 migration(s)"
-    );
+    assert_eq!(String::from_utf8_lossy(&first.stdout).trim(), "applied 1 migration(s)");
     let second = tollgate(dir.path(), &["migrate"], &[]).output().unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&second.stdout).trim(),
-        "applied 0 migration(s)"
-    );
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "applied 0 migration(s)");
     let unknown = tollgate(dir.path(), &["frobnicate"], &[]).output().unwrap();
     assert_eq!(unknown.status.code(), Some(2));
 }

@@ -71,30 +71,19 @@ impl Signer {
         if alg == "HS256" {
             return Signer::hmac(app.vars["JWT_SECRET"].as_bytes());
         }
-        let pem = std::fs::read_to_string(app.keys_dir.join(format!("{}.pem", alg.to_lowercase())))
-            .unwrap();
+        let pem = std::fs::read_to_string(app.keys_dir.join(format!("{}.pem", alg.to_lowercase()))).unwrap();
         match alg {
             "EdDSA" => Signer::Ed25519(ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap()),
-            "ES256" => Signer::Jwt(
-                EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-                Algorithm::ES256,
-            ),
-            "RS256" => Signer::Jwt(
-                EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-                Algorithm::RS256,
-            ),
+            "ES256" => Signer::Jwt(EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(), Algorithm::ES256),
+            "RS256" => Signer::Jwt(EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(), Algorithm::RS256),
             other => panic!("no key for {other}"),
         }
     }
 
     fn sign(&self, input: &str) -> String {
         match self {
-            Signer::Ed25519(key) => {
-                b64(ed25519_dalek::Signer::sign(key, input.as_bytes()).to_bytes())
-            }
-            Signer::Jwt(key, alg) => {
-                jsonwebtoken::crypto::sign(input.as_bytes(), key, *alg).unwrap()
-            }
+            Signer::Ed25519(key) => b64(ed25519_dalek::Signer::sign(key, input.as_bytes()).to_bytes()),
+            Signer::Jwt(key, alg) => jsonwebtoken::crypto::sign(input.as_bytes(), key, *alg).unwrap(),
         }
     }
 }
@@ -181,11 +170,7 @@ impl Fixture {
 
     async fn assert_accepted(&self, token: &str, case: &str) {
         let response = self.me(&[&format!("Bearer {token}")]).await;
-        assert_eq!(
-            response.status(),
-            StatusCode::OK,
-            "{case}: should be accepted"
-        );
+        assert_eq!(response.status(), StatusCode::OK, "{case}: should be accepted");
         let user: Value = response.json().await.unwrap();
         assert_eq!(user["id"], self.claims["sub"], "{case}");
         assert_eq!(user["username"], "alice", "{case}");
@@ -194,22 +179,14 @@ impl Fixture {
     /// A 401 `invalid_token` with `error="invalid_token"` in the challenge; then the
     /// genuine token still works.
     async fn assert_invalid_token(&self, response: Response, case: &str) {
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{case}: should be rejected"
-        );
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}: should be rejected");
         let challenge = response.headers().get(WWW_AUTHENTICATE).cloned();
         let challenge = challenge.unwrap_or_else(|| panic!("{case}: no WWW-Authenticate"));
         let challenge = challenge.to_str().unwrap();
         assert!(challenge.starts_with("Bearer "), "{case}: {challenge}");
-        assert!(
-            challenge.contains(r#"error="invalid_token""#),
-            "{case}: {challenge}"
-        );
+        assert!(challenge.contains(r#"error="invalid_token""#), "{case}: {challenge}");
         assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
-        self.assert_accepted(&self.access, &format!("genuine token after {case}"))
-            .await;
+        self.assert_accepted(&self.access, &format!("genuine token after {case}")).await;
     }
 
     async fn assert_rejected(&self, token: &str, case: &str) {
@@ -226,26 +203,17 @@ impl Fixture {
 
 /// RFC 7638 thumbprint of an Ed25519 public key.
 fn ed25519_thumbprint(key: &ed25519_dalek::VerifyingKey) -> String {
-    let canonical = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        b64(key.as_bytes())
-    );
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64(key.as_bytes()));
     b64(Sha256::digest(canonical))
 }
 
 /// Every form of the app's public key an attacker might use as an HMAC secret.
 async fn public_key_forms(fx: &Fixture) -> Vec<(&'static str, Vec<u8>)> {
-    let pem = std::fs::read_to_string(
-        fx.app
-            .keys_dir
-            .join(format!("{}.pem", fx.alg().to_lowercase())),
-    )
-    .unwrap();
+    let pem =
+        std::fs::read_to_string(fx.app.keys_dir.join(format!("{}.pem", fx.alg().to_lowercase()))).unwrap();
     let (mut forms, spki_pem) = match fx.alg() {
         "EdDSA" => {
-            let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
-                .unwrap()
-                .verifying_key();
+            let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap().verifying_key();
             let raw = key.as_bytes().to_vec();
             let spki = key.to_public_key_pem(LineEnding::LF).unwrap();
             (vec![("raw 32-byte x", raw)], spki)
@@ -263,10 +231,7 @@ async fn public_key_forms(fx: &Fixture) -> Vec<(&'static str, Vec<u8>)> {
             let pkcs1_pem = key.to_pkcs1_pem(Pkcs1LineEnding::LF).unwrap().into_bytes();
             let pkcs1_der = key.to_pkcs1_der().unwrap().as_bytes().to_vec();
             let spki = key.to_public_key_pem(LineEnding::LF).unwrap();
-            (
-                vec![("PKCS#1 PEM", pkcs1_pem), ("PKCS#1 DER", pkcs1_der)],
-                spki,
-            )
+            (vec![("PKCS#1 PEM", pkcs1_pem), ("PKCS#1 DER", pkcs1_der)], spki)
         }
         other => panic!("{other} has no public key"),
     };
@@ -274,10 +239,7 @@ async fn public_key_forms(fx: &Fixture) -> Vec<(&'static str, Vec<u8>)> {
     let jwk = serde_json::from_str::<Value>(&jwks).unwrap()["keys"][0].to_string();
     forms.extend([
         ("SPKI PEM", spki_pem.clone().into_bytes()),
-        (
-            "SPKI PEM without newline",
-            spki_pem.trim_end().as_bytes().to_vec(),
-        ),
+        ("SPKI PEM without newline", spki_pem.trim_end().as_bytes().to_vec()),
         ("JWK JSON", jwk.into_bytes()),
         ("JWKS document", jwks.into_bytes()),
     ]);
@@ -289,10 +251,7 @@ async fn assert_hs256_with_public_key_rejected(fx: &Fixture) {
     let header = with(&fx.header, json!({ "alg": "HS256" }));
     for (form, secret) in public_key_forms(fx).await {
         let token = forge(&header, &fx.claims, &Signer::hmac(&secret));
-        let case = format!(
-            "{} app, HS256 keyed with the public key as {form}",
-            fx.alg()
-        );
+        let case = format!("{} app, HS256 keyed with the public key as {form}", fx.alg());
         fx.assert_rejected(&token, &case).await;
     }
 }
@@ -325,19 +284,11 @@ db_tests!(
 async fn hand_built_valid_token_is_accepted(backend: Backend) {
     let fx = Fixture::new(backend).await;
     fx.assert_accepted(&fx.access, "genuine token").await;
-    fx.assert_accepted(&fx.valid(), "hand-built copy of the genuine token")
-        .await;
+    fx.assert_accepted(&fx.valid(), "hand-built copy of the genuine token").await;
     let t = now();
-    let fresh = with(
-        &fx.claims,
-        json!({ "iat": t, "nbf": t, "exp": t + 60, "jti": uuid::Uuid::new_v4() }),
-    );
-    fx.assert_accepted(&fx.token(&fx.header, &fresh), "hand-built fresh token")
-        .await;
-    assert_eq!(
-        fx.header,
-        json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": fx.kid() })
-    );
+    let fresh = with(&fx.claims, json!({ "iat": t, "nbf": t, "exp": t + 60, "jti": uuid::Uuid::new_v4() }));
+    fx.assert_accepted(&fx.token(&fx.header, &fresh), "hand-built fresh token").await;
+    assert_eq!(fx.header, json!({ "alg": "EdDSA", "typ": "at+jwt", "kid": fx.kid() }));
 }
 
 async fn alg_none_is_rejected(backend: Backend) {
@@ -369,8 +320,7 @@ async fn alg_header_must_be_exactly_the_configured_one(backend: Backend) {
         json!(["EdDSA"]),
     ] {
         let case = format!("alg {alg} with a genuine EdDSA signature");
-        fx.assert_rejected(&fx.with_header(json!({ "alg": alg })), &case)
-            .await;
+        fx.assert_rejected(&fx.with_header(json!({ "alg": alg })), &case).await;
     }
     let no_alg = fx.token(&without(&fx.header, "alg"), &fx.claims);
     fx.assert_rejected(&no_alg, "no alg").await;
@@ -395,8 +345,7 @@ async fn kid_must_name_one_of_our_keys(backend: Backend) {
         json!([fx.kid()]),
     ] {
         let case = format!("kid {kid}");
-        fx.assert_rejected(&fx.with_header(json!({ "kid": kid })), &case)
-            .await;
+        fx.assert_rejected(&fx.with_header(json!({ "kid": kid })), &case).await;
     }
     let no_kid = fx.token(&without(&fx.header, "kid"), &fx.claims);
     fx.assert_rejected(&no_kid, "no kid").await;
@@ -419,16 +368,10 @@ async fn embedded_jwk_jku_and_x5u_are_never_trusted(backend: Backend) {
     for kid in [fx.kid(), attacker_kid.as_str()] {
         for (what, extra) in [
             ("nothing", json!({})),
-            (
-                "embedded jwk",
-                json!({ "jwk": with(&jwk, json!({ "kid": kid })) }),
-            ),
+            ("embedded jwk", json!({ "jwk": with(&jwk, json!({ "kid": kid })) })),
             ("jku", json!({ "jku": jku })),
             ("x5u", json!({ "x5u": x5u })),
-            (
-                "jwk, jku and x5u",
-                json!({ "jwk": jwk, "jku": jku, "x5u": x5u }),
-            ),
+            ("jwk, jku and x5u", json!({ "jwk": jwk, "jku": jku, "x5u": x5u })),
         ] {
             let header = with(&with(&fx.header, json!({ "kid": kid })), extra);
             let token = forge(&header, &fx.claims, &signer);
@@ -469,8 +412,7 @@ async fn typ_must_be_at_jwt(backend: Backend) {
     let fx = Fixture::new(backend).await;
     for typ in [json!("JWT"), json!("jwt"), json!(""), json!(null)] {
         let case = format!("typ {typ}");
-        fx.assert_rejected(&fx.with_header(json!({ "typ": typ })), &case)
-            .await;
+        fx.assert_rejected(&fx.with_header(json!({ "typ": typ })), &case).await;
     }
     let no_typ = fx.token(&without(&fx.header, "typ"), &fx.claims);
     fx.assert_rejected(&no_typ, "no typ").await;
@@ -480,8 +422,7 @@ async fn every_claim_is_required(backend: Backend) {
     let fx = Fixture::new(backend).await;
     for claim in ["sub", "username", "iss", "aud", "iat", "nbf", "exp", "jti"] {
         let token = fx.token(&fx.header, &without(&fx.claims, claim));
-        fx.assert_rejected(&token, &format!("no {claim} claim"))
-            .await;
+        fx.assert_rejected(&token, &format!("no {claim} claim")).await;
     }
 }
 
@@ -536,23 +477,14 @@ async fn exp_nbf_and_iat_honour_the_leeway(backend: Backend) {
     let fx = Fixture::new(backend).await;
     let t = now();
     let beyond = 31 + 5;
-    let timed = |iat: i64, nbf: i64, exp: i64| {
-        fx.with_claims(json!({ "iat": iat, "nbf": nbf, "exp": exp }))
-    };
-    fx.assert_accepted(&timed(t - 900, t - 900, t - 10), "expired 10 s ago")
-        .await;
-    fx.assert_rejected(&timed(t - 900, t - 900, t - beyond), "expired 36 s ago")
-        .await;
-    fx.assert_accepted(&timed(t, t + 10, t + 900), "nbf 10 s ahead")
-        .await;
-    fx.assert_rejected(&timed(t, t + beyond, t + 900), "nbf 36 s ahead")
-        .await;
-    fx.assert_accepted(&timed(t + 10, t, t + 900), "iat 10 s ahead")
-        .await;
-    fx.assert_rejected(&timed(t + 3600, t, t + 900), "iat an hour ahead")
-        .await;
-    fx.assert_rejected(&timed(t + 86_400 * 365, t, t + 900), "iat a year ahead")
-        .await;
+    let timed = |iat: i64, nbf: i64, exp: i64| fx.with_claims(json!({ "iat": iat, "nbf": nbf, "exp": exp }));
+    fx.assert_accepted(&timed(t - 900, t - 900, t - 10), "expired 10 s ago").await;
+    fx.assert_rejected(&timed(t - 900, t - 900, t - beyond), "expired 36 s ago").await;
+    fx.assert_accepted(&timed(t, t + 10, t + 900), "nbf 10 s ahead").await;
+    fx.assert_rejected(&timed(t, t + beyond, t + 900), "nbf 36 s ahead").await;
+    fx.assert_accepted(&timed(t + 10, t, t + 900), "iat 10 s ahead").await;
+    fx.assert_rejected(&timed(t + 3600, t, t + 900), "iat an hour ahead").await;
+    fx.assert_rejected(&timed(t + 86_400 * 365, t, t + 900), "iat a year ahead").await;
 }
 
 async fn tampered_and_malformed_tokens_are_rejected(backend: Backend) {
@@ -584,65 +516,25 @@ async fn tampered_and_malformed_tokens_are_rejected(backend: Backend) {
             format!("{header}.{payload}.{}", &signature[..signature.len() - 2]),
             "signature missing its last two characters",
         ),
-        (
-            format!("{header}.{payload}.{}", &signature[..signature.len() / 2]),
-            "signature cut in half",
-        ),
-        (
-            format!("{header}.{payload}.{signature}{signature}"),
-            "signature doubled",
-        ),
+        (format!("{header}.{payload}.{}", &signature[..signature.len() / 2]), "signature cut in half"),
+        (format!("{header}.{payload}.{signature}{signature}"), "signature doubled"),
         (format!("{header}.{payload}"), "two segments"),
         (format!("{header}.{payload}.{signature}."), "four segments"),
-        (
-            format!("{jwe_header}..{}.{payload}.{}", b64([0; 12]), b64([0; 16])),
-            "five segments (JWE compact)",
-        ),
-        (
-            format!("{header}.{payload}.{signature}.AAAA.AAAA"),
-            "five segments (JWS with two more)",
-        ),
+        (format!("{jwe_header}..{}.{payload}.{}", b64([0; 12]), b64([0; 16])), "five segments (JWE compact)"),
+        (format!("{header}.{payload}.{signature}.AAAA.AAAA"), "five segments (JWS with two more)"),
         ("..".to_owned(), "three empty segments"),
         (format!(".{payload}.{signature}"), "empty header segment"),
         (format!("{header}..{signature}"), "empty payload segment"),
+        (format!("{header}!.{payload}.{signature}"), "non-base64 header"),
+        (format!("{header}.{payload}*.{signature}"), "non-base64 payload"),
+        (format!("{header}.{payload}.{signature}%"), "non-base64 signature"),
+        (format!("{header}.pay load.{signature}"), "space inside the token"),
+        (format!("{}.{payload}.{signature}", b64("not json")), "header is not JSON"),
+        (format!("{}.{payload}.{signature}", b64("[]")), "header is a JSON array"),
+        (forge_raw(&fx.header.to_string(), "not json", &fx.signer), "payload is not JSON (validly signed)"),
+        (forge_raw(&fx.header.to_string(), "[]", &fx.signer), "payload is a JSON array (validly signed)"),
         (
-            format!("{header}!.{payload}.{signature}"),
-            "non-base64 header",
-        ),
-        (
-            format!("{header}.{payload}*.{signature}"),
-            "non-base64 payload",
-        ),
-        (
-            format!("{header}.{payload}.{signature}%"),
-            "non-base64 signature",
-        ),
-        (
-            format!("{header}.pay load.{signature}"),
-            "space inside the token",
-        ),
-        (
-            format!("{}.{payload}.{signature}", b64("not json")),
-            "header is not JSON",
-        ),
-        (
-            format!("{}.{payload}.{signature}", b64("[]")),
-            "header is a JSON array",
-        ),
-        (
-            forge_raw(&fx.header.to_string(), "not json", &fx.signer),
-            "payload is not JSON (validly signed)",
-        ),
-        (
-            forge_raw(&fx.header.to_string(), "[]", &fx.signer),
-            "payload is a JSON array (validly signed)",
-        ),
-        (
-            forge_raw(
-                &fx.header.to_string(),
-                &format!("{}x", fx.claims),
-                &fx.signer,
-            ),
+            forge_raw(&fx.header.to_string(), &format!("{}x", fx.claims), &fx.signer),
             "payload with trailing garbage (validly signed)",
         ),
         ("not-a-token".to_owned(), "not a token at all"),
@@ -656,11 +548,7 @@ async fn tampered_and_malformed_tokens_are_rejected(backend: Backend) {
 /// alone, since the same token with a short padding claim is accepted.
 async fn oversized_token_is_rejected(backend: Backend) {
     let fx = Fixture::new(backend).await;
-    fx.assert_accepted(
-        &fx.with_claims(json!({ "pad": "A".repeat(16) })),
-        "short extra claim",
-    )
-    .await;
+    fx.assert_accepted(&fx.with_claims(json!({ "pad": "A".repeat(16) })), "short extra claim").await;
     let huge = fx.with_claims(json!({ "pad": "A".repeat(10 * 1024) }));
     assert!(huge.len() > 10 * 1024);
     fx.assert_rejected(&huge, "10 KB token").await;
@@ -693,11 +581,7 @@ async fn duplicate_json_members_are_rejected(backend: Backend) {
         format!(r#"{{"exp":{},{body}"#, now() - 3600),
         format!(r#"{{"exp":{exp},{body}"#),
         format!(r#"{{"username":"admin",{body}"#),
-        format!(
-            r#"{},"exp":{}}}"#,
-            &claims[..claims.len() - 1],
-            now() - 3600
-        ),
+        format!(r#"{},"exp":{}}}"#, &claims[..claims.len() - 1], now() - 3600),
     ];
     for raw in &payloads {
         let token = forge_raw(&header, raw, &fx.signer);
@@ -707,8 +591,7 @@ async fn duplicate_json_members_are_rejected(backend: Backend) {
 
 async fn refresh_and_access_tokens_are_not_interchangeable(backend: Backend) {
     let fx = Fixture::new(backend).await;
-    fx.assert_rejected(&fx.refresh, "refresh token used as a bearer token")
-        .await;
+    fx.assert_rejected(&fx.refresh, "refresh token used as a bearer token").await;
     let response = fx.app.refresh(&fx.access).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     let response = fx.app.refresh(&fx.refresh).await;
@@ -718,13 +601,8 @@ async fn refresh_and_access_tokens_are_not_interchangeable(backend: Backend) {
         "the genuine refresh token still works after an access token was offered"
     );
     let rotated: Value = response.json().await.unwrap();
-    fx.assert_accepted(
-        field(&rotated, "access_token"),
-        "access token from the refresh",
-    )
-    .await;
-    fx.assert_accepted(&fx.access, "original access token after the refresh")
-        .await;
+    fx.assert_accepted(field(&rotated, "access_token"), "access token from the refresh").await;
+    fx.assert_accepted(&fx.access, "original access token after the refresh").await;
 }
 
 async fn authorization_header_variants(backend: Backend) {
@@ -755,15 +633,11 @@ async fn authorization_header_variants(backend: Backend) {
     }
 
     let response = fx.me(&[]).await;
-    let challenge = response.headers()[WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let challenge = response.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
     assert!(challenge.starts_with("Bearer "), "{challenge}");
     assert!(!challenge.contains("error="), "{challenge}");
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
-    fx.assert_accepted(access, "genuine token after the header variants")
-        .await;
+    fx.assert_accepted(access, "genuine token after the header variants").await;
 }
 
 /// Under another `JWT_ALGORITHM`: tokens carry alg/typ/kid, the hand-built twin of the
@@ -772,33 +646,22 @@ async fn assert_algorithm_pinned(backend: Backend, alg: &str, overrides: &[(&str
     let mut env = vec![("JWT_ALGORITHM", alg)];
     env.extend_from_slice(overrides);
     let fx = Fixture::with_env(backend, &env).await;
-    fx.assert_accepted(&fx.access, &format!("genuine {alg} token"))
-        .await;
-    assert_eq!(
-        fx.header,
-        json!({ "alg": alg, "typ": "at+jwt", "kid": fx.kid() })
-    );
+    fx.assert_accepted(&fx.access, &format!("genuine {alg} token")).await;
+    assert_eq!(fx.header, json!({ "alg": alg, "typ": "at+jwt", "kid": fx.kid() }));
     assert!(!fx.kid().is_empty());
     let jwks: Value = serde_json::from_str(&fx.jwks_text().await).unwrap();
     if alg == "HS256" {
         assert_eq!(jwks, json!({ "keys": [] }), "no secret is published");
     } else {
-        assert_eq!(
-            jwks["keys"][0]["kid"],
-            fx.kid(),
-            "kid names the published key"
-        );
+        assert_eq!(jwks["keys"][0]["kid"], fx.kid(), "kid names the published key");
     }
-    fx.assert_accepted(&fx.valid(), &format!("hand-built {alg} token"))
-        .await;
-    for other in [
-        "none", "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "HS256", "HS384",
-        "HS512",
-    ] {
+    fx.assert_accepted(&fx.valid(), &format!("hand-built {alg} token")).await;
+    for other in
+        ["none", "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "HS256", "HS384", "HS512"]
+    {
         if other != alg {
             let case = format!("{alg} signature under alg {other}");
-            fx.assert_rejected(&fx.with_header(json!({ "alg": other })), &case)
-                .await;
+            fx.assert_rejected(&fx.with_header(json!({ "alg": other })), &case).await;
         }
     }
     if alg != "HS256" {

@@ -1,34 +1,36 @@
 //! `AuthenticatedUser`: the only way a handler learns who is calling.
 
-use std::future::{Ready, ready};
-
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
-use uuid::Uuid;
+use std::future::Future;
+use std::pin::Pin;
 
 use super::tokens::{AccessClaims, MAX_TOKEN_LEN};
+use crate::db::{self, models::User};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// A caller whose bearer access token verified. Taking it as a handler argument is what
-/// protects a route; failures answer 401 with a `WWW-Authenticate` challenge.
-#[derive(Debug, Clone)]
+/// A caller whose bearer access token verified and was not revoked, with their user row.
+/// Taking it as a handler argument is what protects a route; failures answer 401 with a
+/// `WWW-Authenticate` challenge.
 pub struct AuthenticatedUser {
-    pub id: Uuid,
-    pub username: String,
     pub claims: AccessClaims,
+    pub user: User,
 }
 
 impl FromRequest for AuthenticatedUser {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiError> {
+/// Verifies the request's bearer token, then checks on the user's row that the account
+/// still exists and that the token was not issued before a logout or password change.
+pub async fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiError> {
     let token = bearer_token(req)?.ok_or(ApiError::MissingToken)?;
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -37,11 +39,14 @@ fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiError> {
         log::debug!("access token rejected: {e}");
         ApiError::InvalidToken
     })?;
-    Ok(AuthenticatedUser {
-        id: claims.sub,
-        username: claims.username.clone(),
-        claims,
-    })
+    let user_id = claims.sub;
+    let user =
+        db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
+    if user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
+        log::debug!("revoked access token presented user_id={user_id}");
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(AuthenticatedUser { claims, user })
 }
 
 /// The bearer token of the request, if it has an `Authorization` header at all.

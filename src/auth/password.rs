@@ -26,14 +26,8 @@ pub enum PasswordRuleError {
 impl std::fmt::Display for PasswordRuleError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::TooShort => write!(
-                f,
-                "password must be at least {MIN_PASSWORD_CHARS} characters"
-            ),
-            Self::TooLong => write!(
-                f,
-                "password must be at most {MAX_PASSWORD_CHARS} characters"
-            ),
+            Self::TooShort => write!(f, "password must be at least {MIN_PASSWORD_CHARS} characters"),
+            Self::TooLong => write!(f, "password must be at most {MAX_PASSWORD_CHARS} characters"),
         }
     }
 }
@@ -69,20 +63,10 @@ pub struct PasswordHasherConfig {
 
 impl PasswordHasherConfig {
     pub fn new(settings: &Argon2Settings) -> Result<Self, argon2::Error> {
-        let params = Params::new(
-            settings.memory_kib,
-            settings.iterations,
-            settings.parallelism,
-            None,
-        )?;
-        let mut config = Self {
-            params,
-            dummy_hash: String::new(),
-        };
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)?;
+        let mut config = Self { params, dummy_hash: String::new() };
         config.dummy_hash = config
-            .hash(&SecretString::from(
-                "tollgate dummy password for unknown users",
-            ))
+            .hash(&SecretString::from("tollgate dummy password for unknown users"))
             .map_err(|_| argon2::Error::AlgorithmInvalid)?;
         Ok(config)
     }
@@ -94,10 +78,7 @@ impl PasswordHasherConfig {
     /// Hashes a password that passed [`normalize`] into a PHC string.
     pub fn hash(&self, password: &SecretString) -> Result<String, argon2::password_hash::Error> {
         let salt = SaltString::generate(&mut OsRng);
-        Ok(self
-            .argon2()
-            .hash_password(password.expose_secret().as_bytes(), &salt)?
-            .to_string())
+        Ok(self.argon2().hash_password(password.expose_secret().as_bytes(), &salt)?.to_string())
     }
 
     /// Verifies a login attempt. `stored` is `None` for an unknown user: the dummy hash is
@@ -113,10 +94,7 @@ impl PasswordHasherConfig {
         };
         // The cost parameters come from the stored hash, so raising the configured cost
         // never locks out existing users.
-        let matches = self
-            .argon2()
-            .verify_password(password.expose_secret().as_bytes(), &parsed)
-            .is_ok();
+        let matches = self.argon2().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
         matches && stored.is_some()
     }
 }
@@ -153,10 +131,7 @@ impl HashingGate {
         use std::sync::atomic::Ordering::SeqCst;
         let queued = self.waiting.fetch_add(1, SeqCst);
         let permit = if queued < self.max_waiting {
-            tokio::time::timeout(self.queue_timeout, self.permits.acquire())
-                .await
-                .ok()
-                .and_then(Result::ok)
+            tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await.ok().and_then(Result::ok)
         } else {
             None
         };
@@ -195,10 +170,7 @@ mod tests {
 
     #[test]
     fn length_is_counted_in_characters_after_nfkc() {
-        assert_eq!(
-            normalize(&secret("1234567")).unwrap_err(),
-            PasswordRuleError::TooShort
-        );
+        assert_eq!(normalize(&secret("1234567")).unwrap_err(), PasswordRuleError::TooShort);
         assert!(normalize(&secret("12345678")).is_ok());
         // Eight characters of four bytes each.
         assert!(normalize(&secret("🔑🔑🔑🔑🔑🔑🔑🔑")).is_ok());
@@ -208,12 +180,7 @@ mod tests {
             PasswordRuleError::TooLong
         );
         // The fullwidth form normalises to ASCII, so both spellings are one password.
-        assert_eq!(
-            normalize(&secret("ｐａｓｓｗｏｒｄ"))
-                .unwrap()
-                .expose_secret(),
-            "password"
-        );
+        assert_eq!(normalize(&secret("ｐａｓｓｗｏｒｄ")).unwrap().expose_secret(), "password");
     }
 
     #[test]

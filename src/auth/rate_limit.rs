@@ -23,11 +23,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(per_minute: u32, trust_proxy_headers: bool) -> Self {
-        Self {
-            per_minute,
-            trust_proxy_headers,
-            windows: Mutex::new(HashMap::new()),
-        }
+        Self { per_minute, trust_proxy_headers, windows: Mutex::new(HashMap::new()) }
     }
 
     /// Counts one attempt from the request's client; errs with the wait once over the limit.
@@ -42,10 +38,7 @@ impl RateLimiter {
     }
 
     fn count(&self, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
-        let mut windows = self
-            .windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > SWEEP_THRESHOLD {
             windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
         }
@@ -55,9 +48,7 @@ impl RateLimiter {
         }
         if *count >= self.per_minute {
             let wait = WINDOW.saturating_sub(now.duration_since(*start));
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait.as_secs().max(1),
-            });
+            return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
         }
         *count += 1;
         Ok(())
@@ -77,9 +68,7 @@ impl RateLimiter {
 
 /// `realip_remote_addr` may be `ip`, `ip:port` or `[v6]:port`.
 fn parse_ip(raw: &str) -> Option<IpAddr> {
-    raw.parse()
-        .ok()
-        .or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+    raw.parse().ok().or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Failed logins per username before the username is locked.
@@ -124,9 +113,7 @@ impl LoginThrottle {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LoginRecord>> {
-        self.records
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn check_at(&self, username: &str, now: Instant) -> Result<(), ApiError> {
@@ -134,9 +121,7 @@ impl LoginThrottle {
         match records.get(&key(username)).and_then(|r| r.locked_until) {
             Some(until) if until > now => {
                 let wait = until.duration_since(now).as_secs_f64().ceil() as u64;
-                Err(ApiError::RateLimited {
-                    retry_after_secs: wait.max(1),
-                })
+                Err(ApiError::RateLimited { retry_after_secs: wait.max(1) })
             }
             _ => Ok(()),
         }
@@ -146,38 +131,25 @@ impl LoginThrottle {
         let mut records = self.lock();
         if records.len() > SWEEP_THRESHOLD {
             records.retain(|_, r| {
-                r.last_seen.is_some_and(|seen| {
-                    now.duration_since(seen) < LOGIN_FAILURE_WINDOW + MAX_LOCKOUT
-                })
+                r.last_seen.is_some_and(|seen| now.duration_since(seen) < LOGIN_FAILURE_WINDOW + MAX_LOCKOUT)
             });
         }
         let record = records.entry(key(username)).or_default();
         record.last_seen = Some(now);
-        record
-            .failures
-            .retain(|at| now.duration_since(*at) < LOGIN_FAILURE_WINDOW);
+        record.failures.retain(|at| now.duration_since(*at) < LOGIN_FAILURE_WINDOW);
         record.failures.push(now);
         if record.failures.len() >= LOGIN_FAILURES_BEFORE_LOCK {
-            let lockout = FIRST_LOCKOUT
-                .saturating_mul(1 << record.lockouts.min(10))
-                .min(MAX_LOCKOUT);
+            let lockout = FIRST_LOCKOUT.saturating_mul(1 << record.lockouts.min(10)).min(MAX_LOCKOUT);
             record.lockouts += 1;
             record.locked_until = Some(now + lockout);
             record.failures.clear();
-            log::warn!(
-                "login locked for {}s after repeated failures",
-                lockout.as_secs()
-            );
+            log::warn!("login locked for {}s after repeated failures", lockout.as_secs());
         }
     }
 }
 
 fn key(username: &str) -> String {
-    username
-        .chars()
-        .take(MAX_KEY_CHARS)
-        .collect::<String>()
-        .to_lowercase()
+    username.chars().take(MAX_KEY_CHARS).collect::<String>().to_lowercase()
 }
 
 #[cfg(test)]
@@ -211,8 +183,7 @@ mod tests {
                 throttle.check_at("Alice", now).unwrap();
                 throttle.failure_at("alice", now);
             }
-            let Err(ApiError::RateLimited { retry_after_secs }) = throttle.check_at("ALICE", now)
-            else {
+            let Err(ApiError::RateLimited { retry_after_secs }) = throttle.check_at("ALICE", now) else {
                 panic!("expected a lock");
             };
             lockouts.push(retry_after_secs);
@@ -242,10 +213,7 @@ mod tests {
     fn addresses_with_ports_parse() {
         assert_eq!(parse_ip("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
         assert_eq!(parse_ip("[::1]:80"), Some("::1".parse().unwrap()));
-        assert_eq!(
-            parse_ip("2001:db8::1"),
-            Some("2001:db8::1".parse().unwrap())
-        );
+        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(parse_ip("unknown"), None);
     }
 }

@@ -43,18 +43,13 @@ impl RefreshToken {
     }
 
     fn from_bytes(bytes: &[u8]) -> Self {
-        Self(format!(
-            "{REFRESH_TOKEN_PREFIX}{}",
-            URL_SAFE_NO_PAD.encode(bytes)
-        ))
+        Self(format!("{REFRESH_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes)))
     }
 
     /// Accepts exactly the form `mint` produces; anything else (an access token, a
     /// truncated or padded value) is not a refresh token.
     pub fn parse(raw: &str) -> Option<Self> {
-        let body = raw
-            .strip_prefix(REFRESH_TOKEN_PREFIX)
-            .filter(|_| raw.len() == ENCODED_LEN)?;
+        let body = raw.strip_prefix(REFRESH_TOKEN_PREFIX).filter(|_| raw.len() == ENCODED_LEN)?;
         let bytes = URL_SAFE_NO_PAD.decode(body).ok()?;
         (bytes.len() == TOKEN_BYTES).then(|| Self(raw.to_owned()))
     }
@@ -65,15 +60,11 @@ impl RefreshToken {
 
     /// What the database stores: SHA-256, 64 lower-case hex characters.
     pub fn hash(&self) -> String {
-        Sha256::digest(self.0.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        Sha256::digest(self.0.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
     }
 
     fn successor(&self, secret: &SecretSlice<u8>) -> Self {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.expose_secret()).expect("any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret()).expect("any key length");
         mac.update(self.0.as_bytes());
         Self::from_bytes(&mac.finalize().into_bytes())
     }
@@ -126,43 +117,24 @@ impl RefreshSessions {
             };
             let user_id = user.id.0;
             if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
-                if user
-                    .refresh_token_expires_at
-                    .is_none_or(|expires| expires <= now)
-                {
+                if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
                     return Err(ApiError::InvalidRefreshToken);
                 }
                 let expires_at = self.expiry(now);
-                let change = SessionChange {
-                    refresh_token_hash: Some(&successor_hash),
-                    refresh_token_expires_at: Some(expires_at),
-                    previous_refresh_token_hash: Some(&hash),
-                    refresh_token_rotated_at: Some(now),
-                    updated_at: now,
-                };
+                let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
                 if User::set_session_if_current(conn, user_id, &hash, &change)? {
                     log::info!("refresh token rotated user_id={user_id}");
-                    return Ok(IssuedRefresh {
-                        user,
-                        token: successor,
-                        expires_at,
-                    });
+                    return Ok(IssuedRefresh { user, token: successor, expires_at });
                 }
                 continue;
             }
-            let within_grace = user
-                .refresh_token_rotated_at
-                .is_some_and(|at| now - at <= self.grace);
+            let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
             if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
                 log::info!("refresh retried within grace window user_id={user_id}");
                 let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-                return Ok(IssuedRefresh {
-                    user,
-                    token: successor,
-                    expires_at,
-                });
+                return Ok(IssuedRefresh { user, token: successor, expires_at });
             }
-            if User::revoke_if_previous(conn, user_id, &hash, now)? {
+            if User::revoke_if_previous(conn, &user, &hash, now)? {
                 log::warn!("refresh token reuse detected, session revoked user_id={user_id}");
             }
             return Err(ApiError::InvalidRefreshToken);
@@ -189,18 +161,12 @@ impl RefreshSessions {
             return Ok(());
         };
         // A slow request racing its own chain's rotations is not an attack.
-        if user
-            .refresh_token_rotated_at
-            .is_some_and(|at| now - at <= self.grace)
-        {
+        if user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace) {
             return Ok(());
         }
-        let previous = user.previous_refresh_token_hash.unwrap_or_default();
-        if User::revoke_if_previous(conn, user.id.0, &previous, now)? {
-            log::warn!(
-                "refresh token reuse detected, session revoked user_id={}",
-                user.id.0
-            );
+        let previous = user.previous_refresh_token_hash.clone().unwrap_or_default();
+        if User::revoke_if_previous(conn, &user, &previous, now)? {
+            log::warn!("refresh token reuse detected, session revoked user_id={}", user.id.0);
         }
         Ok(())
     }
@@ -212,9 +178,9 @@ impl RefreshSessions {
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<User, ApiError> {
-        let user = User::find_by_refresh_hash(conn, &presented.hash())?
-            .ok_or(ApiError::InvalidRefreshToken)?;
-        User::set_session(conn, user.id.0, &SessionChange::revoked(now))?;
+        let user =
+            User::find_by_refresh_hash(conn, &presented.hash())?.ok_or(ApiError::InvalidRefreshToken)?;
+        User::set_session(conn, user.id.0, &SessionChange::revoked(now, &user))?;
         Ok(user)
     }
 }

@@ -1,84 +1,28 @@
-//! Access tokens: signing and the one verifier every protected route goes through.
+//! Access tokens: signing, and verification through `tollgate_verify::verify_with`, the
+//! same routine other services use.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{DecodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::Header;
+use tollgate_verify::Rules;
+pub use tollgate_verify::{ACCESS_TOKEN_TYPE, Claims as AccessClaims, Error as TokenError, MAX_TOKEN_LEN};
 use uuid::Uuid;
 
-use super::keys::{KeySet, SigningKey, algorithm_name};
+use super::keys::KeyStore;
 use crate::config::JwtSettings;
 
-/// The `typ` header of every access token (RFC 9068).
-pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
-/// Longer bearer values are rejected before any parsing; real tokens are well under 1 KiB.
-pub const MAX_TOKEN_LEN: usize = 4096;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub sub: Uuid,
-    pub username: String,
-    pub iss: String,
-    pub aud: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: Uuid,
-}
-
-/// The only header members a tollgate token has. Anything else (`jku`, `jwk`, `x5u`,
-/// `crit`, `cty`…) is refused rather than ignored, and so are duplicate members.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StrictHeader {
-    alg: String,
-    typ: String,
-    kid: String,
-}
-
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("malformed token")]
-    Malformed,
-    #[error("unexpected header")]
-    Header,
-    #[error("unknown key id")]
-    UnknownKey,
-    #[error("token rejected: {0}")]
-    Rejected(String),
-}
-
 pub struct AccessTokens {
-    signing: SigningKey,
-    verifying: HashMap<String, DecodingKey>,
-    validation: Validation,
-    issuer: String,
-    audience: String,
+    keys: Arc<KeyStore>,
+    rules: Rules,
     ttl_secs: i64,
     leeway_secs: i64,
 }
 
 impl AccessTokens {
-    pub fn new(keys: &KeySet, settings: &JwtSettings) -> Self {
-        let algorithm = keys.signing.algorithm;
-        // jsonwebtoken's defaults are not ours: pin everything explicitly.
-        let mut validation = Validation::new(algorithm);
-        validation.algorithms = vec![algorithm];
-        validation.leeway = settings.leeway_secs;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&settings.issuer]);
-        validation.set_audience(&[&settings.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    pub fn new(keys: Arc<KeyStore>, settings: &JwtSettings) -> Self {
         Self {
-            signing: keys.signing.clone(),
-            verifying: keys.verifying.clone(),
-            validation,
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
+            keys,
+            rules: Rules::new(&settings.issuer, &settings.audience, settings.leeway_secs),
             ttl_secs: settings.access_token_ttl_secs as i64,
             leeway_secs: settings.leeway_secs as i64,
         }
@@ -88,50 +32,36 @@ impl AccessTokens {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user_id: Uuid, username: &str, now: i64) -> String {
+    /// How long after its issue a token can still be accepted anywhere.
+    pub fn max_token_age_secs(&self) -> i64 {
+        self.ttl_secs + self.leeway_secs
+    }
+
+    /// Signs a token for the user. `tokens_valid_after` is the user's revocation time: a
+    /// token issued in the same second as a revocation carries it as `iat`, so that it is
+    /// not mistaken for one issued before.
+    pub fn issue(&self, user_id: Uuid, username: &str, now: i64, tokens_valid_after: Option<i64>) -> String {
         let claims = AccessClaims {
             sub: user_id,
             username: username.to_owned(),
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            iat: now,
+            iss: self.rules.issuer().to_owned(),
+            aud: self.rules.audience().to_owned(),
+            iat: now.max(tokens_valid_after.unwrap_or(now)),
             nbf: now,
             exp: now + self.ttl_secs,
             jti: Uuid::new_v4(),
         };
-        let mut header = Header::new(self.signing.algorithm);
+        let ring = self.keys.ring();
+        let mut header = Header::new(ring.signing.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-        header.kid = Some(self.signing.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.signing.encoding)
-            .expect("signing with a key loaded at start-up cannot fail")
+        header.kid = Some(ring.signing.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &ring.signing.encoding)
+            .expect("signing with a key loaded from the key store cannot fail")
     }
 
-    /// Verifies a bearer value: the algorithm is the configured one whatever the header
-    /// says, the key is found only by `kid` among our own, and every claim must be present
-    /// with its JSON type.
+    /// Verifies a bearer value against the keys in force (see `tollgate_verify`).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
-            return Err(TokenError::Malformed);
-        }
-        let header_segment = token.split('.').next().unwrap_or_default();
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_segment)
-            .map_err(|_| TokenError::Malformed)?;
-        let header: StrictHeader =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Header)?;
-        if header.alg != algorithm_name(self.signing.algorithm) || header.typ != ACCESS_TOKEN_TYPE {
-            return Err(TokenError::Header);
-        }
-        let key = self
-            .verifying
-            .get(&header.kid)
-            .ok_or(TokenError::UnknownKey)?;
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &self.validation)
-            .map_err(|e| TokenError::Rejected(e.to_string()))?
-            .claims;
-        if claims.iat > chrono::Utc::now().timestamp() + self.leeway_secs {
-            return Err(TokenError::Rejected("issued in the future".into()));
-        }
-        Ok(claims)
+        let ring = self.keys.ring();
+        tollgate_verify::verify_with(token, &self.rules, |kid| ring.verifying.get(kid))
     }
 }

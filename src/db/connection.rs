@@ -93,8 +93,7 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
     if let DatabaseUrl::Sqlite(path) = &settings.url
         && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
     }
     Ok(r2d2::Pool::builder()
         .max_size(settings.max_connections)
@@ -111,17 +110,13 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
     type MigrationError = Box<dyn std::error::Error + Send + Sync>;
     let applied = match conn {
         // An exclusive transaction is SQLite's lock; each migration nests as a savepoint.
-        DbConnection::Sqlite(conn) => {
-            conn.exclusive_transaction(|conn| -> Result<usize, MigrationError> {
-                Ok(conn.run_pending_migrations(SQLITE_MIGRATIONS)?.len())
-            })
-        }
+        DbConnection::Sqlite(conn) => conn.exclusive_transaction(|conn| -> Result<usize, MigrationError> {
+            Ok(conn.run_pending_migrations(SQLITE_MIGRATIONS)?.len())
+        }),
         DbConnection::Postgres(conn) => {
             conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
                 .map_err(|e| e.to_string())?;
-            let result = conn
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.len());
+            let result = conn.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len());
             conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
                 .map_err(|e| e.to_string())?;
             result

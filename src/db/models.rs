@@ -30,12 +30,7 @@ impl ToSql<Text, Sqlite> for DbUuid {
 
 impl ToSql<Text, Pg> for DbUuid {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        out.write_all(
-            self.0
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .as_bytes(),
-        )?;
+        out.write_all(self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes())?;
         Ok(IsNull::No)
     }
 }
@@ -70,6 +65,8 @@ pub struct User {
     pub refresh_token_rotated_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// Access tokens issued (`iat`) before this unix time are revoked.
+    pub tokens_valid_after: Option<i64>,
 }
 
 /// What a new user row is made of; the refresh session starts with the account.
@@ -86,38 +83,70 @@ pub struct NewUser {
     pub updated_at: NaiveDateTime,
 }
 
-/// The columns that describe the refresh session, written together.
+/// The `tokens_valid_after` of a revocation at `now`, given the user's current one: a
+/// second past both `now` and the current value, so that every token issued so far is
+/// before it (a token's `iat` is `now` rounded down, or the current value if that is
+/// later). Tokens issued afterwards carry `iat` ≥ the new value (`AccessTokens::issue`).
+pub fn tokens_valid_after(now: NaiveDateTime, current: Option<i64>) -> i64 {
+    now.and_utc().timestamp().max(current.unwrap_or(0)) + 1
+}
+
+/// The columns that describe the refresh session, written together. An outer `None`
+/// leaves a column as it is; `Some(None)` clears it.
 #[derive(AsChangeset)]
-#[diesel(table_name = users, treat_none_as_null = true)]
+#[diesel(table_name = users)]
 pub struct SessionChange<'a> {
-    pub refresh_token_hash: Option<&'a str>,
-    pub refresh_token_expires_at: Option<NaiveDateTime>,
-    pub previous_refresh_token_hash: Option<&'a str>,
-    pub refresh_token_rotated_at: Option<NaiveDateTime>,
-    pub updated_at: NaiveDateTime,
+    refresh_token_hash: Option<Option<&'a str>>,
+    refresh_token_expires_at: Option<Option<NaiveDateTime>>,
+    previous_refresh_token_hash: Option<Option<&'a str>>,
+    refresh_token_rotated_at: Option<Option<NaiveDateTime>>,
+    tokens_valid_after: Option<Option<i64>>,
+    updated_at: NaiveDateTime,
 }
 
 impl<'a> SessionChange<'a> {
     /// A fresh session (login, password change): no predecessor.
     pub fn start(hash: &'a str, expires_at: NaiveDateTime, now: NaiveDateTime) -> Self {
         Self {
-            refresh_token_hash: Some(hash),
-            refresh_token_expires_at: Some(expires_at),
-            previous_refresh_token_hash: None,
-            refresh_token_rotated_at: None,
+            refresh_token_hash: Some(Some(hash)),
+            refresh_token_expires_at: Some(Some(expires_at)),
+            previous_refresh_token_hash: Some(None),
+            refresh_token_rotated_at: Some(None),
+            tokens_valid_after: None,
             updated_at: now,
         }
     }
 
-    /// No session at all (logout, reuse detected).
-    pub fn revoked(now: NaiveDateTime) -> Self {
+    /// The successor of `previous_hash`, which stays known for the grace window.
+    pub fn rotated(
+        hash: &'a str,
+        expires_at: NaiveDateTime,
+        previous_hash: &'a str,
+        now: NaiveDateTime,
+    ) -> Self {
         Self {
-            refresh_token_hash: None,
-            refresh_token_expires_at: None,
-            previous_refresh_token_hash: None,
-            refresh_token_rotated_at: None,
+            previous_refresh_token_hash: Some(Some(previous_hash)),
+            refresh_token_rotated_at: Some(Some(now)),
+            ..Self::start(hash, expires_at, now)
+        }
+    }
+
+    /// No session at all (logout, reuse detected); access tokens issued so far die too.
+    pub fn revoked(now: NaiveDateTime, user: &User) -> Self {
+        Self {
+            refresh_token_hash: Some(None),
+            refresh_token_expires_at: Some(None),
+            previous_refresh_token_hash: Some(None),
+            refresh_token_rotated_at: Some(None),
+            tokens_valid_after: None,
             updated_at: now,
         }
+        .revoking_access_tokens(tokens_valid_after(now, user.tokens_valid_after))
+    }
+
+    /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).
+    pub fn revoking_access_tokens(self, valid_after: i64) -> Self {
+        Self { tokens_valid_after: Some(Some(valid_after)), ..self }
     }
 }
 
@@ -125,10 +154,7 @@ impl NewUser {
     /// Inserts the row; a taken username is reported by the unique index itself, so two
     /// racing signups cannot both succeed.
     pub fn insert(self, conn: &mut DbConnection) -> Result<User, ApiError> {
-        match diesel::insert_into(users::table)
-            .values(&self)
-            .execute(conn)
-        {
+        match diesel::insert_into(users::table).values(&self).execute(conn) {
             Ok(_) => Ok(User {
                 id: self.id,
                 username: self.username,
@@ -140,6 +166,7 @@ impl NewUser {
                 refresh_token_rotated_at: None,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
+                tokens_valid_after: None,
             }),
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 Err(ApiError::UsernameTaken)
@@ -151,17 +178,10 @@ impl NewUser {
 
 impl User {
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, ApiError> {
-        Ok(users::table
-            .find(DbUuid(id))
-            .select(User::as_select())
-            .first(conn)
-            .optional()?)
+        Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
     }
 
-    pub fn find_by_username(
-        conn: &mut DbConnection,
-        username: &str,
-    ) -> Result<Option<User>, ApiError> {
+    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, ApiError> {
         Ok(users::table
             .filter(users::username.eq(username))
             .select(User::as_select())
@@ -170,16 +190,9 @@ impl User {
     }
 
     /// The user whose current or previous refresh token has this hash.
-    pub fn find_by_refresh_hash(
-        conn: &mut DbConnection,
-        hash: &str,
-    ) -> Result<Option<User>, ApiError> {
+    pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, ApiError> {
         Ok(users::table
-            .filter(
-                users::refresh_token_hash
-                    .eq(hash)
-                    .or(users::previous_refresh_token_hash.eq(hash)),
-            )
+            .filter(users::refresh_token_hash.eq(hash).or(users::previous_refresh_token_hash.eq(hash)))
             .select(User::as_select())
             .first(conn)
             .optional()?)
@@ -198,14 +211,8 @@ impl User {
     }
 
     /// Writes a session change unconditionally.
-    pub fn set_session(
-        conn: &mut DbConnection,
-        id: Uuid,
-        change: &SessionChange,
-    ) -> Result<(), ApiError> {
-        diesel::update(users::table.find(DbUuid(id)))
-            .set(change)
-            .execute(conn)?;
+    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), ApiError> {
+        diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn)?;
         Ok(())
     }
 
@@ -217,13 +224,10 @@ impl User {
         expected_hash: &str,
         change: &SessionChange,
     ) -> Result<bool, ApiError> {
-        let updated = diesel::update(
-            users::table
-                .find(DbUuid(id))
-                .filter(users::refresh_token_hash.eq(expected_hash)),
-        )
-        .set(change)
-        .execute(conn)?;
+        let updated =
+            diesel::update(users::table.find(DbUuid(id)).filter(users::refresh_token_hash.eq(expected_hash)))
+                .set(change)
+                .execute(conn)?;
         Ok(updated == 1)
     }
 
@@ -231,16 +235,14 @@ impl User {
     /// replay detected late cannot wipe a session started afterwards by a fresh login.
     pub fn revoke_if_previous(
         conn: &mut DbConnection,
-        id: Uuid,
+        user: &User,
         previous_hash: &str,
         now: NaiveDateTime,
     ) -> Result<bool, ApiError> {
         let updated = diesel::update(
-            users::table
-                .find(DbUuid(id))
-                .filter(users::previous_refresh_token_hash.eq(previous_hash)),
+            users::table.find(user.id).filter(users::previous_refresh_token_hash.eq(previous_hash)),
         )
-        .set(&SessionChange::revoked(now))
+        .set(&SessionChange::revoked(now, user))
         .execute(conn)?;
         Ok(updated == 1)
     }
@@ -257,12 +259,19 @@ impl User {
         Ok(())
     }
 
+    /// `(user id, tokens_valid_after)` of the users revoked after `since`, oldest first.
+    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, ApiError> {
+        let rows: Vec<(DbUuid, Option<i64>)> = users::table
+            .filter(users::tokens_valid_after.gt(since))
+            .order(users::tokens_valid_after)
+            .select((users::id, users::tokens_valid_after))
+            .load(conn)?;
+        Ok(rows.into_iter().filter_map(|(id, at)| Some((id, at?))).collect())
+    }
+
     /// Touches the table, for readiness: proves the connection and the schema.
     pub fn ping(conn: &mut DbConnection) -> Result<(), ApiError> {
-        users::table
-            .select(users::id)
-            .limit(1)
-            .load::<DbUuid>(conn)?;
+        users::table.select(users::id).limit(1).load::<DbUuid>(conn)?;
         Ok(())
     }
 }

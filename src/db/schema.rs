@@ -12,5 +12,6 @@ diesel::table! {
         refresh_token_rotated_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        tokens_valid_after -> Nullable<BigInt>,
     }
 }

@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::AuthenticatedUser;
-use crate::auth::extractor::bearer_token;
+use crate::auth::extractor::{authenticate, bearer_token};
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
-use crate::db::models::{DbUuid, NewUser, SessionChange, User};
+use crate::db::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
 use crate::db::{self};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -58,11 +58,7 @@ impl From<&User> for UserView {
             id: user.id.0,
             username: user.username.clone(),
             email: user.email.clone(),
-            created_at: user
-                .created_at
-                .and_utc()
-                .format("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
+            created_at: user.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }
     }
 }
@@ -80,9 +76,12 @@ struct TokenResponse {
 fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) -> TokenResponse {
     let user = &issued.user;
     TokenResponse {
-        access_token: state
-            .tokens
-            .issue(user.id.0, &user.username, now.and_utc().timestamp()),
+        access_token: state.tokens.issue(
+            user.id.0,
+            &user.username,
+            now.and_utc().timestamp(),
+            user.tokens_valid_after,
+        ),
         token_type: "Bearer",
         expires_in: state.tokens.ttl_secs(),
         refresh_token: issued.token.as_str().to_owned(),
@@ -96,9 +95,7 @@ fn now() -> NaiveDateTime {
 }
 
 pub fn validate_username(raw: &str) -> Result<String, ApiError> {
-    let valid_chars = raw
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
         return Err(ApiError::Validation(
             "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
@@ -129,10 +126,7 @@ pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(raw.to_lowercase()))
 }
 
-async fn hash_password(
-    state: &web::Data<AppState>,
-    password: SecretString,
-) -> Result<String, ApiError> {
+async fn hash_password(state: &web::Data<AppState>, password: SecretString) -> Result<String, ApiError> {
     let task_state = state.clone();
     state
         .hashing
@@ -154,32 +148,31 @@ async fn verify_password(
 /// Starts a new refresh session for the user, replacing any previous one.
 async fn start_session(
     state: &web::Data<AppState>,
-    user: User,
+    mut user: User,
     new_password_hash: Option<String>,
 ) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
     let now = now();
+    // A password change also revokes the access tokens issued before it.
+    let revoked_before = new_password_hash.as_ref().map(|_| tokens_valid_after(now, user.tokens_valid_after));
+    user.tokens_valid_after = revoked_before.or(user.tokens_valid_after);
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
     db::run(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
-        match new_password_hash {
-            Some(password_hash) => {
-                User::set_password_and_session(conn, user_id, &password_hash, &change)
-            }
-            None => User::set_session(conn, user_id, &change),
+        match (new_password_hash, revoked_before) {
+            (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
+                conn,
+                user_id,
+                &password_hash,
+                &change.revoking_access_tokens(valid_after),
+            ),
+            _ => User::set_session(conn, user_id, &change),
         }
     })
     .await?;
-    Ok((
-        IssuedRefresh {
-            user,
-            token,
-            expires_at,
-        },
-        now,
-    ))
+    Ok((IssuedRefresh { user, token, expires_at }, now))
 }
 
 pub async fn signup(
@@ -209,11 +202,7 @@ pub async fn signup(
     };
     let user = db::run(&state.pool, move |conn| new_user.insert(conn)).await?;
     log::info!("signup user_id={}", user.id.0);
-    let issued = IssuedRefresh {
-        user,
-        token,
-        expires_at,
-    };
+    let issued = IssuedRefresh { user, token, expires_at };
     Ok(HttpResponse::Created().json(token_response(&state, &issued, now)))
 }
 
@@ -229,10 +218,7 @@ pub async fn login(
     let throttle_key = username.clone();
     // An impossible username is looked up no further, but still costs one hash below.
     let user = if USERNAME_CHARS.contains(&username.chars().count()) {
-        db::run(&state.pool, move |conn| {
-            User::find_by_username(conn, &username)
-        })
-        .await?
+        db::run(&state.pool, move |conn| User::find_by_username(conn, &username)).await?
     } else {
         None
     };
@@ -256,14 +242,10 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let presented =
-        RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
     let now = now();
     let task_state = state.clone();
-    let issued = db::run(&state.pool, move |conn| {
-        task_state.sessions.rotate(conn, &presented, now)
-    })
-    .await?;
+    let issued = db::run(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?;
     Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
 }
 
@@ -275,56 +257,33 @@ pub async fn logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let now = now();
-    if let Some(token) = bearer_token(&req)? {
-        let user_id = state
-            .tokens
-            .verify(token)
-            .map_err(|_| ApiError::InvalidToken)?
-            .sub;
-        db::run(&state.pool, move |conn| {
-            User::set_session(conn, user_id, &SessionChange::revoked(now))
-        })
-        .await?;
+    if bearer_token(&req)?.is_some() {
+        let user = authenticate(&req).await?.user;
+        let user_id = user.id.0;
+        db::run(&state.pool, move |conn| User::set_session(conn, user_id, &SessionChange::revoked(now, &user)))
+            .await?;
         log::info!("logout user_id={user_id}");
         return Ok(HttpResponse::NoContent().finish());
     }
     if body.is_empty() {
         return Err(ApiError::MissingToken);
     }
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .eq_ignore_ascii_case("application/json")
-        });
+    let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+    });
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
     let request: RefreshRequest = serde_json::from_slice(&body).map_err(super::parse_error)?;
-    let presented =
-        RefreshToken::parse(&request.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+    let presented = RefreshToken::parse(&request.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
     let task_state = state.clone();
-    let user = db::run(&state.pool, move |conn| {
-        task_state.sessions.revoke(conn, &presented, now)
-    })
-    .await?;
+    let user = db::run(&state.pool, move |conn| task_state.sessions.revoke(conn, &presented, now)).await?;
     log::info!("logout user_id={}", user.id.0);
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn me(
-    caller: AuthenticatedUser,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let user = db::run(&state.pool, move |conn| User::find(conn, caller.id))
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    Ok(HttpResponse::Ok().json(UserView::from(&user)))
+pub async fn me(caller: AuthenticatedUser) -> HttpResponse {
+    HttpResponse::Ok().json(UserView::from(&caller.user))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
@@ -336,18 +295,9 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     state.rate_limiter.check(&req)?;
     let body = body.into_inner();
-    let new_password =
-        normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
-    let user = db::run(&state.pool, move |conn| User::find(conn, caller.id))
-        .await?
-        .ok_or(ApiError::InvalidToken)?;
-    if !verify_password(
-        &state,
-        body.current_password,
-        Some(user.password_hash.clone()),
-    )
-    .await?
-    {
+    let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
+    let user = caller.user;
+    if !verify_password(&state, body.current_password, Some(user.password_hash.clone())).await? {
         log::info!("password change refused user_id={}", user.id.0);
         return Err(ApiError::InvalidCredentials);
     }
@@ -364,15 +314,7 @@ mod tests {
     #[test]
     fn usernames_follow_the_contract_and_are_lower_cased() {
         assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
-        for bad in [
-            "ab",
-            &"a".repeat(33),
-            "al ice",
-            "alice!",
-            "ålice",
-            "",
-            "a\u{0}b",
-        ] {
+        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
             assert!(validate_username(bad).is_err(), "{bad:?}");
         }
         assert!(validate_username(&"a".repeat(32)).is_ok());
@@ -380,21 +322,11 @@ mod tests {
 
     #[test]
     fn emails_are_checked_loosely_and_lower_cased() {
-        assert_eq!(
-            validate_email(Some("Bob@Example.COM")).unwrap().unwrap(),
-            "bob@example.com"
-        );
+        assert_eq!(validate_email(Some("Bob@Example.COM")).unwrap().unwrap(), "bob@example.com");
         assert_eq!(validate_email(None).unwrap(), None);
-        for bad in [
-            "",
-            "bob",
-            "bob@",
-            "@example.com",
-            "bob@example",
-            "bob@exa mple.com",
-            "bob@-x.com",
-            "bob@x..com",
-        ] {
+        for bad in
+            ["", "bob", "bob@", "@example.com", "bob@example", "bob@exa mple.com", "bob@-x.com", "bob@x..com"]
+        {
             assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
         }
     }

@@ -12,13 +12,11 @@ pub async fn healthz() -> HttpResponse {
 
 /// Ready when the database answers a query on the schema.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    db::run(&state.pool, User::ping)
-        .await
-        .map_err(|e| match e {
-            ApiError::DatabaseUnavailable(cause) | ApiError::Internal(cause) => {
-                ApiError::DatabaseUnavailable(cause)
-            }
-            other => other,
-        })?;
+    db::run(&state.pool, User::ping).await.map_err(|e| match e {
+        ApiError::DatabaseUnavailable(cause) | ApiError::Internal(cause) => {
+            ApiError::DatabaseUnavailable(cause)
+        }
+        other => other,
+    })?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ready" })))
 }

@@ -4,16 +4,11 @@ use actix_web::web;
 
 use crate::startup::AppState;
 
-/// Consumers cache the key set for this long (seconds).
-pub const JWKS_MAX_AGE_SECS: u32 = 300;
-
-/// Public keys only, serialised once at start-up.
+/// Every public key that may still verify a live token, including keys about to sign.
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    let max_age = state.jwks_max_age_secs;
     HttpResponse::Ok()
-        .insert_header((
-            header::CACHE_CONTROL,
-            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
-        ))
+        .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
         .content_type("application/json")
-        .body(state.jwks.clone())
+        .body(state.keys.ring().jwks.clone())
 }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod health;
 pub mod jwks;
+pub mod revocations;
 
 use actix_web::{HttpRequest, HttpResponse, Route, web};
 
@@ -13,39 +14,29 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Registers every route; shared by the server and the tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(MAX_BODY_BYTES)
-            .error_handler(json_error),
-    )
-    .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-    .service(resource("/auth/signup", web::post().to(auth::signup)))
-    .service(resource("/auth/login", web::post().to(auth::login)))
-    .service(resource("/auth/refresh", web::post().to(auth::refresh)))
-    .service(resource("/auth/logout", web::post().to(auth::logout)))
-    .service(resource("/auth/me", web::get().to(auth::me)))
-    .service(resource(
-        "/auth/password",
-        web::post().to(auth::change_password),
-    ))
-    .service(resource(
-        "/.well-known/jwks.json",
-        web::get().to(jwks::jwks),
-    ))
-    .service(resource("/healthz", web::get().to(health::healthz)))
-    .service(resource("/readyz", web::get().to(health::readyz)))
-    .default_service(web::to(|| async {
-        Err::<HttpResponse, _>(ApiError::NotFound)
-    }));
+    cfg.app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
+        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::Validation(format!("invalid query string: {err}")).into()
+        }))
+        .service(resource("/auth/signup", web::post().to(auth::signup)))
+        .service(resource("/auth/login", web::post().to(auth::login)))
+        .service(resource("/auth/refresh", web::post().to(auth::refresh)))
+        .service(resource("/auth/logout", web::post().to(auth::logout)))
+        .service(resource("/auth/me", web::get().to(auth::me)))
+        .service(resource("/auth/password", web::post().to(auth::change_password)))
+        .service(resource("/auth/revocations", web::get().to(revocations::revocations)))
+        .service(resource("/.well-known/jwks.json", web::get().to(jwks::jwks)))
+        .service(resource("/healthz", web::get().to(health::healthz)))
+        .service(resource("/readyz", web::get().to(health::readyz)))
+        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
 }
 
 /// A path with one method; any other method is a JSON 405.
 fn resource(path: &str, route: Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(ApiError::MethodNotAllowed)
-        }))
+        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {

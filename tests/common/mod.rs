@@ -48,10 +48,7 @@ pub enum Backend {
 
 impl Backend {
     pub fn postgres() -> Option<Self> {
-        std::env::var("TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .map(Backend::Postgres)
+        std::env::var("TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()).map(Backend::Postgres)
     }
 }
 
@@ -64,25 +61,16 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub fn create(backend: &Backend, dir: &TempDir) -> Self {
         match backend {
-            Backend::Sqlite => Self {
-                url: format!("sqlite://{}", dir.path().join("tollgate.db").display()),
-                postgres: None,
-            },
+            Backend::Sqlite => {
+                Self { url: format!("sqlite://{}", dir.path().join("tollgate.db").display()), postgres: None }
+            }
             Backend::Postgres(admin_url) => {
                 let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = PgConnection::establish(admin_url)
-                    .expect("TEST_DATABASE_URL must be reachable");
-                admin
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .unwrap();
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map(|(base, _)| base)
-                    .unwrap_or(admin_url);
-                Self {
-                    url: format!("{base}/{name}"),
-                    postgres: Some((admin_url.clone(), name)),
-                }
+                let mut admin =
+                    PgConnection::establish(admin_url).expect("TEST_DATABASE_URL must be reachable");
+                admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+                let base = admin_url.rsplit_once('/').map(|(base, _)| base).unwrap_or(admin_url);
+                Self { url: format!("{base}/{name}"), postgres: Some((admin_url.clone(), name)) }
             }
         }
     }
@@ -147,16 +135,7 @@ pub async fn spawn_on(database: TestDatabase, dir: TempDir, overrides: &[(&str, 
     let (address, server) = start(&vars);
     let settings = settings_from(&vars);
     let pool = build_pool(&settings.database).unwrap();
-    TestApp {
-        address,
-        client: reqwest::Client::new(),
-        pool,
-        keys_dir,
-        vars,
-        server,
-        database,
-        dir,
-    }
+    TestApp { address, client: reqwest::Client::new(), pool, keys_dir, vars, server, database, dir }
 }
 
 /// The settings an app on this database and key directory would run with.
@@ -199,12 +178,7 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.client.post(self.url(path)).json(body).send().await.unwrap()
     }
 
     pub async fn get(&self, path: &str) -> Response {
@@ -212,20 +186,11 @@ impl TestApp {
     }
 
     pub async fn get_with_bearer(&self, path: &str, token: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
+        self.client.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
 
     pub async fn signup_response(&self, username: &str, password: &str) -> Response {
-        self.post_json(
-            "/auth/signup",
-            &json!({ "username": username, "password": password }),
-        )
-        .await
+        self.post_json("/auth/signup", &json!({ "username": username, "password": password })).await
     }
 
     /// Signs a user up and returns the token response.
@@ -236,25 +201,16 @@ impl TestApp {
     }
 
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.post_json(
-            "/auth/login",
-            &json!({ "username": username, "password": password }),
-        )
-        .await
+        self.post_json("/auth/login", &json!({ "username": username, "password": password })).await
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.post_json("/auth/refresh", &json!({ "refresh_token": refresh_token }))
-            .await
+        self.post_json("/auth/refresh", &json!({ "refresh_token": refresh_token })).await
     }
 
     pub fn user_row(&self, username: &str) -> User {
         let mut conn = self.pool.get().unwrap();
-        users::table
-            .filter(users::username.eq(username))
-            .select(User::as_select())
-            .first(&mut conn)
-            .unwrap()
+        users::table.filter(users::username.eq(username)).select(User::as_select()).first(&mut conn).unwrap()
     }
 }
 
@@ -264,24 +220,16 @@ pub async fn assert_error(response: Response, status: StatusCode, code: &str) ->
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], code, "{body}");
-    assert!(
-        body["error"].as_str().is_some_and(|e| !e.is_empty()),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
     assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
     body
 }
 
 pub fn sha256_hex(value: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(value.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    sha2::Sha256::digest(value.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub fn field<'a>(body: &'a Value, name: &str) -> &'a str {
-    body[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("{name} missing in {body}"))
+    body[name].as_str().unwrap_or_else(|| panic!("{name} missing in {body}"))
 }

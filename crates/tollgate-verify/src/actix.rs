@@ -1,0 +1,212 @@
+//! actix-web integration: [`Claims`] and [`AuthenticatedUser`] as extractors.
+//!
+//! Register one [`Verifier`] as app data, then take `Claims` (or `AuthenticatedUser`) as
+//! a handler argument to protect the route:
+//!
+//! ```no_run
+//! use actix_web::{App, HttpServer, web};
+//! use tollgate_verify::{Claims, Verifier, VerifierConfig};
+//!
+//! async fn hello(user: Claims) -> String {
+//!     format!("hello, {}", user.username)
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::new(VerifierConfig::from_env()?);
+//! HttpServer::new(move || {
+//!     App::new()
+//!         .app_data(verifier.clone())
+//!         .route("/hello", web::get().to(hello))
+//! })
+//! .bind("127.0.0.1:8081")?
+//! .run()
+//! .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `app_data(verifier.clone())` and `app_data(web::Data::new(verifier))` both work.
+//! `Option<Claims>` makes authentication optional (`None` for a missing or bad token).
+//!
+//! Failures answer with tollgate's error shape `{"error": "...", "code": "..."}`:
+//! - no `Authorization` header: 401 `missing_token`, `WWW-Authenticate: Bearer realm="tollgate"`;
+//! - a header that is not `Bearer <token>`, or a token that does not verify (bad
+//!   signature, expired, wrong issuer or audience, unknown key, revoked): 401
+//!   `invalid_token`, `WWW-Authenticate: Bearer realm="tollgate", error="invalid_token"`;
+//! - more than one `Authorization` header: 400 `bad_request`;
+//! - no key could ever be fetched from tollgate: 503 `keys_unavailable` with `Retry-After`;
+//! - no `Verifier` registered with the app: 500 `internal_error` (and an error log line).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
+use uuid::Uuid;
+
+use crate::{Claims, Error, MAX_TOKEN_LEN, Verifier};
+
+const CHALLENGE: &str = "Bearer realm=\"tollgate\"";
+const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\"";
+const INVALID_REQUEST_CHALLENGE: &str = "Bearer realm=\"tollgate\", error=\"invalid_request\"";
+
+/// Why a request was not authenticated; the response it turns into is documented on the
+/// [module](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    MissingToken,
+    /// Not a bearer token, or the token does not verify.
+    InvalidToken,
+    /// An ambiguous request, e.g. two `Authorization` headers.
+    BadRequest(&'static str),
+    /// tollgate's keys could never be fetched.
+    KeysUnavailable,
+    /// The app has no [`Verifier`] in its app data.
+    NotConfigured,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthError::MissingToken => "missing bearer token",
+            AuthError::InvalidToken => "invalid or expired token",
+            AuthError::BadRequest(message) => message,
+            AuthError::KeysUnavailable => "token verification is temporarily unavailable",
+            AuthError::NotConfigured => "internal error",
+        })
+    }
+}
+
+impl AuthError {
+    /// The `code` member of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::MissingToken => "missing_token",
+            AuthError::InvalidToken => "invalid_token",
+            AuthError::BadRequest(_) => "bad_request",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::NotConfigured => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for AuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthError::MissingToken | AuthError::InvalidToken => StatusCode::UNAUTHORIZED,
+            AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            AuthError::MissingToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, CHALLENGE));
+            }
+            AuthError::InvalidToken => {
+                response.insert_header((header::WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE));
+            }
+            AuthError::BadRequest(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, INVALID_REQUEST_CHALLENGE));
+            }
+            AuthError::KeysUnavailable => {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            AuthError::NotConfigured => {}
+        }
+        response.json(serde_json::json!({ "error": self.to_string(), "code": self.code() }))
+    }
+}
+
+impl From<Error> for AuthError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::KeysUnavailable(_) => AuthError::KeysUnavailable,
+            _ => AuthError::InvalidToken,
+        }
+    }
+}
+
+/// A caller whose bearer token verified: its user id, username and all claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser {
+    pub id: Uuid,
+    pub username: String,
+    pub claims: Claims,
+}
+
+impl From<Claims> for AuthenticatedUser {
+    fn from(claims: Claims) -> Self {
+        Self { id: claims.sub, username: claims.username.clone(), claims }
+    }
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T> + 'static>>;
+
+impl FromRequest for Claims {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let prepared = bearer_token(req).and_then(|token| Ok((verifier(req)?, token.to_owned())));
+        Box::pin(async move {
+            let (verifier, token) = prepared?;
+            verifier.verify(&token).await.map_err(|error| {
+                match &error {
+                    Error::KeysUnavailable(problem) => {
+                        log::error!("cannot verify tokens: {problem}")
+                    }
+                    other => log::debug!("access token rejected: {other}"),
+                }
+                AuthError::from(error)
+            })
+        })
+    }
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let claims = Claims::from_request(req, payload);
+        Box::pin(async move { claims.await.map(AuthenticatedUser::from) })
+    }
+}
+
+/// The verifier registered as `Verifier` or `web::Data<Verifier>`.
+fn verifier(req: &HttpRequest) -> Result<Verifier, AuthError> {
+    req.app_data::<Verifier>()
+        .cloned()
+        .or_else(|| req.app_data::<web::Data<Verifier>>().map(|data| data.get_ref().clone()))
+        .ok_or_else(|| {
+            log::error!("no tollgate_verify::Verifier in the app data: register one with App::app_data");
+            AuthError::NotConfigured
+        })
+}
+
+/// The token of the request's single `Authorization: Bearer <token>` header (the scheme
+/// is case-insensitive).
+pub fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
+    let mut values = req.headers().get_all(header::AUTHORIZATION);
+    let value = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::BadRequest("more than one Authorization header"));
+    }
+    let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::InvalidToken);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(AuthError::InvalidToken);
+    }
+    Ok(token)
+}

@@ -1,0 +1,201 @@
+//! Verify tollgate access tokens without calling tollgate on every request.
+//!
+//! [`verify_with`] is the one verification routine: tollgate itself uses it, and so does
+//! the JWKS-caching [`Verifier`] (feature `fetch`) that other services use. The algorithm
+//! comes from the key, never from the token's header; the key is found only by `kid`
+//! among keys the caller trusts; `typ`, `exp`, `nbf`, `iss` and `aud` are always checked.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[cfg(feature = "actix")]
+pub mod actix;
+#[cfg(feature = "fetch")]
+mod verifier;
+#[cfg(feature = "fetch")]
+pub use verifier::{ConfigError, Verifier, VerifierConfig};
+
+pub use jsonwebtoken::Algorithm as JwtAlgorithm;
+
+/// The `typ` header of every access token (RFC 9068).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+/// Longer bearer values are rejected before any parsing; real tokens are well under 1 KiB.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The claims of a verified access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub username: String,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("malformed token")]
+    Malformed,
+    #[error("unexpected token header")]
+    Header,
+    #[error("unknown key id")]
+    UnknownKey,
+    #[error("token rejected: {0}")]
+    Rejected(String),
+    #[error("token revoked")]
+    Revoked,
+    #[error("no verification keys available: {0}")]
+    KeysUnavailable(String),
+}
+
+/// The only header members a tollgate token has. Anything else (`jku`, `jwk`, `x5u`,
+/// `crit`, `cty`…) is refused rather than ignored, and so are duplicate members.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictHeader {
+    alg: String,
+    typ: String,
+    kid: String,
+}
+
+/// A public key (or HS256 secret) that may verify tokens, with its algorithm.
+#[derive(Clone)]
+pub struct VerificationKey {
+    pub algorithm: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// What a valid token must say: issuer, audience, and the clock-skew allowance.
+#[derive(Clone)]
+pub struct Rules {
+    issuer: String,
+    audience: String,
+    leeway_secs: u64,
+    validations: HashMap<Algorithm, Validation>,
+}
+
+/// The algorithms tollgate signs with.
+pub const SUPPORTED_ALGORITHMS: [Algorithm; 4] =
+    [Algorithm::EdDSA, Algorithm::ES256, Algorithm::RS256, Algorithm::HS256];
+
+impl Rules {
+    pub fn new(issuer: &str, audience: &str, leeway_secs: u64) -> Self {
+        let validations = SUPPORTED_ALGORITHMS
+            .into_iter()
+            .map(|algorithm| {
+                // jsonwebtoken's defaults are not ours: pin everything explicitly.
+                let mut validation = Validation::new(algorithm);
+                validation.algorithms = vec![algorithm];
+                validation.leeway = leeway_secs;
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                validation.validate_aud = true;
+                validation.set_issuer(&[issuer]);
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+                (algorithm, validation)
+            })
+            .collect();
+        Self { issuer: issuer.to_owned(), audience: audience.to_owned(), leeway_secs, validations }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+}
+
+/// The name of an algorithm as it appears in a JOSE header.
+pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::EdDSA => "EdDSA",
+        Algorithm::ES256 => "ES256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::HS256 => "HS256",
+        _ => "unsupported",
+    }
+}
+
+/// Verifies an access token with the key `key_for(kid)` returns. The header's `alg` must
+/// name that key's algorithm exactly; every claim must be present with its JSON type.
+pub fn verify_with<'k>(
+    token: &str,
+    rules: &Rules,
+    key_for: impl FnOnce(&str) -> Option<&'k VerificationKey>,
+) -> Result<Claims, Error> {
+    let header = parse_header(token)?;
+    let key = key_for(&header.kid).ok_or(Error::UnknownKey)?;
+    if header.alg != algorithm_name(key.algorithm) {
+        return Err(Error::Header);
+    }
+    let validation = rules.validations.get(&key.algorithm).ok_or(Error::Header)?;
+    let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
+        .map_err(|e| Error::Rejected(e.to_string()))?
+        .claims;
+    if claims.iat > now() + rules.leeway_secs as i64 {
+        return Err(Error::Rejected("issued in the future".into()));
+    }
+    Ok(claims)
+}
+
+/// The `kid` of a token whose header is well-formed, for deciding whether to refetch keys.
+pub fn token_kid(token: &str) -> Result<String, Error> {
+    parse_header(token).map(|h| h.kid)
+}
+
+fn parse_header(token: &str) -> Result<StrictHeader, Error> {
+    if token.len() > MAX_TOKEN_LEN || token.split('.').count() != 3 {
+        return Err(Error::Malformed);
+    }
+    let segment = token.split('.').next().unwrap_or_default();
+    let json = URL_SAFE_NO_PAD.decode(segment).map_err(|_| Error::Malformed)?;
+    let header: StrictHeader = serde_json::from_slice(&json).map_err(|_| Error::Header)?;
+    if header.typ != ACCESS_TOKEN_TYPE {
+        return Err(Error::Header);
+    }
+    Ok(header)
+}
+
+/// Reads a JWKS document into keys by `kid`. Keys tollgate would never publish (no `kid`,
+/// an unsupported algorithm, `use` other than `sig`, private members) are skipped.
+pub fn keys_from_jwks(jwks: &serde_json::Value) -> HashMap<String, VerificationKey> {
+    let Some(keys) = jwks["keys"].as_array() else {
+        return HashMap::new();
+    };
+    keys.iter().filter_map(|jwk| Some((jwk["kid"].as_str()?.to_owned(), key_from_jwk(jwk)?))).collect()
+}
+
+fn key_from_jwk(jwk: &serde_json::Value) -> Option<VerificationKey> {
+    let text = |name: &str| jwk[name].as_str();
+    if jwk.get("d").is_some() || text("use").is_some_and(|u| u != "sig") {
+        return None;
+    }
+    let (algorithm, key) = match (text("alg")?, text("kty")?) {
+        ("EdDSA", "OKP") if text("crv") == Some("Ed25519") => {
+            (Algorithm::EdDSA, DecodingKey::from_ed_components(text("x")?).ok()?)
+        }
+        ("ES256", "EC") if text("crv") == Some("P-256") => {
+            (Algorithm::ES256, DecodingKey::from_ec_components(text("x")?, text("y")?).ok()?)
+        }
+        ("RS256", "RSA") => {
+            (Algorithm::RS256, DecodingKey::from_rsa_components(text("n")?, text("e")?).ok()?)
+        }
+        _ => return None,
+    };
+    Some(VerificationKey { algorithm, key })
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
