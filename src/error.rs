@@ -9,7 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON at all (syntax error, truncated).
     #[error("request body is not valid JSON: {0}")]
@@ -48,6 +48,19 @@ pub enum ApiError {
     DatabaseUnavailable(String),
     #[error("internal server error")]
     Internal(String),
+}
+
+/// Names the variant and its code only: the messages of client errors can quote request
+/// input (a password sent as a number, say), and actix logs `Debug` of every error.
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiError::Internal(cause) | ApiError::DatabaseUnavailable(cause) => {
+                write!(f, "ApiError({}: {cause})", self.code())
+            }
+            other => write!(f, "ApiError({})", other.code()),
+        }
+    }
 }
 
 #[derive(Serialize)]

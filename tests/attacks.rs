@@ -236,24 +236,7 @@ async fn sql_injection_in_login_fields_is_inert(backend: Backend) {
     assert_session_works(&app, "bob", PASSWORD).await;
 }
 
-// Written out instead of `db_tests!` so that the PostgreSQL variant alone can be ignored.
-mod nul_byte_in_a_login_username_is_401 {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::nul_byte_in_a_login_username_is_401(crate::common::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "BUG: on PostgreSQL a login whose username holds a NUL byte (e.g. \"admin\\u0000\") \
-                is 500 internal_error: login looks any 3-32 character name up without checking its \
-                characters, and PostgreSQL refuses NUL in text"]
-    async fn postgres() {
-        match crate::common::Backend::postgres() {
-            Some(backend) => super::nul_byte_in_a_login_username_is_401(backend).await,
-            None => eprintln!("skipped: TEST_DATABASE_URL is not set"),
-        }
-    }
-}
+db_tests!(nul_byte_in_a_login_username_is_401);
 
 async fn nul_byte_in_a_login_username_is_401(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -443,8 +426,10 @@ async fn login_timing_does_not_reveal_unknown_users(backend: Backend) {
     }
     let (unknown, wrong) = (median(unknown), median(wrong));
     eprintln!("median login time: unknown user {unknown:?}, wrong password {wrong:?}");
+    // Without the dummy hash an unknown user would answer ~100 times faster; a factor of 4
+    // leaves room for a loaded machine.
     assert!(
-        unknown * 2 >= wrong,
+        unknown * 4 >= wrong,
         "an unknown user answers much faster ({unknown:?}) than a wrong password ({wrong:?})"
     );
     assert_session_works(&app, "timed0", PASSWORD).await;

@@ -213,14 +213,12 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     state.rate_limiter.check(&req)?;
     let body = body.into_inner();
-    let username = body.username.to_ascii_lowercase();
-    state.login_throttle.check(&username)?;
-    let throttle_key = username.clone();
+    let throttle_key = body.username.to_ascii_lowercase();
+    state.login_throttle.check(&throttle_key)?;
     // An impossible username is looked up no further, but still costs one hash below.
-    let user = if USERNAME_CHARS.contains(&username.chars().count()) {
-        db::run(&state.pool, move |conn| User::find_by_username(conn, &username)).await?
-    } else {
-        None
+    let user = match validate_username(&body.username) {
+        Ok(username) => db::run(&state.pool, move |conn| User::find_by_username(conn, &username)).await?,
+        Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     if !verify_password(&state, body.password, stored).await? {

@@ -19,6 +19,8 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// every request into a fetch, and a key tollgate withdraws must not live for weeks.
 const MIN_MAX_AGE: Duration = Duration::from_secs(1);
 const MAX_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// While no key was ever fetched, failed fetches are retried at least this often.
+const NO_KEYS_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a [`Verifier`] reaches tollgate and what it requires of a token.
 ///
@@ -45,8 +47,9 @@ pub struct VerifierConfig {
     pub default_max_age: Duration,
     /// Timeout of one request to tollgate (JWKS or revocation feed). Default 5 s.
     pub fetch_timeout: Duration,
-    /// After a failed JWKS fetch, the next attempt waits at least this long; meanwhile
-    /// the keys already cached are used. Default 5 s.
+    /// After a failed JWKS fetch, the next attempt waits at least this long (at most 1 s
+    /// while no key was ever fetched); meanwhile the keys already cached are used.
+    /// Default 5 s.
     pub fetch_retry_interval: Duration,
     /// Bearer token of tollgate's revocation feed (its `REVOCATION_FEED_TOKEN`). Without
     /// it, revocations are not checked and access tokens live until `exp`.
@@ -198,6 +201,8 @@ struct Inner {
     fetch: tokio::sync::Mutex<()>,
     revocations: RwLock<Revocations>,
     poller_started: AtomicBool,
+    /// A background refresh of expired keys is running.
+    refreshing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -218,7 +223,11 @@ impl KeyCache {
         self.fetched_at.is_some_and(|at| now.saturating_duration_since(at) < self.max_age)
     }
 
+    /// Whether a fetch failed too recently to try again: `retry` after a failure, or at
+    /// most a second while there is no key at all (so that service starts soon after
+    /// tollgate does).
     fn in_retry_backoff(&self, now: Instant, retry: Duration) -> bool {
+        let retry = if self.fetched_at.is_none() { retry.min(NO_KEYS_RETRY_INTERVAL) } else { retry };
         self.failed_at.is_some_and(|at| now.saturating_duration_since(at) < retry)
     }
 
@@ -284,6 +293,7 @@ impl Verifier {
                 fetch: tokio::sync::Mutex::new(()),
                 revocations: RwLock::new(Revocations::default()),
                 poller_started: AtomicBool::new(false),
+                refreshing: AtomicBool::new(false),
             }),
         }
     }
@@ -332,6 +342,10 @@ impl Verifier {
     /// current tokio runtime. Returns `None` when no `revocation_token` is configured or
     /// when the poller already runs ([`verify`](Self::verify) starts it on first use).
     /// The task ends by itself once every clone of this verifier is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (like `tokio::spawn`).
     pub fn spawn_revocation_poller(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.config.revocation_token.as_ref()?;
         if self.inner.poller_started.swap(true, Ordering::AcqRel) {
@@ -347,14 +361,42 @@ impl Verifier {
     }
 
     /// The cached keys, fetched first when the cache is empty or expired.
+    /// The cached keys. Expired ones are still returned at once while a background task
+    /// refreshes them; only a cache that never had keys makes the caller wait for a fetch.
     async fn fresh_keys(&self) -> Result<Arc<HashMap<String, VerificationKey>>, Error> {
         {
             let cache = self.inner.keys.read().unwrap_or_else(|e| e.into_inner());
             if cache.is_fresh(Instant::now()) {
                 return Ok(cache.keys.clone());
             }
+            if cache.fetched_at.is_some() {
+                let keys = cache.keys.clone();
+                drop(cache);
+                self.refresh_in_background();
+                return Ok(keys);
+            }
         }
         self.refetch(Refetch::Stale).await
+    }
+
+    /// Starts one background refresh of expired keys unless one is running.
+    fn refresh_in_background(&self) {
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        /// Clears the flag however the task ends, cancelled with its runtime included.
+        struct Done(Arc<Inner>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.refreshing.store(false, Ordering::Release);
+            }
+        }
+        let done = Done(self.inner.clone());
+        tokio::spawn(async move {
+            let verifier = Verifier { inner: done.0.clone() };
+            let _ = verifier.refetch(Refetch::Stale).await;
+            drop(done);
+        });
     }
 
     /// Fetches the JWKS if `reason` still calls for it once the fetch lock is held (a

@@ -85,7 +85,8 @@ async fn cache_control_max_age_is_honoured() {
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     verifier.verify(&token).await.unwrap();
-    assert_eq!(tollgate.jwks_requests(), 2);
+    tollgate.wait_for_jwks_requests(2).await;
+    verifier.verify(&token).await.unwrap();
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
 }
@@ -103,6 +104,8 @@ async fn default_max_age_applies_without_cache_control() {
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
+    verifier.verify(&token).await.unwrap();
+    tollgate.wait_for_jwks_requests(2).await;
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
 }
@@ -207,7 +210,9 @@ async fn error_answers_and_bad_jwks_keep_the_keys_it_has() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     tollgate.set(|s| s.jwks_status = 500);
     verifier.verify(&token).await.unwrap();
-    assert_eq!(tollgate.jwks_requests(), 2);
+    tollgate.wait_for_jwks_requests(2).await;
+    verifier.verify(&token).await.unwrap();
+    assert_eq!(tollgate.jwks_requests(), 2, "no retry before fetch_retry_interval");
 
     tokio::time::sleep(Duration::from_millis(150)).await;
     tollgate.set(|s| {
@@ -215,7 +220,41 @@ async fn error_answers_and_bad_jwks_keep_the_keys_it_has() {
         s.jwks = json!({ "keys": [] });
     });
     verifier.verify(&token).await.unwrap();
-    assert_eq!(tollgate.jwks_requests(), 3);
+    tollgate.wait_for_jwks_requests(3).await;
+    verifier.verify(&token).await.unwrap();
+
+    // Once tollgate answers properly again, the refreshed keys are used.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let new = TestKey::generate("key-2");
+    tollgate.set(|s| s.jwks = support::jwks(&[&new]));
+    verifier.verify(&token).await.unwrap();
+    tollgate.wait_for_jwks_requests(4).await;
+    verifier.verify(&new.sign(&claims())).await.unwrap();
+    // The withdrawn key's kid is now unknown: one refetch confirms it is gone.
+    assert_eq!(verifier.verify(&token).await, Err(Error::UnknownKey));
+    assert_eq!(verifier.verify(&token).await, Err(Error::UnknownKey));
+    assert_eq!(tollgate.jwks_requests(), 5);
+}
+
+#[tokio::test]
+async fn expired_keys_are_served_while_the_refresh_runs() {
+    let key = TestKey::generate("key-1");
+    let tollgate = FakeTollgate::start(&[&key]).await;
+    tollgate.set(|s| s.cache_control = Some("max-age=1".into()));
+    let verifier = Verifier::new(tollgate.config());
+    let token = key.sign(&claims());
+    verifier.verify(&token).await.unwrap();
+
+    // tollgate now takes 2 s to answer: requests do not wait for it.
+    tollgate.set(|s| s.jwks_delay = Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..10 {
+        verifier.verify(&token).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    tollgate.wait_for_jwks_requests(2).await;
+    assert_eq!(tollgate.jwks_requests(), 2, "one background refresh");
 }
 
 #[tokio::test]

@@ -90,6 +90,19 @@ impl FakeTollgate {
         }
     }
 
+    /// Waits until the JWKS has been fetched `count` times (expired keys are refreshed
+    /// in the background), then a little longer so that the fetch is applied.
+    pub async fn wait_for_jwks_requests(&self, count: usize) {
+        for _ in 0..200 {
+            if self.jwks_requests() >= count {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the JWKS was not fetched {count} times");
+    }
+
     /// Waits until the revocation feed has been asked `count` times.
     pub async fn wait_for_feed_requests(&self, count: usize) {
         for _ in 0..200 {
