@@ -17,6 +17,7 @@ use crate::auth::password::{HashingGate, PasswordHasherConfig};
 use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
+use crate::auth::user_cache::UserCache;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, Pool};
 use crate::routes;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub passwords: PasswordHasherConfig,
     pub hashing: HashingGate,
     pub login_throttle: LoginThrottle,
+    pub users: UserCache,
     pub rate_limiter: RateLimiter,
     pub keys: Arc<KeyStore>,
     pub jwks_max_age_secs: u64,
@@ -68,6 +70,7 @@ impl AppState {
             passwords,
             hashing: HashingGate::new(&settings.argon2),
             login_throttle: LoginThrottle::default(),
+            users: UserCache::default(),
             rate_limiter: RateLimiter::new(settings.auth_rate_limit_per_min, settings.trust_proxy_headers),
             jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
             revocation_feed_token: settings.revocation_feed_token.clone(),

@@ -59,7 +59,7 @@ fn as_password(payload: &str) -> String {
 
 fn user_count(app: &TestApp) -> i64 {
     let mut conn = app.pool.get().unwrap();
-    users::table.count().get_result(&mut conn).unwrap()
+    users::table.count().get_result(&mut **conn).unwrap()
 }
 
 /// (id, username, email, password_hash) of every row, by username.
@@ -68,7 +68,7 @@ type Account = (String, String, Option<String>, String);
 fn accounts(app: &TestApp) -> Vec<Account> {
     let mut conn = app.pool.get().unwrap();
     let rows: Vec<User> =
-        users::table.select(User::as_select()).order(users::username).load(&mut conn).unwrap();
+        users::table.select(User::as_select()).order(users::username).load(&mut **conn).unwrap();
     rows.into_iter().map(|u| (u.id.0.to_string(), u.username, u.email, u.password_hash)).collect()
 }
 

@@ -247,7 +247,8 @@ async fn logout_with_bearer_revokes_the_refresh_token_and_is_idempotent(backend:
     )
     .await;
     // tollgate itself rejects access tokens issued before the logout.
-    assert_error(app.get_with_bearer("/auth/me", access).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    assert_error(app.get_with_bearer("/auth/me", access).await, StatusCode::UNAUTHORIZED, "invalid_token")
+        .await;
     // A login right after, even within the same second, gets a token that works.
     let login: serde_json::Value = app.login("leo", PASSWORD).await.json().await.unwrap();
     assert_eq!(app.get_with_bearer("/auth/me", field(&login, "access_token")).await.status(), StatusCode::OK);
@@ -322,7 +323,10 @@ async fn password_change_starts_a_new_session(backend: Backend) {
     // The access token from before the change is revoked; the one it returned works.
     let old = app.get_with_bearer("/auth/me", field(&signup, "access_token")).await;
     assert_error(old, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    assert_eq!(app.get_with_bearer("/auth/me", field(&changed, "access_token")).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get_with_bearer("/auth/me", field(&changed, "access_token")).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn password_change_refuses_a_wrong_current_password_or_weak_new_one(backend: Backend) {

@@ -71,7 +71,9 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
                     let mut conn = pool.get().unwrap();
                     barrier.wait();
                     run_migrations(&mut conn).expect("concurrent migrations succeed");
-                    KeyStore::open(&settings.jwt).map(|keys| keys.ring().signing.kid.clone()).expect("keys load")
+                    KeyStore::open(&settings.jwt)
+                        .map(|keys| keys.ring().signing.kid.clone())
+                        .expect("keys load")
                 })
             })
             .collect();

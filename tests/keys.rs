@@ -44,7 +44,10 @@ async fn login_kid(app: &TestApp) -> (String, String) {
 }
 
 /// Polls `probe` until it is true, for at most `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(limit: Duration, mut probe: impl FnMut() -> F) -> bool {
+async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut probe: impl FnMut() -> F,
+) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
         if probe().await {
@@ -66,7 +69,12 @@ async fn a_rotation_publishes_first_signs_later_and_retires_the_old_key_last() {
     let new_kid = rotated.split_whitespace().nth(1).unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
     // Published within the servers' reload interval, before it signs anything.
-    assert!(eventually(Duration::from_secs(5), || async { published_kids(&app).await == [old_kid.clone(), new_kid.clone()] }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            published_kids(&app).await == [old_kid.clone(), new_kid.clone()]
+        })
+        .await
+    );
     assert_eq!(login_kid(&app).await.0, old_kid, "the new key must not sign before its time");
     let listed = keys_command(&app, "list");
     assert!(listed.lines().any(|l| l.starts_with(&old_kid) && l.contains(" active ")), "{listed}");
@@ -79,8 +87,16 @@ async fn a_rotation_publishes_first_signs_later_and_retires_the_old_key_last() {
     assert!(listed.lines().any(|l| l.starts_with(&old_kid) && l.contains(" verifying ")), "{listed}");
 
     // Once no token it signed can be live, the old key leaves the JWKS.
-    assert!(eventually(Duration::from_secs(15), || async { published_kids(&app).await == [new_kid.clone()] }).await);
-    assert_error(app.get_with_bearer("/auth/me", &old_token).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    assert!(
+        eventually(Duration::from_secs(15), || async { published_kids(&app).await == [new_kid.clone()] })
+            .await
+    );
+    assert_error(
+        app.get_with_bearer("/auth/me", &old_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
     let (_, fresh) = login_kid(&app).await;
     assert_eq!(app.get_with_bearer("/auth/me", &fresh).await.status(), StatusCode::OK);
     // The next rotation deletes the retired key's file.

@@ -236,8 +236,11 @@ fn database(dir: &Path) -> Pool {
 
 fn password_hash(pool: &Pool, username: &str) -> String {
     let mut conn = pool.get().unwrap();
-    let user: User =
-        users::table.filter(users::username.eq(username)).select(User::as_select()).first(&mut conn).unwrap();
+    let user: User = users::table
+        .filter(users::username.eq(username))
+        .select(User::as_select())
+        .first(&mut **conn)
+        .unwrap();
     user.password_hash
 }
 

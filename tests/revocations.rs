@@ -15,7 +15,12 @@ db_tests!(
 );
 
 async fn feed(app: &TestApp, since: i64, token: &str) -> reqwest::Response {
-    app.client.get(app.url(&format!("/auth/revocations?since={since}"))).bearer_auth(token).send().await.unwrap()
+    app.client
+        .get(app.url(&format!("/auth/revocations?since={since}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn me_status(app: &TestApp, access: &str) -> StatusCode {
@@ -30,7 +35,12 @@ async fn logout_password_change_and_reuse_revoke_earlier_access_tokens(backend: 
     assert_eq!(me_status(&app, field(&rotated, "access_token")).await, StatusCode::OK);
     assert_eq!(app.refresh(field(&signup, "refresh_token")).await.status(), StatusCode::UNAUTHORIZED);
     for access in [field(&signup, "access_token"), field(&rotated, "access_token")] {
-        assert_error(app.get_with_bearer("/auth/me", access).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+        assert_error(
+            app.get_with_bearer("/auth/me", access).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        )
+        .await;
     }
     let row = app.user_row("alice");
     assert!(row.tokens_valid_after.is_some());
@@ -59,7 +69,8 @@ async fn the_feed_lists_revocations_after_since(backend: Backend) {
 
     let alice = app.signup("alice").await;
     let bob = app.signup("bob").await;
-    let logout = app.client.post(app.url("/auth/logout")).bearer_auth(field(&alice, "access_token")).send().await;
+    let logout =
+        app.client.post(app.url("/auth/logout")).bearer_auth(field(&alice, "access_token")).send().await;
     assert_eq!(logout.unwrap().status(), StatusCode::NO_CONTENT);
 
     let listed: Value = feed(&app, watermark, FEED_TOKEN).await.json().await.unwrap();
@@ -81,9 +92,19 @@ async fn the_feed_needs_its_token_and_is_off_without_one(backend: Backend) {
     let wrong = feed(&app, 0, "a-revocation-feed-token-for-testz").await;
     assert_error(wrong, StatusCode::UNAUTHORIZED, "invalid_token").await;
     // A user's access token is not the service token.
-    assert_error(feed(&app, 0, field(&signup, "access_token")).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let bad_since =
-        app.client.get(app.url("/auth/revocations?since=yesterday")).bearer_auth(FEED_TOKEN).send().await.unwrap();
+    assert_error(
+        feed(&app, 0, field(&signup, "access_token")).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    let bad_since = app
+        .client
+        .get(app.url("/auth/revocations?since=yesterday"))
+        .bearer_auth(FEED_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_error(bad_since, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
 
     let off = spawn_app(backend).await;

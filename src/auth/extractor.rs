@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use super::tokens::{AccessClaims, MAX_TOKEN_LEN};
 use crate::db::{self, models::User};
@@ -15,7 +16,7 @@ use crate::startup::AppState;
 /// `WWW-Authenticate` challenge.
 pub struct AuthenticatedUser {
     pub claims: AccessClaims,
-    pub user: User,
+    pub user: Arc<User>,
 }
 
 impl FromRequest for AuthenticatedUser {
@@ -40,8 +41,18 @@ pub async fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiErr
         ApiError::InvalidToken
     })?;
     let user_id = claims.sub;
-    let user =
-        db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
+    let user = match state.users.get(user_id) {
+        Some(user) => user,
+        None => {
+            let generation = state.users.generation();
+            let user = db::run(&state.pool, move |conn| User::find(conn, user_id))
+                .await?
+                .map(Arc::new)
+                .ok_or(ApiError::InvalidToken)?;
+            state.users.put(user.clone(), generation);
+            user
+        }
+    };
     if user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
         log::debug!("revoked access token presented user_id={user_id}");
         return Err(ApiError::InvalidToken);

@@ -586,8 +586,12 @@ mod tests {
         assert_ne!(new.kid, old);
         let ring = store.ring();
         assert_eq!(ring.signing.kid, old, "the new key does not sign before it activates");
-        let published: Vec<String> =
-            jwks(&store)["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+        let published: Vec<String> = jwks(&store)["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect();
         assert_eq!(published, [old.clone(), new.kid.clone()]);
         assert!(ring.verifying.contains_key(&new.kid));
         let states: Vec<KeyState> = store.list().unwrap().iter().map(|k| k.state).collect();

@@ -4,5 +4,6 @@ pub mod password;
 pub mod rate_limit;
 pub mod refresh;
 pub mod tokens;
+pub mod user_cache;
 
 pub use extractor::AuthenticatedUser;

@@ -4,16 +4,20 @@
 use std::sync::Arc;
 
 use jsonwebtoken::Header;
-use tollgate_verify::Rules;
 pub use tollgate_verify::{ACCESS_TOKEN_TYPE, Claims as AccessClaims, Error as TokenError, MAX_TOKEN_LEN};
+use tollgate_verify::{Rules, VerifiedCache};
 use uuid::Uuid;
 
 use super::keys::KeyStore;
 use crate::config::JwtSettings;
 
+/// Tokens remembered as verified; about 0.5 KiB each.
+const VERIFIED_CACHE_CAPACITY: usize = 8192;
+
 pub struct AccessTokens {
     keys: Arc<KeyStore>,
     rules: Rules,
+    verified: VerifiedCache,
     ttl_secs: i64,
     leeway_secs: i64,
 }
@@ -23,6 +27,7 @@ impl AccessTokens {
         Self {
             keys,
             rules: Rules::new(&settings.issuer, &settings.audience, settings.leeway_secs),
+            verified: VerifiedCache::new(VERIFIED_CACHE_CAPACITY),
             ttl_secs: settings.access_token_ttl_secs as i64,
             leeway_secs: settings.leeway_secs as i64,
         }
@@ -62,6 +67,6 @@ impl AccessTokens {
     /// Verifies a bearer value against the keys in force (see `tollgate_verify`).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let ring = self.keys.ring();
-        tollgate_verify::verify_with(token, &self.rules, |kid| ring.verifying.get(kid))
+        self.verified.verify(token, &self.rules, |kid| ring.verifying.get(kid))
     }
 }

@@ -68,22 +68,40 @@ impl ConnectionManager {
     }
 }
 
+/// A pooled connection, marked broken when a query found the database gone, so that the
+/// pool replaces it rather than hand it out again. This spares a ping on every checkout.
+pub struct PoolConnection {
+    conn: DbConnection,
+    broken: bool,
+}
+
+impl std::ops::Deref for PoolConnection {
+    type Target = DbConnection;
+    fn deref(&self) -> &DbConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PoolConnection {
+    fn deref_mut(&mut self) -> &mut DbConnection {
+        &mut self.conn
+    }
+}
+
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConnection;
+    type Connection = PoolConnection;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<DbConnection, ConnectError> {
-        self.establish()
+    fn connect(&self) -> Result<PoolConnection, ConnectError> {
+        Ok(PoolConnection { conn: self.establish()?, broken: false })
     }
 
-    /// Run on every checkout, so that connections cut while the database was away are
-    /// replaced instead of failing a request.
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectError> {
-        Ok(R2D2Connection::ping(conn)?)
+    fn is_valid(&self, conn: &mut PoolConnection) -> Result<(), ConnectError> {
+        Ok(R2D2Connection::ping(&mut conn.conn)?)
     }
 
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        R2D2Connection::is_broken(conn)
+    fn has_broken(&self, conn: &mut PoolConnection) -> bool {
+        conn.broken || R2D2Connection::is_broken(&mut conn.conn)
     }
 }
 
@@ -99,7 +117,7 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
         .max_size(settings.max_connections)
         .min_idle(Some(0))
         .connection_timeout(settings.connect_timeout)
-        .test_on_check_out(true)
+        .test_on_check_out(false)
         .idle_timeout(Some(Duration::from_secs(300)))
         .build_unchecked(ConnectionManager::new(settings.url.clone())))
 }
@@ -134,7 +152,9 @@ where
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get()?;
-        work(&mut conn)
+        let result = work(&mut conn);
+        conn.broken |= matches!(result, Err(ApiError::DatabaseUnavailable(_)));
+        result
     })
     .await?
 }

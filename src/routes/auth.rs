@@ -243,12 +243,16 @@ pub async fn refresh(
     let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
     let now = now();
     let task_state = state.clone();
-    let issued = db::run(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?;
-    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+    let rotated = db::run(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await;
+    if rotated.is_err() {
+        // The refusal may have been reuse detection, which revokes the user's tokens.
+        state.users.invalidate();
+    }
+    Ok(HttpResponse::Ok().json(token_response(&state, &rotated?, now)))
 }
 
 /// Ends the session. A bearer access token identifies the user; without one, the body's
-/// refresh token does. Access tokens already issued stay valid until they expire.
+/// refresh token does. Access tokens issued so far are revoked with it.
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -258,8 +262,11 @@ pub async fn logout(
     if bearer_token(&req)?.is_some() {
         let user = authenticate(&req).await?.user;
         let user_id = user.id.0;
-        db::run(&state.pool, move |conn| User::set_session(conn, user_id, &SessionChange::revoked(now, &user)))
-            .await?;
+        db::run(&state.pool, move |conn| {
+            User::set_session(conn, user_id, &SessionChange::revoked(now, &user))
+        })
+        .await?;
+        state.users.invalidate();
         log::info!("logout user_id={user_id}");
         return Ok(HttpResponse::NoContent().finish());
     }
@@ -276,12 +283,13 @@ pub async fn logout(
     let presented = RefreshToken::parse(&request.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
     let task_state = state.clone();
     let user = db::run(&state.pool, move |conn| task_state.sessions.revoke(conn, &presented, now)).await?;
+    state.users.invalidate();
     log::info!("logout user_id={}", user.id.0);
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn me(caller: AuthenticatedUser) -> HttpResponse {
-    HttpResponse::Ok().json(UserView::from(&caller.user))
+    HttpResponse::Ok().json(UserView::from(caller.user.as_ref()))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
@@ -294,13 +302,17 @@ pub async fn change_password(
     state.rate_limiter.check(&req)?;
     let body = body.into_inner();
     let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
-    let user = caller.user;
+    // The current row, not the cached one: its password hash is what must match.
+    let user_id = caller.user.id.0;
+    let user =
+        db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
     if !verify_password(&state, body.current_password, Some(user.password_hash.clone())).await? {
         log::info!("password change refused user_id={}", user.id.0);
         return Err(ApiError::InvalidCredentials);
     }
     let new_hash = hash_password(&state, new_password).await?;
     let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
+    state.users.invalidate();
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
 }

@@ -16,9 +16,10 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
-        .app_data(web::QueryConfig::default().error_handler(|err, _| {
-            ApiError::Validation(format!("invalid query string: {err}")).into()
-        }))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::Validation(format!("invalid query string: {err}")).into()),
+        )
         .service(resource("/auth/signup", web::post().to(auth::signup)))
         .service(resource("/auth/login", web::post().to(auth::login)))
         .service(resource("/auth/refresh", web::post().to(auth::refresh)))

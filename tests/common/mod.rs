@@ -210,7 +210,11 @@ impl TestApp {
 
     pub fn user_row(&self, username: &str) -> User {
         let mut conn = self.pool.get().unwrap();
-        users::table.filter(users::username.eq(username)).select(User::as_select()).first(&mut conn).unwrap()
+        users::table
+            .filter(users::username.eq(username))
+            .select(User::as_select())
+            .first(&mut **conn)
+            .unwrap()
     }
 }
 

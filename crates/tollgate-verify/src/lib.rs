@@ -114,6 +114,22 @@ impl Rules {
     pub fn audience(&self) -> &str {
         &self.audience
     }
+
+    /// The time-dependent checks alone (`exp`, `nbf`, `iat` with the leeway), for claims
+    /// whose signature was verified earlier and that are being accepted again.
+    pub fn check_times(&self, claims: &Claims) -> Result<(), Error> {
+        let (now, leeway) = (now(), self.leeway_secs as i64);
+        if claims.exp < now - leeway {
+            return Err(Error::Rejected("expired".into()));
+        }
+        if claims.nbf > now + leeway {
+            return Err(Error::Rejected("not yet valid".into()));
+        }
+        if claims.iat > now + leeway {
+            return Err(Error::Rejected("issued in the future".into()));
+        }
+        Ok(())
+    }
 }
 
 /// The name of an algorithm as it appears in a JOSE header.
@@ -143,10 +159,50 @@ pub fn verify_with<'k>(
     let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
         .map_err(|e| Error::Rejected(e.to_string()))?
         .claims;
-    if claims.iat > now() + rules.leeway_secs as i64 {
-        return Err(Error::Rejected("issued in the future".into()));
-    }
+    rules.check_times(&claims)?;
     Ok(claims)
+}
+
+/// Remembers tokens whose signature verified. A client presents the same access token for
+/// its whole life, so most checks are repeats: a hit skips the signature check, the
+/// costly part, but redoes the time checks and requires the token's key still to be one
+/// `key_for` knows (a retired key's tokens are refused at once). Only byte-identical
+/// tokens hit, so a hit is exactly as safe as verifying again.
+pub struct VerifiedCache {
+    entries: std::sync::RwLock<HashMap<String, (String, Claims)>>,
+    capacity: usize,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: Default::default(), capacity }
+    }
+
+    pub fn verify<'k>(
+        &self,
+        token: &str,
+        rules: &Rules,
+        key_for: impl Fn(&str) -> Option<&'k VerificationKey>,
+    ) -> Result<Claims, Error> {
+        let hit = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
+        if let Some((kid, claims)) = hit {
+            key_for(&kid).ok_or(Error::UnknownKey)?;
+            rules.check_times(&claims)?;
+            return Ok(claims);
+        }
+        let claims = verify_with(token, rules, &key_for)?;
+        let kid = token_kid(token)?;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= self.capacity {
+            let now = now();
+            entries.retain(|_, (_, claims)| claims.exp >= now - rules.leeway_secs as i64);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(token.to_owned(), (kid, claims.clone()));
+        Ok(claims)
+    }
 }
 
 /// The `kid` of a token whose header is well-formed, for deciding whether to refetch keys.

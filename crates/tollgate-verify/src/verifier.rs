@@ -307,6 +307,9 @@ impl Verifier {
     /// `typ`, `exp`, `nbf`, `iss`, `aud`, and the revocation list when a feed is
     /// configured (the first call then starts the poller if it is not running).
     ///
+    /// Keys are fetched on first use and again when the JWKS response's `max-age` has
+    /// passed (expired keys keep serving while one background task refreshes them), or
+    /// when a token names an unknown `kid` (at most once per `unknown_kid_cooldown`).
     /// Fails with [`Error::KeysUnavailable`] only when no key could ever be fetched;
     /// while tollgate is unreachable, the keys fetched before keep being used.
     pub async fn verify(&self, token: &str) -> Result<Claims, Error> {
@@ -360,7 +363,6 @@ impl Verifier {
         self.inner.keys.read().unwrap_or_else(|e| e.into_inner()).keys.clone()
     }
 
-    /// The cached keys, fetched first when the cache is empty or expired.
     /// The cached keys. Expired ones are still returned at once while a background task
     /// refreshes them; only a cache that never had keys makes the caller wait for a fetch.
     async fn fresh_keys(&self) -> Result<Arc<HashMap<String, VerificationKey>>, Error> {
@@ -425,6 +427,7 @@ impl Verifier {
         };
         if should_fetch {
             if let Refetch::UnknownKid { kid, .. } = &reason {
+                let kid: String = kid.chars().take(64).collect();
                 log::info!("token with unknown kid {kid:?}: refetching the JWKS");
             }
             // A failure is logged and remembered; the cached keys stay in use.
@@ -531,12 +534,13 @@ impl Inner {
             .map_err(|e| format!("GET {url} failed: {}", error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
-            let hint =
-                if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            let hint = match status {
+                reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN => {
                     " (check TOLLGATE_REVOCATION_TOKEN)"
-                } else {
-                    ""
-                };
+                }
+                reqwest::StatusCode::NOT_FOUND => " (is REVOCATION_FEED_TOKEN set on tollgate?)",
+                _ => "",
+            };
             return Err(format!("GET {url} answered {status}{hint}"));
         }
         let body = read_limited(response).await.map_err(|e| format!("GET {url}: {e}"))?;
@@ -571,7 +575,7 @@ async fn poll_revocations_forever(inner: Weak<Inner>, interval: Duration) {
         };
         match inner.poll_revocations().await {
             Ok(0) => {}
-            Ok(count) => log::info!("revocation feed: {count} new entries"),
+            Ok(count) => log::debug!("revocation feed: {count} entries"),
             Err(problem) => log::warn!("{problem}; retrying in {}s", interval.as_secs_f32()),
         }
     }

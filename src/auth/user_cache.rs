@@ -1,0 +1,63 @@
+//! A short-lived cache of user rows for authentication.
+//!
+//! Every authenticated request needs the caller's row (does the account exist, was the
+//! token revoked?). Reading it once a second per user instead of once per request keeps
+//! token checks cheap. Any revocation made by this process clears the whole cache at once,
+//! so here it takes effect immediately; one made by another instance sharing the database
+//! is seen within [`USER_CACHE_TTL`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::db::models::User;
+
+pub const USER_CACHE_TTL: Duration = Duration::from_secs(1);
+const CAPACITY: usize = 16_384;
+
+struct Entry {
+    fetched: Instant,
+    generation: u64,
+    user: Arc<User>,
+}
+
+#[derive(Default)]
+pub struct UserCache {
+    entries: RwLock<HashMap<Uuid, Entry>>,
+    generation: AtomicU64,
+}
+
+impl UserCache {
+    pub fn get(&self, id: Uuid) -> Option<Arc<User>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entry = entries.get(&id)?;
+        let fresh = entry.fetched.elapsed() < USER_CACHE_TTL
+            && entry.generation == self.generation.load(Ordering::Acquire);
+        fresh.then(|| entry.user.clone())
+    }
+
+    /// Remembers a row read at `generation` (taken before the read, so that a revocation
+    /// racing the read is never hidden by it).
+    pub fn put(&self, user: Arc<User>, generation: u64) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.retain(|_, e| e.fetched.elapsed() < USER_CACHE_TTL);
+            if entries.len() >= CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(user.id.0, Entry { fetched: Instant::now(), generation, user });
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Forgets every row; called after any change that may revoke tokens.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
