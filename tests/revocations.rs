@@ -12,6 +12,7 @@ db_tests!(
     logout_password_change_and_reuse_revoke_earlier_access_tokens,
     the_feed_lists_revocations_after_since,
     the_feed_needs_its_token_and_is_off_without_one,
+    a_revocation_reaches_other_instances_within_their_cache_ttl,
 );
 
 async fn feed(app: &TestApp, since: i64, token: &str) -> reqwest::Response {
@@ -109,4 +110,26 @@ async fn the_feed_needs_its_token_and_is_off_without_one(backend: Backend) {
 
     let off = spawn_app(backend).await;
     assert_error(feed(&off, 0, FEED_TOKEN).await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+/// Each instance caches user rows for a second; a logout on one instance is enforced by
+/// the others once their cached row expires.
+async fn a_revocation_reaches_other_instances_within_their_cache_ttl(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (other, _handle) = app.start_sibling();
+    let signup = app.signup("dave").await;
+    let access = field(&signup, "access_token");
+    let on_other = || app.client.get(format!("{other}/auth/me")).bearer_auth(access).send();
+    assert_eq!(on_other().await.unwrap().status(), StatusCode::OK);
+    let logout = app.client.post(app.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    let start = std::time::Instant::now();
+    while on_other().await.unwrap().status() == StatusCode::OK {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the other instance never saw the logout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(start.elapsed() < std::time::Duration::from_millis(2500), "took {:?}", start.elapsed());
 }

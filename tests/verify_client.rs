@@ -171,3 +171,93 @@ async fn the_extractor_protects_an_actix_route(backend: Backend) {
         assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
     }
 }
+
+/// Logs `username` in and returns the access token.
+async fn login_token(app: &TestApp, username: &str) -> String {
+    let body: Value = app.login(username, PASSWORD).await.json().await.unwrap();
+    field(&body, "access_token").to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    decode_segment(token, 0)["kid"].as_str().unwrap().to_owned()
+}
+
+/// A whole staged rotation, driven by `tollgate keys rotate`, while a consumer verifies
+/// every live token every 200 ms: not one valid token may be refused. The consumer may
+/// not lean on its unknown-`kid` refetch (a cooldown longer than the test): it must have
+/// the new key from the JWKS before the key signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_rejects_no_valid_token_during_a_key_rotation() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("ACCESS_TOKEN_TTL_SECS", "5"),
+            ("JWT_LEEWAY_SECS", "0"),
+            ("JWKS_MAX_AGE_SECS", "1"),
+            ("JWT_KEY_PUBLISH_AHEAD_SECS", "3"),
+        ],
+    )
+    .await;
+    app.signup("alice").await;
+    let mut config = VerifierConfig::new(&app.address);
+    config.leeway_secs = 0;
+    config.unknown_kid_cooldown = std::time::Duration::from_secs(3600);
+    let verifier = Verifier::new(config);
+
+    let first_kid = kid_of(&login_token(&app, "alice").await);
+    let mut rotate = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    rotate.env_clear().args(["keys", "rotate"]).current_dir(app.dir.path());
+    for (name, value) in &app.vars {
+        rotate.env(name, value);
+    }
+    assert!(rotate.output().unwrap().status.success());
+
+    let mut live: Vec<(String, i64)> = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(12) {
+        let token = login_token(&app, "alice").await;
+        kids.insert(kid_of(&token));
+        let exp = decode_segment(&token, 1)["exp"].as_i64().unwrap();
+        live.push((token, exp));
+        let now = chrono::Utc::now().timestamp();
+        live.retain(|(_, exp)| *exp > now + 1);
+        for (token, _) in &live {
+            let verified = verifier.verify(token).await;
+            assert!(verified.is_ok(), "a valid token of kid {} was refused: {verified:?}", kid_of(token));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(kids.len(), 2, "the rotation took place: {kids:?}");
+    assert!(kids.contains(&first_kid));
+}
+
+/// With the feed token configured, the consumer polls `/auth/revocations` and refuses a
+/// logged-out user's earlier tokens within its poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_learns_of_a_logout_from_the_revocation_feed() {
+    const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
+    let app = spawn_app_with(Backend::Sqlite, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
+    let signup = app.signup("erin").await;
+    let access = field(&signup, "access_token");
+    let mut config = VerifierConfig::new(&app.address);
+    config.revocation_token = Some(FEED_TOKEN.to_owned());
+    config.revocation_poll_interval = std::time::Duration::from_millis(200);
+    let verifier = Verifier::new(config);
+    assert!(verifier.verify(access).await.is_ok());
+
+    let logout = app.client.post(app.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(logout.status(), reqwest::StatusCode::NO_CONTENT);
+    let start = std::time::Instant::now();
+    while verifier.verify(access).await.is_ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the consumer never heard of the logout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(verifier.verify(access).await, Err(Error::Revoked));
+    // A token issued after the logout is fine.
+    let fresh = login_token(&app, "erin").await;
+    assert_eq!(verifier.verify(&fresh).await.unwrap().username, "erin");
+}
