@@ -31,6 +31,10 @@ pub struct Settings {
     /// The bearer token services present to read `/auth/revocations`; the feed is off
     /// (404) without one.
     pub revocation_feed_token: Option<SecretString>,
+    /// Browsers get the refresh token as an HttpOnly cookie (see `auth::cookie`).
+    pub refresh_token_cookie: bool,
+    /// Serve the demo page at /demo from this directory (`clients/js`).
+    pub demo_ui: Option<PathBuf>,
 }
 
 /// Shorter revocation feed tokens are refused.
@@ -180,6 +184,10 @@ impl Settings {
             trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
             client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
+            refresh_token_cookie: env.boolean("REFRESH_TOKEN_COOKIE", false)?,
+            demo_ui: env
+                .boolean("DEMO_UI", false)?
+                .then(|| PathBuf::from(env.string("DEMO_UI_DIR", "clients/js"))),
             revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
                 Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
                     return Err(env.error(

@@ -31,6 +31,9 @@ pub enum ApiError {
     InvalidToken,
     #[error("invalid or expired refresh token")]
     InvalidRefreshToken,
+    /// Cookie mode: the refresh cookie came without an allowed `Origin` and the CSRF header.
+    #[error("cross-site request refused")]
+    CsrfRejected,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
+            ApiError::CsrfRejected => "csrf_rejected",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -111,6 +115,7 @@ impl ResponseError for ApiError {
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            ApiError::CsrfRejected => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

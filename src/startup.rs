@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::header::HeaderName;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, ErrorHandlers, Logger, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
+use crate::auth::cookie::{CSRF_HEADER, CookieMode, csrf_guard};
 use crate::auth::keys::KeyStore;
-use crate::auth::password::{HashingGate, PasswordHasherConfig};
+use crate::auth::password::Passwords;
 use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
@@ -27,14 +29,16 @@ pub struct AppState {
     pub pool: Pool,
     pub tokens: AccessTokens,
     pub sessions: RefreshSessions,
-    pub passwords: PasswordHasherConfig,
-    pub hashing: HashingGate,
+    pub passwords: Passwords,
     pub login_throttle: LoginThrottle,
     pub users: UserCache,
     pub rate_limiter: RateLimiter,
     pub keys: Arc<KeyStore>,
     pub jwks_max_age_secs: u64,
     pub revocation_feed_token: Option<SecretString>,
+    pub cookie_mode: CookieMode,
+    /// Where the demo page's files are, when it is served.
+    pub demo_ui: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,19 +65,23 @@ impl AppState {
     pub fn build(settings: &Settings, pool: Pool) -> Result<Self, StartupError> {
         let keys = Arc::new(KeyStore::open(&settings.jwt)?);
         keys.watch();
-        let passwords = PasswordHasherConfig::new(&settings.argon2)
+        let passwords = Passwords::start(&settings.argon2)
             .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
         Ok(Self {
             pool,
             tokens: AccessTokens::new(keys.clone(), &settings.jwt),
             sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
             passwords,
-            hashing: HashingGate::new(&settings.argon2),
             login_throttle: LoginThrottle::default(),
             users: UserCache::default(),
             rate_limiter: RateLimiter::new(settings.auth_rate_limit_per_min, settings.trust_proxy_headers),
             jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
             revocation_feed_token: settings.revocation_feed_token.clone(),
+            cookie_mode: CookieMode {
+                enabled: settings.refresh_token_cookie,
+                allowed_origins: settings.cors_allowed_origins.clone(),
+            },
+            demo_ui: settings.demo_ui.clone(),
             keys,
         })
     }
@@ -97,11 +105,13 @@ impl Application {
         let port =
             listener.local_addr().map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?.port();
         let origins = settings.cors_allowed_origins.clone();
+        let cookie_mode = settings.refresh_token_cookie;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .configure(routes::configure)
-                .wrap(cors(&origins))
+                .wrap(from_fn(csrf_guard))
+                .wrap(cors(&origins, cookie_mode))
                 .wrap(
                     DefaultHeaders::new()
                         .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -141,13 +151,16 @@ fn request_logger() -> Logger {
         .custom_request_replace("path", |req| req.path().to_owned())
 }
 
-fn cors(origins: &[String]) -> Cors {
+fn cors(origins: &[String], cookie_mode: bool) -> Cors {
     let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
-    cors.allowed_methods(["GET", "POST"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+    let cors = cors
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(CSRF_HEADER)])
         .max_age(3600)
         // Other origins simply get no CORS headers; non-browser clients are unaffected.
-        .block_on_origin_mismatch(false)
+        .block_on_origin_mismatch(false);
+    // Only the refresh cookie needs credentials, and only for the exact origins above.
+    if cookie_mode { cors.supports_credentials() } else { cors }
 }
 
 /// The last line of defence for the error contract: any error response that is not JSON

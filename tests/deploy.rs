@@ -35,6 +35,9 @@ const APP_VARIABLES: &[&str] = &[
     "JWKS_MAX_AGE_SECS",
     "JWT_KEY_PUBLISH_AHEAD_SECS",
     "REVOCATION_FEED_TOKEN",
+    "REFRESH_TOKEN_COOKIE",
+    "DEMO_UI",
+    "DEMO_UI_DIR",
     "RUST_LOG",
 ];
 

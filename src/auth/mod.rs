@@ -1,3 +1,4 @@
+pub mod cookie;
 pub mod extractor;
 pub mod keys;
 pub mod password;

@@ -1,11 +1,18 @@
 //! Password rules and argon2id hashing.
 //!
-//! Hashing costs ~19 MiB and tens of milliseconds, so callers run it on the blocking pool.
+//! A hash costs ~19 MiB and tens of milliseconds, so it runs on [`Passwords`]' own threads,
+//! never on the async workers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
@@ -61,91 +68,205 @@ pub struct PasswordHasherConfig {
     dummy_hash: String,
 }
 
+/// Argon2 working memory, kept by each hashing thread so that a hash costs no allocation
+/// and no page faults (at the default cost it is 19 MiB).
+pub type Memory = Vec<Block>;
+
 impl PasswordHasherConfig {
     pub fn new(settings: &Argon2Settings) -> Result<Self, argon2::Error> {
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)?;
         let mut config = Self { params, dummy_hash: String::new() };
         config.dummy_hash = config
-            .hash(&SecretString::from("tollgate dummy password for unknown users"))
+            .hash(&SecretString::from("tollgate dummy password for unknown users"), &mut Memory::new())
             .map_err(|_| argon2::Error::AlgorithmInvalid)?;
         Ok(config)
     }
 
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
-    }
-
     /// Hashes a password that passed [`normalize`] into a PHC string.
-    pub fn hash(&self, password: &SecretString) -> Result<String, argon2::password_hash::Error> {
+    pub fn hash(&self, password: &SecretString, memory: &mut Memory) -> Result<String, password_hash::Error> {
         let salt = SaltString::generate(&mut OsRng);
-        Ok(self.argon2().hash_password(password.expose_secret().as_bytes(), &salt)?.to_string())
+        let mut salt_bytes = [0u8; 64];
+        let salt_bytes = salt.as_salt().decode_b64(&mut salt_bytes)?;
+        let output = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
+            compute(
+                &self.params,
+                Version::V0x13,
+                password.expose_secret().as_bytes(),
+                salt_bytes,
+                out,
+                memory,
+            )
+        })?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     /// Verifies a login attempt. `stored` is `None` for an unknown user: the dummy hash is
     /// checked instead and the answer is always `false`.
-    pub fn verify(&self, password: &SecretString, stored: Option<&str>) -> bool {
+    pub fn verify(&self, password: &SecretString, stored: Option<&str>, memory: &mut Memory) -> bool {
         let Ok(password) = nfkc_within_limit(password) else {
             return false;
         };
-        let candidate = stored.unwrap_or(&self.dummy_hash);
-        let Ok(parsed) = PasswordHash::new(candidate) else {
-            log::error!("stored password hash is not a valid PHC string");
-            return false;
-        };
-        // The cost parameters come from the stored hash, so raising the configured cost
-        // never locks out existing users.
-        let matches = self.argon2().verify_password(password.expose_secret().as_bytes(), &parsed).is_ok();
-        matches && stored.is_some()
-    }
-}
-
-/// Bounds argon2 work: at most `max_concurrent` hashes run (each holds ~19 MiB), a few
-/// more wait up to the queue timeout, and the rest are refused at once with 503. A login
-/// flood thus costs bounded memory and leaves CPU and threads for token-checking requests.
-pub struct HashingGate {
-    permits: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
-    max_waiting: usize,
-    queue_timeout: std::time::Duration,
-}
-
-/// Waiting requests per hashing slot; beyond this, waiting would only time out anyway.
-const WAITING_PER_SLOT: usize = 32;
-
-impl HashingGate {
-    pub fn new(settings: &Argon2Settings) -> Self {
-        Self {
-            permits: tokio::sync::Semaphore::new(settings.max_concurrent),
-            waiting: Default::default(),
-            max_waiting: settings.max_concurrent * WAITING_PER_SLOT,
-            queue_timeout: settings.queue_timeout,
+        match verify_phc(password.expose_secret().as_bytes(), stored.unwrap_or(&self.dummy_hash), memory) {
+            Ok(matches) => matches && stored.is_some(),
+            Err(e) => {
+                log::error!("stored password hash is unusable: {e}");
+                false
+            }
         }
     }
+}
 
-    /// Runs `work` on the blocking pool once a slot is free.
-    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        use std::sync::atomic::Ordering::SeqCst;
-        let queued = self.waiting.fetch_add(1, SeqCst);
-        let permit = if queued < self.max_waiting {
-            tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await.ok().and_then(Result::ok)
-        } else {
-            None
-        };
-        self.waiting.fetch_sub(1, SeqCst);
-        let Some(_permit) = permit else {
-            log::warn!("password hashing overloaded; request refused");
-            return Err(ApiError::Overloaded);
-        };
-        Ok(actix_web::web::block(work).await?)
+/// Checks a password against a PHC string. The cost parameters come from the stored
+/// hash, so raising the configured cost never locks out existing users.
+fn verify_phc(password: &[u8], phc: &str, memory: &mut Memory) -> Result<bool, password_hash::Error> {
+    let parsed = PasswordHash::new(phc)?;
+    if Algorithm::try_from(parsed.algorithm)? != Algorithm::Argon2id {
+        return Err(password_hash::Error::Algorithm);
+    }
+    let version = parsed.version.map(Version::try_from).transpose()?.unwrap_or_default();
+    let params = Params::try_from(&parsed)?;
+    let salt = parsed
+        .salt
+        .ok_or(password_hash::Error::SaltInvalid(password_hash::errors::InvalidValue::Malformed))?;
+    let expected = parsed.hash.ok_or(password_hash::Error::Password)?;
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let output = Output::init_with(expected.len(), |out| {
+        compute(&params, version, password, salt_bytes, out, memory)
+    })?;
+    // `Output` compares in constant time.
+    Ok(output == expected)
+}
+
+fn compute(
+    params: &Params,
+    version: Version,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Memory,
+) -> Result<(), password_hash::Error> {
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::default());
+    }
+    Argon2::new(Algorithm::Argon2id, version, params.clone())
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .map_err(password_hash::Error::from)
+}
+
+enum Job {
+    Hash(SecretString, oneshot::Sender<Result<String, ApiError>>),
+    Verify(SecretString, Option<String>, oneshot::Sender<Result<bool, ApiError>>),
+}
+
+/// Where argon2 runs: `max_concurrent` dedicated threads, each with its own working
+/// memory, at a lower scheduling priority than the HTTP workers. Memory is therefore
+/// bounded (threads × cost), and a login flood takes only the CPU that token checks leave
+/// idle. Jobs wait in a bounded queue; one that waited longer than the queue timeout, or
+/// that finds the queue full, is refused with 503 `overloaded` instead of being hashed.
+pub struct Passwords {
+    jobs: SyncSender<(Instant, Job)>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Queued jobs per hashing thread; beyond this, waiting would only time out anyway.
+const WAITING_PER_THREAD: usize = 32;
+/// Hashing threads yield to the HTTP workers (nice 10).
+const HASHING_NICENESS: i32 = 10;
+
+impl Passwords {
+    pub fn start(settings: &Argon2Settings) -> Result<Self, argon2::Error> {
+        let hasher = Arc::new(PasswordHasherConfig::new(settings)?);
+        let (jobs, queue) = sync_channel::<(Instant, Job)>(settings.max_concurrent * WAITING_PER_THREAD);
+        let queue = Arc::new(Mutex::new(queue));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        for index in 0..settings.max_concurrent {
+            let (hasher, queue, waiting) = (hasher.clone(), queue.clone(), waiting.clone());
+            let queue_timeout = settings.queue_timeout;
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || {
+                    lower_priority();
+                    let mut memory = Memory::new();
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((queued_at, job)) = next else { return };
+                        waiting.fetch_sub(1, Ordering::AcqRel);
+                        let stale = queued_at.elapsed() > queue_timeout;
+                        run_job(&hasher, job, stale, &mut memory);
+                    }
+                })
+                .map_err(|_| argon2::Error::ThreadsTooMany)?;
+        }
+        Ok(Self { jobs, waiting })
     }
 
-    /// Requests waiting for a slot now.
+    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash(password, reply))?;
+        answer.await.map_err(|_| ApiError::Internal("hashing thread stopped".into()))?
+    }
+
+    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Verify(password, stored, reply))?;
+        answer.await.map_err(|_| ApiError::Internal("hashing thread stopped".into()))?
+    }
+
+    fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        self.jobs.try_send((Instant::now(), job)).map_err(|e| {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            match e {
+                TrySendError::Full(_) => overloaded(),
+                TrySendError::Disconnected(_) => ApiError::Internal("hashing threads stopped".into()),
+            }
+        })
+    }
+
+    /// Jobs waiting for a hashing thread now.
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+        self.waiting.load(Ordering::Acquire)
+    }
+}
+
+fn overloaded() -> ApiError {
+    log::warn!("password hashing overloaded; request refused");
+    ApiError::Overloaded
+}
+
+fn run_job(hasher: &PasswordHasherConfig, job: Job, stale: bool, memory: &mut Memory) {
+    // A stale job is refused; one whose client has gone is dropped unanswered.
+    match job {
+        Job::Hash(_, reply) if stale => drop(reply.send(Err(overloaded()))),
+        Job::Verify(_, _, reply) if stale => drop(reply.send(Err(overloaded()))),
+        Job::Hash(_, reply) if reply.is_closed() => {}
+        Job::Verify(_, _, reply) if reply.is_closed() => {}
+        Job::Hash(password, reply) => {
+            let hashed =
+                hasher.hash(&password, memory).map_err(|e| ApiError::Internal(format!("argon2: {e}")));
+            let _ = reply.send(hashed);
+        }
+        Job::Verify(password, stored, reply) => {
+            let _ = reply.send(Ok(hasher.verify(&password, stored.as_deref(), memory)));
+        }
+    }
+}
+
+fn lower_priority() {
+    // SAFETY: setpriority with `who` = 0 changes only the calling thread on Linux and
+    // touches no memory of ours.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS) };
+    if result != 0 {
+        log::debug!("could not lower the priority of a hashing thread");
     }
 }
 
@@ -185,19 +306,38 @@ mod tests {
 
     #[test]
     fn hashes_are_argon2id_and_verify_only_the_right_password() {
-        let hasher = cheap();
-        let hash = hasher.hash(&secret("correct horse")).unwrap();
+        let (hasher, memory) = (cheap(), &mut Memory::new());
+        let hash = hasher.hash(&secret("correct horse"), memory).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert!(hasher.verify(&secret("correct horse"), Some(&hash)));
-        assert!(!hasher.verify(&secret("correct horsf"), Some(&hash)));
-        assert!(!hasher.verify(&secret("correct horse"), None));
+        assert!(hasher.verify(&secret("correct horse"), Some(&hash), memory));
+        assert!(!hasher.verify(&secret("correct horsf"), Some(&hash), memory));
+        assert!(!hasher.verify(&secret("correct horse"), None, memory));
+    }
+
+    #[test]
+    fn hashes_agree_with_the_reference_implementation_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let (hasher, memory) = (cheap(), &mut Memory::new());
+        let ours = hasher.hash(&secret("correct horse"), memory).unwrap();
+        let reference = Argon2::default();
+        assert!(reference.verify_password(b"correct horse", &PasswordHash::new(&ours).unwrap()).is_ok());
+        // A stored hash of other costs (the crate's defaults) verifies with its own costs.
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = reference.hash_password(b"battery staple", &salt).unwrap().to_string();
+        assert!(hasher.verify(&secret("battery staple"), Some(&theirs), memory));
+        assert!(!hasher.verify(&secret("battery stapler"), Some(&theirs), memory));
+        // Argon2i and garbage are refused, never a panic.
+        let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default());
+        let argon2i = argon2i.hash_password(b"battery staple", &salt).unwrap().to_string();
+        assert!(!hasher.verify(&secret("battery staple"), Some(&argon2i), memory));
+        assert!(!hasher.verify(&secret("battery staple"), Some("$argon2id$v=19$garbage"), memory));
     }
 
     #[test]
     fn a_password_that_differs_after_the_1024th_character_is_a_different_password() {
-        let hasher = cheap();
+        let (hasher, memory) = (cheap(), &mut Memory::new());
         let base = "x".repeat(MAX_PASSWORD_CHARS - 1);
-        let hash = hasher.hash(&secret(&format!("{base}a"))).unwrap();
-        assert!(!hasher.verify(&secret(&format!("{base}b")), Some(&hash)));
+        let hash = hasher.hash(&secret(&format!("{base}a")), memory).unwrap();
+        assert!(!hasher.verify(&secret(&format!("{base}b")), Some(&hash), memory));
     }
 }

@@ -1,5 +1,6 @@
 //! Connections to either backend behind one type, pooled by r2d2.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -34,6 +35,11 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    /// SQLite has one writer at a time, and a writer that finds the database locked sleeps
+    /// in steps of milliseconds; under load those sleeps line up into a convoy. Writers of
+    /// this process therefore queue here instead, where the next one wakes the moment the
+    /// previous finishes. (Other processes on the same file still meet the busy timeout.)
+    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +54,8 @@ pub enum ConnectError {
 
 impl ConnectionManager {
     pub fn new(url: DatabaseUrl) -> Self {
-        Self { url }
+        let sqlite_writer = matches!(url, DatabaseUrl::Sqlite(_)).then(Arc::default);
+        Self { url, sqlite_writer }
     }
 
     fn establish(&self) -> Result<DbConnection, ConnectError> {
@@ -73,6 +80,7 @@ impl ConnectionManager {
 pub struct PoolConnection {
     conn: DbConnection,
     broken: bool,
+    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::ops::Deref for PoolConnection {
@@ -93,7 +101,11 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<PoolConnection, ConnectError> {
-        Ok(PoolConnection { conn: self.establish()?, broken: false })
+        Ok(PoolConnection {
+            conn: self.establish()?,
+            broken: false,
+            sqlite_writer: self.sqlite_writer.clone(),
+        })
     }
 
     fn is_valid(&self, conn: &mut PoolConnection) -> Result<(), ConnectError> {
@@ -149,9 +161,28 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
+    run_on_pool(pool, false, work).await
+}
+
+/// [`run`] for work that writes: on SQLite, this process's writers take turns.
+pub async fn run_write<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    run_on_pool(pool, true, work).await
+}
+
+async fn run_on_pool<T, F>(pool: &Pool, writes: bool, work: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get()?;
+        let writer = conn.sqlite_writer.clone().filter(|_| writes);
+        let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
         let result = work(&mut conn);
         conn.broken |= matches!(result, Err(ApiError::DatabaseUnavailable(_)));
         result

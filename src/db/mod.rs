@@ -2,4 +2,4 @@ pub mod connection;
 pub mod models;
 pub mod schema;
 
-pub use connection::{DbConnection, Pool, build_pool, run, run_migrations};
+pub use connection::{DbConnection, Pool, build_pool, run, run_migrations, run_write};

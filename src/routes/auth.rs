@@ -1,13 +1,13 @@
 //! Signup, login, refresh, logout, the current user and password change.
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use chrono::{NaiveDateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::AuthenticatedUser;
+use crate::auth::cookie;
 use crate::auth::extractor::{authenticate, bearer_token};
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
@@ -68,9 +68,29 @@ struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: i64,
-    refresh_token: String,
+    /// Absent for browsers in cookie mode: there it travels only in the HttpOnly cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
     refresh_expires_in: i64,
     user: UserView,
+}
+
+/// The token response, with the refresh token in the JSON or, for a browser in cookie
+/// mode, in the `tollgate_refresh` cookie only.
+fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    mut response: HttpResponseBuilder,
+    issued: &IssuedRefresh,
+    now: NaiveDateTime,
+) -> HttpResponse {
+    let mut body = token_response(state, issued, now);
+    if state.cookie_mode.is_browser(req)
+        && let Some(token) = body.refresh_token.take()
+    {
+        response.cookie(cookie::refresh_cookie(token, body.refresh_expires_in));
+    }
+    response.json(body)
 }
 
 fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) -> TokenResponse {
@@ -84,7 +104,7 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         ),
         token_type: "Bearer",
         expires_in: state.tokens.ttl_secs(),
-        refresh_token: issued.token.as_str().to_owned(),
+        refresh_token: Some(issued.token.as_str().to_owned()),
         refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
         user: UserView::from(user),
     }
@@ -126,25 +146,6 @@ pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(raw.to_lowercase()))
 }
 
-async fn hash_password(state: &web::Data<AppState>, password: SecretString) -> Result<String, ApiError> {
-    let task_state = state.clone();
-    state
-        .hashing
-        .run(move || task_state.passwords.hash(&password))
-        .await?
-        .map_err(|e| ApiError::Internal(format!("argon2: {e}")))
-}
-
-async fn verify_password(
-    state: &web::Data<AppState>,
-    password: SecretString,
-    stored: Option<String>,
-) -> Result<bool, ApiError> {
-    let task_state = state.clone();
-    let verify = move || task_state.passwords.verify(&password, stored.as_deref());
-    state.hashing.run(verify).await
-}
-
 /// Starts a new refresh session for the user, replacing any previous one.
 async fn start_session(
     state: &web::Data<AppState>,
@@ -159,7 +160,7 @@ async fn start_session(
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
-    db::run(&state.pool, move |conn| {
+    db::run_write(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
         match (new_password_hash, revoked_before) {
             (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
@@ -185,7 +186,7 @@ pub async fn signup(
     let username = validate_username(&body.username)?;
     let email = validate_email(body.email.as_deref())?;
     let password = normalize(&body.password).map_err(|e| ApiError::Validation(e.to_string()))?;
-    let password_hash = hash_password(&state, password).await?;
+    let password_hash = state.passwords.hash(password).await?;
 
     let now = now();
     let token = RefreshToken::mint();
@@ -200,10 +201,10 @@ pub async fn signup(
         created_at: now,
         updated_at: now,
     };
-    let user = db::run(&state.pool, move |conn| new_user.insert(conn)).await?;
+    let user = db::run_write(&state.pool, move |conn| new_user.insert(conn)).await?;
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, token, expires_at };
-    Ok(HttpResponse::Created().json(token_response(&state, &issued, now)))
+    Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
 }
 
 pub async fn login(
@@ -221,7 +222,7 @@ pub async fn login(
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    if !verify_password(&state, body.password, stored).await? {
+    if !state.passwords.verify(body.password, stored).await? {
         state.login_throttle.record_failure(&throttle_key);
         match &user {
             Some(user) => log::info!("login failed user_id={}", user.id.0),
@@ -233,59 +234,69 @@ pub async fn login(
     state.login_throttle.record_success(&throttle_key);
     let (issued, now) = start_session(&state, user, None).await?;
     log::info!("login user_id={}", issued.user.id.0);
-    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+    Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
+}
+
+/// The refresh token a request presents: the cookie (cookie mode, browsers), else the
+/// JSON body's `refresh_token`.
+fn presented_refresh_token(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<RefreshToken, ApiError> {
+    let raw = match state.cookie_mode.presented_token(req) {
+        Some(cookie) => cookie,
+        None => super::json_body::<RefreshRequest>(req, body)?.refresh_token,
+    };
+    RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)
 }
 
 pub async fn refresh(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let presented = RefreshToken::parse(&body.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+    let presented = presented_refresh_token(&req, &state, &body)?;
     let now = now();
     let task_state = state.clone();
-    let rotated = db::run(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await;
+    let rotated =
+        db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await;
     if rotated.is_err() {
         // The refusal may have been reuse detection, which revokes the user's tokens.
         state.users.invalidate();
     }
-    Ok(HttpResponse::Ok().json(token_response(&state, &rotated?, now)))
+    Ok(respond(&req, &state, HttpResponse::Ok(), &rotated?, now))
 }
 
-/// Ends the session. A bearer access token identifies the user; without one, the body's
-/// refresh token does. Access tokens issued so far are revoked with it.
+/// Ends the session. A bearer access token identifies the user; without one, the refresh
+/// token (cookie or body) does. Access tokens issued so far are revoked with it.
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let now = now();
-    if bearer_token(&req)?.is_some() {
+    let user = if bearer_token(&req)?.is_some() {
         let user = authenticate(&req).await?.user;
         let user_id = user.id.0;
-        db::run(&state.pool, move |conn| {
-            User::set_session(conn, user_id, &SessionChange::revoked(now, &user))
-        })
-        .await?;
-        state.users.invalidate();
-        log::info!("logout user_id={user_id}");
-        return Ok(HttpResponse::NoContent().finish());
-    }
-    if body.is_empty() {
-        return Err(ApiError::MissingToken);
-    }
-    let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
-    });
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let request: RefreshRequest = serde_json::from_slice(&body).map_err(super::parse_error)?;
-    let presented = RefreshToken::parse(&request.refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
-    let task_state = state.clone();
-    let user = db::run(&state.pool, move |conn| task_state.sessions.revoke(conn, &presented, now)).await?;
+        let revoked = SessionChange::revoked(now, &user);
+        db::run_write(&state.pool, move |conn| User::set_session(conn, user_id, &revoked)).await?;
+        user_id
+    } else {
+        if body.is_empty() && state.cookie_mode.presented_token(&req).is_none() {
+            return Err(ApiError::MissingToken);
+        }
+        let presented = presented_refresh_token(&req, &state, &body)?;
+        let task_state = state.clone();
+        db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &presented, now)).await?.id.0
+    };
     state.users.invalidate();
-    log::info!("logout user_id={}", user.id.0);
-    Ok(HttpResponse::NoContent().finish())
+    log::info!("logout user_id={user}");
+    let mut response = HttpResponse::NoContent();
+    if state.cookie_mode.presented_token(&req).is_some() {
+        response.cookie(cookie::cleared_cookie());
+    }
+    Ok(response.finish())
 }
 
 pub async fn me(caller: AuthenticatedUser) -> HttpResponse {
@@ -306,15 +317,15 @@ pub async fn change_password(
     let user_id = caller.user.id.0;
     let user =
         db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
-    if !verify_password(&state, body.current_password, Some(user.password_hash.clone())).await? {
+    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await? {
         log::info!("password change refused user_id={}", user.id.0);
         return Err(ApiError::InvalidCredentials);
     }
-    let new_hash = hash_password(&state, new_password).await?;
+    let new_hash = state.passwords.hash(new_password).await?;
     let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
     state.users.invalidate();
     log::info!("password changed user_id={}", issued.user.id.0);
-    Ok(HttpResponse::Ok().json(token_response(&state, &issued, now)))
+    Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
 
 #[cfg(test)]

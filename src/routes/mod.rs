@@ -1,6 +1,7 @@
 //! HTTP routes, one file per area, all registered by [`configure`].
 
 pub mod auth;
+pub mod demo;
 pub mod health;
 pub mod jwks;
 pub mod revocations;
@@ -28,6 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/password", web::post().to(auth::change_password)))
         .service(resource("/auth/revocations", web::get().to(revocations::revocations)))
         .service(resource("/.well-known/jwks.json", web::get().to(jwks::jwks)))
+        .service(resource("/demo", web::get().to(demo::page)))
+        .service(resource("/demo/tollgate-client.js", web::get().to(demo::client)))
         .service(resource("/healthz", web::get().to(health::healthz)))
         .service(resource("/readyz", web::get().to(health::readyz)))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
@@ -49,6 +52,19 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
         other => ApiError::InvalidJson(other.to_string()),
     }
     .into()
+}
+
+/// Parses a JSON body read as bytes (for handlers whose body is optional), with the same
+/// errors as the `Json` extractor.
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let is_json =
+        req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(
+            |v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"),
+        );
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(parse_error)
 }
 
 /// Bad syntax is a 400; well-formed JSON of the wrong shape is a 422.

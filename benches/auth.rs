@@ -1,0 +1,135 @@
+//! Micro-benchmarks of the costly steps of authentication.
+//!
+//! `cargo bench --bench auth`; with `TEST_DATABASE_URL` set, the refresh rotation is also
+//! measured on PostgreSQL. Figures and how they compare are in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use chrono::Utc;
+use criterion::{Criterion, criterion_group, criterion_main};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use jsonwebtoken::Algorithm;
+use secrecy::SecretString;
+use tollgate::auth::keys::KeyStore;
+use tollgate::auth::password::{Memory, PasswordHasherConfig};
+use tollgate::auth::refresh::{RefreshSessions, RefreshToken};
+use tollgate::auth::tokens::AccessTokens;
+use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
+use tollgate::db::models::{DbUuid, NewUser};
+use tollgate::db::{build_pool, run_migrations};
+use tollgate_verify::Rules;
+use uuid::Uuid;
+
+fn settings(vars: &[(&str, &str)]) -> Settings {
+    Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())).unwrap()
+}
+
+fn access_tokens(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a benchmark HS256 secret of 32+ bytes";
+    for (name, algorithm) in [
+        ("EdDSA", Algorithm::EdDSA),
+        ("ES256", Algorithm::ES256),
+        ("RS256", Algorithm::RS256),
+        ("HS256", Algorithm::HS256),
+    ] {
+        let keys_dir = dir.path().join(name);
+        let keys_dir = keys_dir.to_str().unwrap();
+        let settings =
+            settings(&[("JWT_ALGORITHM", name), ("JWT_SECRET", secret), ("JWT_KEYS_DIR", keys_dir)]);
+        assert_eq!(settings.jwt.algorithm, algorithm);
+        let store = Arc::new(KeyStore::open(&settings.jwt).unwrap());
+        let tokens = AccessTokens::new(store.clone(), &settings.jwt);
+        let rules = Rules::new(&settings.jwt.issuer, &settings.jwt.audience, settings.jwt.leeway_secs);
+        let user = Uuid::new_v4();
+        let now = Utc::now().timestamp();
+        c.bench_function(&format!("access token sign {name}"), |b| {
+            b.iter(|| tokens.issue(black_box(user), "alice", now, None))
+        });
+        let token = tokens.issue(user, "alice", now, None);
+        let ring = store.ring();
+        c.bench_function(&format!("access token verify {name}"), |b| {
+            b.iter(|| {
+                tollgate_verify::verify_with(black_box(&token), &rules, |kid| ring.verifying.get(kid))
+                    .unwrap()
+            })
+        });
+        c.bench_function(&format!("access token verify {name}, seen before"), |b| {
+            b.iter(|| tokens.verify(black_box(&token)).unwrap())
+        });
+    }
+}
+
+fn refresh_tokens(c: &mut Criterion) {
+    c.bench_function("refresh token mint + sha256", |b| b.iter(|| RefreshToken::mint().hash()));
+}
+
+fn passwords(c: &mut Criterion) {
+    let hasher = PasswordHasherConfig::new(&settings(&[]).argon2).unwrap();
+    let password = SecretString::from("correct horse battery staple");
+    let memory = &mut Memory::new();
+    let hash = hasher.hash(&password, memory).unwrap();
+    let mut group = c.benchmark_group("argon2id default cost");
+    group.sample_size(20);
+    group.bench_function("hash", |b| b.iter(|| hasher.hash(black_box(&password), memory).unwrap()));
+    group.bench_function("verify", |b| {
+        b.iter(|| assert!(hasher.verify(black_box(&password), Some(&hash), memory)))
+    });
+    group.finish();
+}
+
+/// One rotation round trip: look the token up, compare-and-set its successor.
+fn rotation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = vec![("SQLite", format!("sqlite://{}", dir.path().join("bench.db").display()), None)];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        let name = format!("tollgate_bench_{}", Uuid::new_v4().simple());
+        PgConnection::establish(&admin).unwrap().batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+        backends.push(("PostgreSQL", format!("{base}/{name}"), Some((admin, name))));
+    }
+    for (label, url, cleanup) in backends {
+        let mut settings = settings(&[("JWT_KEYS_DIR", dir.path().join("keys").to_str().unwrap())]);
+        settings.database.url = parse_database_url(&url).unwrap();
+        assert!(matches!(settings.database.url, DatabaseUrl::Sqlite(_) | DatabaseUrl::Postgres(_)));
+        let pool = build_pool(&settings.database).unwrap();
+        let mut conn = pool.get().unwrap();
+        run_migrations(&mut conn).unwrap();
+        let store = KeyStore::open(&settings.jwt).unwrap();
+        let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
+        let now = Utc::now().naive_utc();
+        let mut token = RefreshToken::mint();
+        NewUser {
+            id: DbUuid(Uuid::new_v4()),
+            username: "bench".into(),
+            email: None,
+            password_hash:
+                "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+                    .into(),
+            refresh_token_hash: token.hash(),
+            refresh_token_expires_at: sessions.expiry(now),
+            created_at: now,
+            updated_at: now,
+        }
+        .insert(&mut conn)
+        .unwrap();
+        c.bench_function(&format!("refresh rotation round trip {label}"), |b| {
+            b.iter(|| {
+                let issued = sessions.rotate(&mut conn, &token, Utc::now().naive_utc()).unwrap();
+                token = issued.token;
+            })
+        });
+        drop(conn);
+        drop(pool);
+        if let Some((admin, name)) = cleanup {
+            let _ = PgConnection::establish(&admin)
+                .unwrap()
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+criterion_group!(benches, access_tokens, refresh_tokens, passwords, rotation);
+criterion_main!(benches);
