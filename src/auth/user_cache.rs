@@ -4,10 +4,14 @@
 //! token revoked?). Reading it once a second per user instead of once per request keeps
 //! token checks cheap. Any revocation made by this process clears the whole cache at once,
 //! so here it takes effect immediately; one made by another instance sharing the database
-//! is seen within [`USER_CACHE_TTL`].
+//! is seen once the row is re-read, [`USER_CACHE_TTL`] after it was last read.
+//!
+//! When a row has aged out, one request re-reads it while the others keep using the old
+//! copy until it arrives (for at most another TTL), so that a busy user's row expiring
+//! does not send every concurrent request to the database at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +26,8 @@ struct Entry {
     fetched: Instant,
     generation: u64,
     user: Arc<User>,
+    /// Someone is already re-reading this row.
+    refreshing: AtomicBool,
 }
 
 #[derive(Default)]
@@ -31,12 +37,17 @@ pub struct UserCache {
 }
 
 impl UserCache {
+    /// The cached row, or `None` when the caller must read it (and then `put` it).
     pub fn get(&self, id: Uuid) -> Option<Arc<User>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let entry = entries.get(&id)?;
-        let fresh = entry.fetched.elapsed() < USER_CACHE_TTL
-            && entry.generation == self.generation.load(Ordering::Acquire);
-        fresh.then(|| entry.user.clone())
+        if entry.generation != self.generation.load(Ordering::Acquire) {
+            return None;
+        }
+        let age = entry.fetched.elapsed();
+        let usable = age < USER_CACHE_TTL
+            || (age < 2 * USER_CACHE_TTL && entry.refreshing.swap(true, Ordering::AcqRel));
+        usable.then(|| entry.user.clone())
     }
 
     /// Remembers a row read at `generation` (taken before the read, so that a revocation
@@ -49,7 +60,8 @@ impl UserCache {
                 entries.clear();
             }
         }
-        entries.insert(user.id.0, Entry { fetched: Instant::now(), generation, user });
+        let entry = Entry { fetched: Instant::now(), generation, user, refreshing: AtomicBool::new(false) };
+        entries.insert(entry.user.id.0, entry);
     }
 
     pub fn generation(&self) -> u64 {
