@@ -94,6 +94,11 @@ async fn send_raw(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> 
     app.client.post(app.url(path)).header("content-type", "application/json").body(body).send().await.unwrap()
 }
 
+async fn send_raw_password_change(app: &TestApp, access: &str, body: impl Into<reqwest::Body>) -> Response {
+    let request = app.client.post(app.url("/auth/password")).bearer_auth(access);
+    request.header("content-type", "application/json").body(body).send().await.unwrap()
+}
+
 async fn assert_invalid_credentials(response: Response) {
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 }
@@ -753,15 +758,7 @@ async fn oversized_inputs_are_refused_and_the_server_keeps_serving(backend: Back
             let response = send_raw(&app, path, body.clone()).await;
             assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
         }
-        let response = app
-            .client
-            .post(app.url("/auth/password"))
-            .bearer_auth(&access)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = send_raw_password_change(&app, &access, body.clone()).await;
         assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
         assert_alive(&app).await;
     }
@@ -776,15 +773,7 @@ async fn oversized_inputs_are_refused_and_the_server_keeps_serving(backend: Back
             assert_unreadable(send_raw(&app, path, body.clone()).await).await;
             assert_alive(&app).await;
         }
-        let response = app
-            .client
-            .post(app.url("/auth/password"))
-            .bearer_auth(&access)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = send_raw_password_change(&app, &access, body.clone()).await;
         assert_unreadable(response).await;
         assert_alive(&app).await;
     }

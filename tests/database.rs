@@ -10,7 +10,6 @@ use common::*;
 use futures_util::future::join_all;
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
-use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tollgate::auth::keys::KeyStore;
@@ -37,17 +36,8 @@ async fn two_instances_share_one_database_and_key_store(backend: Backend) {
             .json(&serde_json::json!({ "refresh_token": token }))
             .send()
     });
-    let mut successors = HashSet::new();
-    for response in join_all(requests).await {
-        let response = response.unwrap();
-        match response.status() {
-            StatusCode::OK => {
-                let body: Value = response.json().await.unwrap();
-                successors.insert(field(&body, "refresh_token").to_owned());
-            }
-            status => assert_eq!(status, StatusCode::UNAUTHORIZED),
-        }
-    }
+    let responses = join_all(requests).await.into_iter().map(Result::unwrap).collect();
+    let successors = distinct_successors(responses).await;
     assert_eq!(successors.len(), 1, "{successors:?}");
     let successor = successors.into_iter().next().unwrap();
     assert_eq!(app.user_row("alice").refresh_token_hash, Some(sha256_hex(&successor)));

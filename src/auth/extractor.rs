@@ -6,7 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::tokens::{AccessClaims, MAX_TOKEN_LEN};
+use tollgate_verify::BearerError;
+
+use super::tokens::AccessClaims;
 use crate::db::{self, models::User};
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -63,21 +65,9 @@ pub async fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiErr
 /// The bearer token of the request, if it has an `Authorization` header at all.
 /// Ambiguous or malformed headers are errors rather than "no token".
 pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION);
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ApiError::BadRequest("more than one Authorization header"));
-    }
-    let value = value.to_str().map_err(|_| ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::InvalidToken);
-    }
-    let token = token.trim();
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Err(ApiError::InvalidToken);
-    }
-    Ok(Some(token))
+    let values = req.headers().get_all(header::AUTHORIZATION).map(|v| v.as_bytes());
+    tollgate_verify::bearer_token(values).map_err(|e| match e {
+        BearerError::Ambiguous => ApiError::BadRequest("more than one Authorization header"),
+        BearerError::Malformed => ApiError::InvalidToken,
+    })
 }

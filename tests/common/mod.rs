@@ -237,3 +237,19 @@ pub fn sha256_hex(value: &str) -> String {
 pub fn field<'a>(body: &'a Value, name: &str) -> &'a str {
     body[name].as_str().unwrap_or_else(|| panic!("{name} missing in {body}"))
 }
+
+/// The distinct refresh tokens that concurrent refreshes of one token returned; every
+/// response must be either such a 200 or a 401.
+pub async fn distinct_successors(responses: Vec<Response>) -> std::collections::HashSet<String> {
+    let mut successors = std::collections::HashSet::new();
+    for response in responses {
+        match response.status() {
+            StatusCode::OK => {
+                let body: Value = response.json().await.unwrap();
+                successors.insert(field(&body, "refresh_token").to_owned());
+            }
+            status => assert_eq!(status, StatusCode::UNAUTHORIZED),
+        }
+    }
+    successors
+}

@@ -45,7 +45,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
 use uuid::Uuid;
 
-use crate::{Claims, Error, MAX_TOKEN_LEN, Verifier};
+use crate::{BearerError, Claims, Error, Verifier};
 
 const CHALLENGE: &str = "Bearer realm=\"tollgate\"";
 const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\"";
@@ -194,19 +194,11 @@ fn verifier(req: &HttpRequest) -> Result<Verifier, AuthError> {
 /// The token of the request's single `Authorization: Bearer <token>` header (the scheme
 /// is case-insensitive).
 pub fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
-    let mut values = req.headers().get_all(header::AUTHORIZATION);
-    let value = values.next().ok_or(AuthError::MissingToken)?;
-    if values.next().is_some() {
-        return Err(AuthError::BadRequest("more than one Authorization header"));
+    let values = req.headers().get_all(header::AUTHORIZATION).map(|v| v.as_bytes());
+    match crate::bearer_token(values) {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(AuthError::MissingToken),
+        Err(BearerError::Ambiguous) => Err(AuthError::BadRequest("more than one Authorization header")),
+        Err(BearerError::Malformed) => Err(AuthError::InvalidToken),
     }
-    let value = value.to_str().map_err(|_| AuthError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(AuthError::InvalidToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::InvalidToken);
-    }
-    let token = token.trim();
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Err(AuthError::InvalidToken);
-    }
-    Ok(token)
 }

@@ -205,6 +205,34 @@ impl VerifiedCache {
     }
 }
 
+/// Why a request's `Authorization` headers give no usable bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// More than one `Authorization` header: which one was meant is not guessed.
+    Ambiguous,
+    /// Another scheme, an empty or oversized token, or bytes that are not text.
+    Malformed,
+}
+
+/// The token of the single `Authorization: Bearer <token>` header among `values` (the
+/// values of every `Authorization` header of a request; the scheme is case-insensitive),
+/// or `None` when there is no such header. Shared by tollgate and the actix extractor.
+pub fn bearer_token<'a>(mut values: impl Iterator<Item = &'a [u8]>) -> Result<Option<&'a str>, BearerError> {
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(BearerError::Ambiguous);
+    }
+    let value = std::str::from_utf8(value).map_err(|_| BearerError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(BearerError::Malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_LEN {
+        return Err(BearerError::Malformed);
+    }
+    Ok(Some(token))
+}
+
 /// The `kid` of a token whose header is well-formed, for deciding whether to refetch keys.
 pub fn token_kid(token: &str) -> Result<String, Error> {
     parse_header(token).map(|h| h.kid)
