@@ -168,7 +168,7 @@ enum Job {
 }
 
 /// Where argon2 runs: `max_concurrent` dedicated threads, each with its own working
-/// memory, at a lower scheduling priority than the HTTP workers. Memory is therefore
+/// memory, in the idle scheduling class (below the HTTP workers). Memory is therefore
 /// bounded (threads × cost), and a login flood takes only the CPU that token checks leave
 /// idle. Jobs wait in a bounded queue; one that waited longer than the queue timeout, or
 /// that finds the queue full, is refused with 503 `overloaded` instead of being hashed.
@@ -179,8 +179,6 @@ pub struct Passwords {
 
 /// Queued jobs per hashing thread; beyond this, waiting would only time out anyway.
 const WAITING_PER_THREAD: usize = 32;
-/// Hashing threads yield to the HTTP workers (nice 10).
-const HASHING_NICENESS: i32 = 10;
 
 impl Passwords {
     pub fn start(settings: &Argon2Settings) -> Result<Self, argon2::Error> {
@@ -261,10 +259,14 @@ fn run_job(hasher: &PasswordHasherConfig, job: Job, stale: bool, memory: &mut Me
     }
 }
 
+/// Puts the calling thread in Linux's `SCHED_IDLE` class: it runs only on CPU time no
+/// other thread wants, so token checks are never queued behind a hash, yet an otherwise
+/// idle machine hashes at full speed.
 fn lower_priority() {
-    // SAFETY: setpriority with `who` = 0 changes only the calling thread on Linux and
-    // touches no memory of ours.
-    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS) };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid, initialised struct that
+    // outlives the call.
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if result != 0 {
         log::debug!("could not lower the priority of a hashing thread");
     }
