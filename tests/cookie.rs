@@ -147,6 +147,29 @@ async fn logout_by_cookie_revokes_and_clears_it(backend: Backend) {
     assert_eq!(app.user_row("dave").refresh_token_hash, None);
     let again = cookie_refresh(&app, &cookie, Some(ORIGIN), true).await;
     assert_error(again, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    // Logging out again with the dead cookie just clears it.
+    let twice = app
+        .client
+        .post(app.url("/auth/logout"))
+        .header("cookie", format!("tollgate_refresh={cookie}"))
+        .header("origin", ORIGIN)
+        .header("x-tollgate-csrf", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::NO_CONTENT);
+    assert!(twice.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    // A browser without the cookie has no refresh token, whatever its body says.
+    let no_cookie = app
+        .client
+        .post(app.url("/auth/refresh"))
+        .header("origin", ORIGIN)
+        .header("x-tollgate-csrf", "1")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(no_cookie, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     let me = app.get_with_bearer("/auth/me", field(&login, "access_token")).await;
     assert_error(me, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }

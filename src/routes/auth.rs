@@ -246,6 +246,8 @@ fn presented_refresh_token(
 ) -> Result<RefreshToken, ApiError> {
     let raw = match state.cookie_mode.presented_token(req) {
         Some(cookie) => cookie,
+        // A browser's refresh token lives only in the cookie: without it, it has none.
+        None if state.cookie_mode.is_browser(req) => return Err(ApiError::InvalidRefreshToken),
         None => super::json_body::<RefreshRequest>(req, body)?.refresh_token,
     };
     RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)
@@ -276,6 +278,7 @@ pub async fn logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let now = now();
+    let cookie = state.cookie_mode.presented_token(&req);
     let user = if bearer_token(&req)?.is_some() {
         let user = authenticate(&req).await?.user;
         let user_id = user.id.0;
@@ -283,17 +286,30 @@ pub async fn logout(
         db::run_write(&state.pool, move |conn| User::set_session(conn, user_id, &revoked)).await?;
         user_id
     } else {
-        if body.is_empty() && state.cookie_mode.presented_token(&req).is_none() {
+        if body.is_empty() && cookie.is_none() {
             return Err(ApiError::MissingToken);
         }
-        let presented = presented_refresh_token(&req, &state, &body)?;
+        let presented = presented_refresh_token(&req, &state, &body);
         let task_state = state.clone();
-        db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &presented, now)).await?.id.0
+        let revoked = match presented {
+            Ok(token) => {
+                db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &token, now)).await
+            }
+            Err(e) => Err(e),
+        };
+        match revoked {
+            Ok(user) => user.id.0,
+            // A browser logging out with a dead cookie is logged out already: clear it.
+            Err(ApiError::InvalidRefreshToken) if cookie.is_some() => {
+                return Ok(HttpResponse::NoContent().cookie(cookie::cleared_cookie()).finish());
+            }
+            Err(e) => return Err(e),
+        }
     };
     state.users.invalidate();
     log::info!("logout user_id={user}");
     let mut response = HttpResponse::NoContent();
-    if state.cookie_mode.presented_token(&req).is_some() {
+    if cookie.is_some() {
         response.cookie(cookie::cleared_cookie());
     }
     Ok(response.finish())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# CI for the JavaScript client: install from the lockfile, build, run the client's tests
+# against a real tollgate, then the browser end-to-end test in Debian's Chromium.
+# Exits non-zero on any failure; the last line is "N passed, N failed[, N skipped]".
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT="$(cd ../.. && pwd)"
+export CI="${CI:-true}"
+
+apt_install() {
+  echo "== apt-get install $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v npm >/dev/null || apt_install nodejs npm
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_install chromium
+
+# The tests spawn the real server. .ci/run may have built it under CARGO_TARGET_DIR;
+# building again is a no-op when it is up to date.
+if [ -z "${TOLLGATE_BIN:-}" ]; then
+  echo "== cargo build --bin tollgate"
+  (cd "$ROOT" && cargo build --bin tollgate --quiet)
+  target="${CARGO_TARGET_DIR:-target}"
+  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+  export TOLLGATE_BIN="$target/debug/tollgate"
+fi
+
+echo "== npm ci"
+npm ci --no-audit --no-fund
+echo "== npm run build"
+npm run build
+
+mkdir -p test-results
+status=0
+echo "== npm test"
+npm test 2>&1 | tee test-results/unit.log || status=1
+echo "== npm run test:browser"
+npm run test:browser 2>&1 | tee test-results/browser.log || status=1
+
+# node:test prints its totals as "# pass N" (TAP, when not on a terminal) or "ℹ pass N" (spec).
+total() {
+  grep -hE "^(# |ℹ )$1 [0-9]+$" test-results/unit.log test-results/browser.log | awk '{ n += $3 } END { print n + 0 }'
+}
+passed=$(total pass)
+failed=$(total fail)
+skipped=$(total skipped)
+cancelled=$(total cancelled)
+failed=$((failed + cancelled))
+if [ "$passed" -eq 0 ] || [ "$failed" -gt 0 ]; then status=1; fi
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+exit "$status"
