@@ -276,7 +276,7 @@ describe("demo page, cookie mode (REFRESH_TOKEN_COOKIE=true)", () => {
     }
     await traffic.settled();
     for (const response of traffic.seen) {
-      assert.equal(response.body.includes("refresh_token\""), false, `refresh_token in the JSON of ${response.path}`);
+      assert.equal(response.body.includes('"refresh_token":'), false, `refresh_token in the JSON of ${response.path}`);
       assert.equal(response.body.includes(refresh.value), false, `the cookie's value in ${response.path}`);
     }
 
