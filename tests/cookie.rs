@@ -61,6 +61,13 @@ async fn cookie_refresh(app: &TestApp, cookie: &str, origin: Option<&str>, csrf:
     request.send().await.unwrap()
 }
 
+/// A browser's logout by cookie, from the allowed origin with the CSRF header.
+async fn cookie_logout(app: &TestApp, cookie: &str) -> reqwest::Response {
+    let request =
+        app.client.post(app.url("/auth/logout")).header("cookie", format!("tollgate_refresh={cookie}"));
+    request.header("origin", ORIGIN).header("x-tollgate-csrf", "1").send().await.unwrap()
+}
+
 async fn browsers_get_the_refresh_token_only_as_an_httponly_cookie(backend: Backend) {
     let app = cookie_app(backend).await;
     let (login, cookie) = browser_login(&app, "alice").await;
@@ -132,15 +139,7 @@ async fn native_apps_keep_the_json_body_in_cookie_mode(backend: Backend) {
 async fn logout_by_cookie_revokes_and_clears_it(backend: Backend) {
     let app = cookie_app(backend).await;
     let (login, cookie) = browser_login(&app, "dave").await;
-    let logout = app
-        .client
-        .post(app.url("/auth/logout"))
-        .header("cookie", format!("tollgate_refresh={cookie}"))
-        .header("origin", ORIGIN)
-        .header("x-tollgate-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let logout = cookie_logout(&app, &cookie).await;
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     let cleared = logout.headers()["set-cookie"].to_str().unwrap();
     assert!(cleared.starts_with("tollgate_refresh=;") && cleared.contains("Max-Age=0"), "{cleared}");
@@ -148,15 +147,7 @@ async fn logout_by_cookie_revokes_and_clears_it(backend: Backend) {
     let again = cookie_refresh(&app, &cookie, Some(ORIGIN), true).await;
     assert_error(again, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     // Logging out again with the dead cookie just clears it.
-    let twice = app
-        .client
-        .post(app.url("/auth/logout"))
-        .header("cookie", format!("tollgate_refresh={cookie}"))
-        .header("origin", ORIGIN)
-        .header("x-tollgate-csrf", "1")
-        .send()
-        .await
-        .unwrap();
+    let twice = cookie_logout(&app, &cookie).await;
     assert_eq!(twice.status(), StatusCode::NO_CONTENT);
     assert!(twice.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     // A browser without the cookie has no refresh token, whatever its body says.
