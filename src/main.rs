@@ -23,11 +23,11 @@ fn main() -> ExitCode {
             println!("applied {applied} migration(s)");
             Ok(())
         }),
-        ["keys", "list"] => keys().map(|(store, _)| {
+        ["keys", "list"] => keys().and_then(|(store, _)| {
+            let keys = store.list()?;
             println!("{:<44} {:<6} {:<10} {:<22} CREATED", "KID", "ALG", "STATE", "SIGNS FROM");
-            for key in store.list().unwrap_or_default() {
-                print_key(&key);
-            }
+            keys.iter().for_each(print_key);
+            Ok(())
         }),
         ["keys", "rotate"] => keys().and_then(|(store, settings)| {
             let key = store.rotate(settings.jwt.key_publish_ahead_secs)?;
