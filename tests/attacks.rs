@@ -90,10 +90,6 @@ async fn logout_with_refresh(app: &TestApp, refresh_token: &str) -> Response {
     app.post_json("/auth/logout", &json!({ "refresh_token": refresh_token })).await
 }
 
-async fn send_raw(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> Response {
-    app.client.post(app.url(path)).header("content-type", "application/json").body(body).send().await.unwrap()
-}
-
 async fn send_raw_password_change(app: &TestApp, access: &str, body: impl Into<reqwest::Body>) -> Response {
     let request = app.client.post(app.url("/auth/password")).bearer_auth(access);
     request.header("content-type", "application/json").body(body).send().await.unwrap()
@@ -755,7 +751,7 @@ async fn oversized_inputs_are_refused_and_the_server_keeps_serving(backend: Back
         body.push_str("\"}");
         assert_eq!(body.len(), size);
         for path in ["/auth/signup", "/auth/login", "/auth/refresh", "/auth/logout"] {
-            let response = send_raw(&app, path, body.clone()).await;
+            let response = app.post_raw_json(path, body.clone()).await;
             assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
         }
         let response = send_raw_password_change(&app, &access, body.clone()).await;
@@ -770,7 +766,7 @@ async fn oversized_inputs_are_refused_and_the_server_keeps_serving(backend: Back
     for body in [&arrays, &objects, &in_field] {
         assert!(body.len() < 64 * 1024);
         for path in ["/auth/signup", "/auth/login", "/auth/refresh"] {
-            assert_unreadable(send_raw(&app, path, body.clone()).await).await;
+            assert_unreadable(app.post_raw_json(path, body.clone()).await).await;
             assert_alive(&app).await;
         }
         let response = send_raw_password_change(&app, &access, body.clone()).await;
@@ -845,9 +841,9 @@ async fn json_type_confusion_is_422(backend: Backend) {
     // Strings that are not Unicode (a lone surrogate) cannot even be read.
     for path in ["/auth/signup", "/auth/login"] {
         let body = format!(r#"{{"username":"adm\ud800in","password":"{PASSWORD}"}}"#);
-        assert_unreadable(send_raw(&app, path, body).await).await;
+        assert_unreadable(app.post_raw_json(path, body).await).await;
         let body = r#"{"username":"alice","password":"pass\udc00word"}"#;
-        assert_unreadable(send_raw(&app, path, body).await).await;
+        assert_unreadable(app.post_raw_json(path, body).await).await;
     }
 
     assert_eq!(user_count(&app), 1);

@@ -277,14 +277,7 @@ async fn logout_with_refresh_token_revokes_it(backend: Backend) {
     .await;
     let not_json = app.client.post(app.url("/auth/logout")).body(body.to_string()).send().await.unwrap();
     assert_error(not_json, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    let malformed = app
-        .client
-        .post(app.url("/auth/logout"))
-        .header("content-type", "application/json")
-        .body("{\"refresh_token\":")
-        .send()
-        .await
-        .unwrap();
+    let malformed = app.post_raw_json("/auth/logout", "{\"refresh_token\":").await;
     assert_error(malformed, StatusCode::BAD_REQUEST, "invalid_json").await;
 }
 

@@ -51,14 +51,7 @@ async fn oversized_and_mistyped_bodies_are_json_errors(backend: Backend) {
         .unwrap();
     assert_error(text, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
     for malformed in ["{", "{\"username\": }", "", "{\"username\": \"a\",}"] {
-        let response = app
-            .client
-            .post(app.url("/auth/signup"))
-            .header("content-type", "application/json")
-            .body(malformed)
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_raw_json("/auth/signup", malformed).await;
         assert_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
     }
     // The server still serves after all that.

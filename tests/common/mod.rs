@@ -181,6 +181,13 @@ impl TestApp {
         self.client.post(self.url(path)).json(body).send().await.unwrap()
     }
 
+    /// POSTs `body` as it is, labelled JSON: for bodies `json!` cannot make (malformed,
+    /// oversized, deeply nested).
+    pub async fn post_raw_json(&self, path: &str, body: impl Into<reqwest::Body>) -> Response {
+        let request = self.client.post(self.url(path)).header("content-type", "application/json");
+        request.body(body).send().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client.get(self.url(path)).send().await.unwrap()
     }
