@@ -37,10 +37,13 @@ RUN mkdir src \
     && rm -rf src
 
 # 2. The real crate. The migrations are embedded at compile time
-#    (embed_migrations!("migrations/sqlite") and ("migrations/postgres")), so they must
-#    be present before this build. `touch` makes sure cargo sees the real sources as
-#    newer than the dummy ones whatever timestamps COPY gave them.
+#    (embed_migrations!("migrations/sqlite") and ("migrations/postgres")), and so are the
+#    demo page and the built TypeScript client (include_str!), so they must be present
+#    before this build. `touch` makes sure cargo sees the real sources as newer than the
+#    dummy ones whatever timestamps COPY gave them.
 COPY migrations ./migrations
+COPY clients/js/demo/index.html ./clients/js/demo/index.html
+COPY clients/js/dist/index.js ./clients/js/dist/index.js
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \

@@ -33,8 +33,19 @@ pub struct Settings {
     pub revocation_feed_token: Option<SecretString>,
     /// Browsers get the refresh token as an HttpOnly cookie (see `auth::cookie`).
     pub refresh_token_cookie: bool,
-    /// Serve the demo page at /demo from this directory (`clients/js`).
-    pub demo_ui: Option<PathBuf>,
+    /// Serve the demo page at /demo (see `routes::demo`).
+    pub demo_ui: Option<DemoUi>,
+    /// The URL other services reach tollgate at; discovery documents are built from it.
+    pub public_url: String,
+}
+
+/// Where the demo page's files come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoUi {
+    /// The copies built into the binary.
+    Embedded,
+    /// Read from this directory (`clients/js`) on each request, for development.
+    Dir(PathBuf),
 }
 
 /// Shorter revocation feed tokens are refused.
@@ -156,13 +167,15 @@ impl Settings {
             .map_err(|e| env.error("ARGON2_MEMORY_KIB", format!("invalid argon2 cost: {e}")))?;
 
         let jwks_max_age_secs = env.number("JWKS_MAX_AGE_SECS", 300)?;
+        let bind_addr = env.string("BIND_ADDR", "127.0.0.1:8080");
         Ok(Settings {
             database: DatabaseSettings {
                 url: parse_database_url(&env.string("DATABASE_URL", "sqlite://data/tollgate.db"))?,
                 max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
                 connect_timeout: Duration::from_secs(env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?),
             },
-            bind_addr: parse_bind_addr(&env.string("BIND_ADDR", "127.0.0.1:8080"))?,
+            bind_addr: parse_bind_addr(&bind_addr)?,
+            public_url: parse_public_url(&env.string("PUBLIC_URL", &format!("http://{bind_addr}")))?,
             jwt: JwtSettings {
                 algorithm,
                 secret,
@@ -185,9 +198,10 @@ impl Settings {
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
             client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
             refresh_token_cookie: env.boolean("REFRESH_TOKEN_COOKIE", false)?,
-            demo_ui: env
-                .boolean("DEMO_UI", false)?
-                .then(|| PathBuf::from(env.string("DEMO_UI_DIR", "clients/js"))),
+            demo_ui: env.boolean("DEMO_UI", false)?.then(|| match env.get("DEMO_UI_DIR") {
+                Some(dir) => DemoUi::Dir(PathBuf::from(dir.trim())),
+                None => DemoUi::Embedded,
+            }),
             revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
                 Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
                     return Err(env.error(
@@ -291,6 +305,26 @@ fn parse_bind_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
+/// An absolute http(s) URL without query or fragment; a trailing `/` is dropped so that
+/// paths can be appended to it.
+fn parse_public_url(raw: &str) -> Result<String, ConfigError> {
+    let url = raw.trim_end_matches('/');
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|rest| rest.split('/').next().unwrap_or_default());
+    let valid = host.is_some_and(|host| !host.is_empty() && !host.starts_with(':'))
+        && !url.contains(['?', '#'])
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !valid {
+        return Err(ConfigError {
+            variable: "PUBLIC_URL",
+            problem: format!(
+                "expected an http:// or https:// URL like https://auth.example.com, got {raw:?}"
+            ),
+        });
+    }
+    Ok(url.to_owned())
+}
+
 fn parse_origins(raw: &str) -> Result<Vec<String>, ConfigError> {
     raw.split(',')
         .map(str::trim)
@@ -334,6 +368,25 @@ mod tests {
         assert!(!s.trust_proxy_headers);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
+        assert_eq!(s.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.demo_ui, None);
+    }
+
+    #[test]
+    fn public_url_defaults_to_the_bind_address_and_loses_a_trailing_slash() {
+        assert_eq!(settings(&[("BIND_ADDR", "0.0.0.0:9000")]).unwrap().public_url, "http://0.0.0.0:9000");
+        let set = settings(&[("PUBLIC_URL", "https://auth.example.com/tollgate/")]).unwrap();
+        assert_eq!(set.public_url, "https://auth.example.com/tollgate");
+        for bad in ["auth.example.com", "ftp://x", "https://", "https://x/?a=1", "http://x y"] {
+            assert_eq!(settings(&[("PUBLIC_URL", bad)]).unwrap_err().variable, "PUBLIC_URL", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_demo_is_embedded_unless_a_directory_is_named() {
+        assert_eq!(settings(&[("DEMO_UI", "true")]).unwrap().demo_ui, Some(DemoUi::Embedded));
+        let dir = settings(&[("DEMO_UI", "true"), ("DEMO_UI_DIR", "clients/js")]).unwrap().demo_ui;
+        assert_eq!(dir, Some(DemoUi::Dir("clients/js".into())));
     }
 
     #[test]
@@ -356,6 +409,7 @@ mod tests {
             ("ARGON2_MEMORY_KIB", "1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("REVOCATION_FEED_TOKEN", "short"),
+            ("PUBLIC_URL", "nowhere"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();

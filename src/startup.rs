@@ -20,9 +20,10 @@ use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, DemoUi, Settings};
 use crate::db::{self, Pool};
 use crate::routes;
+use crate::routes::discovery::IssuerMetadata;
 
 /// What every handler shares, built once at start-up.
 pub struct AppState {
@@ -37,8 +38,9 @@ pub struct AppState {
     pub jwks_max_age_secs: u64,
     pub revocation_feed_token: Option<SecretString>,
     pub cookie_mode: CookieMode,
-    /// Where the demo page's files are, when it is served.
-    pub demo_ui: Option<std::path::PathBuf>,
+    pub issuer_metadata: IssuerMetadata,
+    /// Whether, and from where, the demo page is served.
+    pub demo_ui: Option<DemoUi>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ impl AppState {
                 enabled: settings.refresh_token_cookie,
                 allowed_origins: settings.cors_allowed_origins.clone(),
             },
+            issuer_metadata: IssuerMetadata::new(settings),
             demo_ui: settings.demo_ui.clone(),
             keys,
         })

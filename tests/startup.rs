@@ -48,10 +48,12 @@ impl Drop for Running {
 
 /// Starts `tollgate` and returns it with the port it reports in its log.
 fn serve(dir: &std::path::Path, args: &[&str]) -> (Running, u16) {
-    let mut child = tollgate(dir, args, &[("BIND_ADDR", "127.0.0.1:0"), ("ARGON2_MEMORY_KIB", "1024")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    serve_with(dir, args, &[])
+}
+
+fn serve_with(dir: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> (Running, u16) {
+    let mut command = tollgate(dir, args, &[("BIND_ADDR", "127.0.0.1:0"), ("ARGON2_MEMORY_KIB", "1024")]);
+    let mut child = command.envs(vars.iter().copied()).stderr(Stdio::piped()).spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let running = Running(child);
     for line in BufReader::new(stderr).lines() {
@@ -74,6 +76,28 @@ async fn the_defaults_serve_on_sqlite_with_keys_made_on_first_start() {
     assert!(dir.path().join("data/tollgate.db").exists());
     let key = dir.path().join("data/keys/eddsa.pem");
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn the_demo_page_and_its_client_come_from_the_binary_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, port) = serve_with(dir.path(), &[], &[("DEMO_UI", "true")]);
+    let get = |path: &str| reqwest::get(format!("http://127.0.0.1:{port}{path}"));
+    let page = get("/demo").await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"from "/demo/tollgate-client.js""#), "{html}");
+    let script = get("/demo/tollgate-client.js").await.unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
+    // The committed build of clients/js (ci.sh checks that it is the current one).
+    let built =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/clients/js/dist/index.js")).unwrap();
+    assert_eq!(script.text().await.unwrap(), built);
+    assert!(built.contains("export class TollgateClient"));
+    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(entries, ["data"], "nothing but the database and keys was needed or made");
 }
 
 type RefusalCase<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);

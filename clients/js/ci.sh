@@ -28,8 +28,17 @@ fi
 
 echo "== npm ci"
 npm ci --no-audit --no-fund
-echo "== npm run build"
+echo "== npm run build (and check that the committed dist/index.js, which tollgate embeds, is current)"
+committed="$(mktemp)"
+cp dist/index.js "$committed"
 npm run build
+if ! cmp -s "$committed" dist/index.js; then
+  diff -u "$committed" dist/index.js | head -n 40 || true
+  echo "clients/js/dist/index.js is not the build of src/index.ts: run 'npm run build' in clients/js and commit dist/index.js"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+rm -f "$committed"
 
 mkdir -p test-results
 status=0

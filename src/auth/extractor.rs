@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use secrecy::ExposeSecret;
 use tollgate_verify::BearerError;
 
 use super::tokens::AccessClaims;
@@ -38,6 +39,12 @@ pub async fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiErr
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("AppState is not registered".into()))?;
+    authenticate_token(state, token).await
+}
+
+/// The checks of [`authenticate`] on a token however it arrived (introspection gets it
+/// in the body): `InvalidToken` for any token that is not live.
+pub async fn authenticate_token(state: &AppState, token: &str) -> Result<AuthenticatedUser, ApiError> {
     let claims = state.tokens.verify(token).map_err(|e| {
         log::debug!("access token rejected: {e}");
         ApiError::InvalidToken
@@ -60,6 +67,40 @@ pub async fn authenticate(req: &HttpRequest) -> Result<AuthenticatedUser, ApiErr
         return Err(ApiError::InvalidToken);
     }
     Ok(AuthenticatedUser { claims, user })
+}
+
+/// A service presenting `REVOCATION_FEED_TOKEN` as its bearer token: the caller of the
+/// revocation feed and of introspection. Without a configured token those endpoints do
+/// not exist (404); a wrong token is a 401.
+pub struct ServiceCaller;
+
+impl FromRequest for ServiceCaller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(service_caller(req))
+    }
+}
+
+fn service_caller(req: &HttpRequest) -> Result<ServiceCaller, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("AppState is not registered".into()))?;
+    let Some(expected) = &state.revocation_feed_token else {
+        return Err(ApiError::NotFound);
+    };
+    let presented = bearer_token(req)?.ok_or(ApiError::MissingToken)?;
+    if !constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(ServiceCaller)
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a guess
+/// was right (only whether its length was).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The bearer token of the request, if it has an `Authorization` header at all.

@@ -2,7 +2,9 @@
 
 pub mod auth;
 pub mod demo;
+pub mod discovery;
 pub mod health;
+pub mod introspect;
 pub mod jwks;
 pub mod revocations;
 
@@ -28,7 +30,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/me", web::get().to(auth::me)))
         .service(resource("/auth/password", web::post().to(auth::change_password)))
         .service(resource("/auth/revocations", web::get().to(revocations::revocations)))
+        .service(resource("/auth/introspect", web::post().to(introspect::introspect)))
         .service(resource("/.well-known/jwks.json", web::get().to(jwks::jwks)))
+        .service(resource(
+            "/.well-known/openid-configuration",
+            web::get().to(discovery::openid_configuration),
+        ))
+        .service(resource(
+            "/.well-known/oauth-authorization-server",
+            web::get().to(discovery::oauth_authorization_server),
+        ))
         .service(resource("/demo", web::get().to(demo::page)))
         .service(resource("/demo/tollgate-client.js", web::get().to(demo::client)))
         .service(resource("/healthz", web::get().to(health::healthz)))
@@ -57,14 +68,19 @@ fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> ac
 /// Parses a JSON body read as bytes (for handlers whose body is optional), with the same
 /// errors as the `Json` extractor.
 pub fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
-    let is_json =
-        req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(
-            |v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"),
-        );
-    if !is_json {
+    if !has_media_type(req, "application/json") {
         return Err(ApiError::UnsupportedMediaType);
     }
     serde_json::from_slice(body).map_err(parse_error)
+}
+
+/// Whether the request's `Content-Type` is `media_type` (parameters such as `charset`
+/// aside).
+pub fn has_media_type(req: &HttpRequest, media_type: &str) -> bool {
+    req.headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case(media_type))
 }
 
 /// Bad syntax is a 400; well-formed JSON of the wrong shape is a 422.

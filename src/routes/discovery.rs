@@ -1,0 +1,45 @@
+//! Discovery documents (OpenID Connect Discovery, RFC 8414): how libraries that are given
+//! an issuer find its keys. They name only what tollgate offers: no authorization or
+//! token endpoint, since tollgate runs no OAuth flow.
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::auth::keys::algorithm_name;
+use crate::config::Settings;
+use crate::startup::AppState;
+
+/// The issuer metadata, the same in both documents; fixed at start-up.
+#[derive(Serialize)]
+pub struct IssuerMetadata {
+    issuer: String,
+    jwks_uri: String,
+    introspection_endpoint: String,
+    id_token_signing_alg_values_supported: [&'static str; 1],
+    response_types_supported: [&'static str; 1],
+    subject_types_supported: [&'static str; 1],
+}
+
+impl IssuerMetadata {
+    pub fn new(settings: &Settings) -> Self {
+        let url = &settings.public_url;
+        Self {
+            issuer: settings.jwt.issuer.clone(),
+            jwks_uri: format!("{url}/.well-known/jwks.json"),
+            introspection_endpoint: format!("{url}/auth/introspect"),
+            id_token_signing_alg_values_supported: [algorithm_name(settings.jwt.algorithm)],
+            response_types_supported: ["token"],
+            subject_types_supported: ["public"],
+        }
+    }
+}
+
+/// `/.well-known/openid-configuration`, read by OpenID Connect libraries.
+pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.issuer_metadata)
+}
+
+/// `/.well-known/oauth-authorization-server` (RFC 8414), read by OAuth libraries.
+pub async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(&state.issuer_metadata)
+}
