@@ -66,10 +66,14 @@ impl std::fmt::Debug for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error response, whatever its status.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid or expired access token", "code": "invalid_token"}))]
+pub struct ErrorBody {
+    /// A human-readable message; never an internal detail.
     error: String,
-    code: &'a str,
+    /// A stable snake_case code to program against.
+    code: &'static str,
 }
 
 impl ApiError {

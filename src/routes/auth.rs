@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use chrono::{NaiveDateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::AuthenticatedUser;
@@ -13,42 +14,62 @@ use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
 use crate::db::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
 use crate::db::{self};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::openapi::{BearerErrors, DatabaseErrors, JsonBodyErrors, RateLimitErrors, ServerErrors};
 use crate::startup::AppState;
 
 pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 const MAX_EMAIL_LEN: usize = 254;
 
-#[derive(Deserialize)]
+// The length and pattern constraints below repeat the validation rules for the OpenAPI
+// document; a test (`tests/openapi.rs`) holds the two together.
+
+#[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
+    /// Stored lower-case; unique regardless of case.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]*$", example = "alice")]
     username: String,
+    /// Counted in characters after NFKC normalisation; never truncated.
+    #[schema(value_type = String, min_length = 8, max_length = 1024, example = "correct horse battery staple")]
     password: SecretString,
+    /// Stored lower-case.
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
     email: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
+    #[schema(example = "alice")]
     username: String,
+    #[schema(value_type = String, example = "correct horse battery staple")]
     password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    #[schema(example = "tgr_Zr6cJ0Cqk3dVb2o5yR8Xw1mN4pL7sT9uQeA2fH6jK0g")]
     refresh_token: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PasswordChangeRequest {
+    #[schema(value_type = String)]
     current_password: SecretString,
+    /// The same rules as at signup.
+    #[schema(value_type = String, min_length = 8, max_length = 1024)]
     new_password: SecretString,
 }
 
 /// The public view of a user: never a hash of any kind.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserView {
     id: Uuid,
+    #[schema(example = "alice")]
     username: String,
+    #[schema(example = "alice@example.com")]
     email: Option<String>,
+    /// RFC 3339, UTC, whole seconds.
+    #[schema(format = DateTime, example = "2026-11-24T22:13:15Z")]
     created_at: String,
 }
 
@@ -63,14 +84,21 @@ impl From<&User> for UserView {
     }
 }
 
-#[derive(Serialize)]
-struct TokenResponse {
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWS (`typ: at+jwt`) signed with `JWT_ALGORITHM`.
     access_token: String,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
     expires_in: i64,
     /// Absent for browsers in cookie mode: there it travels only in the HttpOnly cookie.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     refresh_token: Option<String>,
+    /// Seconds until the refresh token expires.
+    #[schema(example = 2592000)]
     refresh_expires_in: i64,
     user: UserView,
 }
@@ -176,6 +204,13 @@ async fn start_session(
     Ok((IssuedRefresh { user, token, expires_at }, now))
 }
 
+/// Creates an account and starts its session.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account and its first session", body = TokenResponse),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn signup(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -207,6 +242,13 @@ pub async fn signup(
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
 }
 
+/// Starts a new session, replacing the previous one.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`: unknown user or wrong password alike", body = ErrorBody),
+        JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -253,6 +295,15 @@ fn presented_refresh_token(
     RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)
 }
 
+/// Trades a refresh token for a new pair; the old refresh token stops working. In cookie
+/// mode a browser sends no body: the `tollgate_refresh` cookie carries the token.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The rotated pair", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`", body = ErrorBody),
+        (status = 403, description = "`csrf_rejected` (cookie mode)", body = ErrorBody),
+        JsonBodyErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -272,6 +323,15 @@ pub async fn refresh(
 
 /// Ends the session. A bearer access token identifies the user; without one, the refresh
 /// token (cookie or body) does. Access tokens issued so far are revoked with it.
+/// Ends the session, identified by the bearer access token or by the refresh token.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Without a bearer token: the refresh token"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out; access tokens issued so far are revoked"),
+        BearerErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+        (status = 401, description = "No token, or an invalid access or refresh token", body = ErrorBody),
+    ))]
 pub async fn logout(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -315,11 +375,26 @@ pub async fn logout(
     Ok(response.finish())
 }
 
+/// The caller's user object.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserView),
+        BearerErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn me(caller: AuthenticatedUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(caller.user.as_ref()))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
+/// Changes the password and starts a new session; earlier tokens stop working.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordChangeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new session", body = TokenResponse),
+        BearerErrors, JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+        (status = 401, description = "No valid access token, or `invalid_credentials`: wrong current password",
+            body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    ))]
 pub async fn change_password(
     req: HttpRequest,
     caller: AuthenticatedUser,

@@ -6,7 +6,8 @@
 use actix_web::{HttpResponse, web};
 
 use crate::config::DemoUi;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::openapi::ServerErrors;
 use crate::startup::AppState;
 
 /// A file of the demo: where it is under `clients/js` and its built-in copy.
@@ -30,10 +31,24 @@ const CLIENT: DemoFile = DemoFile {
     content_type: "text/javascript; charset=utf-8",
 };
 
+/// The demo page (`DEMO_UI=true`).
+#[utoipa::path(get, path = "/demo", tag = "operations",
+    responses(
+        (status = 200, description = "The page", content_type = "text/html", body = String),
+        (status = 404, description = "`not_found`: the demo is off", body = ErrorBody),
+        ServerErrors,
+    ))]
 pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     serve(&state, &PAGE).await
 }
 
+/// The TypeScript client, built, that the demo page imports.
+#[utoipa::path(get, path = "/demo/tollgate-client.js", tag = "operations",
+    responses(
+        (status = 200, description = "An ES module", content_type = "text/javascript", body = String),
+        (status = 404, description = "`not_found`: the demo is off", body = ErrorBody),
+        ServerErrors,
+    ))]
 pub async fn client(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     serve(&state, &CLIENT).await
 }

@@ -4,14 +4,17 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::keys::algorithm_name;
 use crate::config::Settings;
+use crate::routes::openapi::ServerErrors;
 use crate::startup::AppState;
 
 /// The issuer metadata, the same in both documents; fixed at start-up.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct IssuerMetadata {
+    /// `JWT_ISSUER`
     issuer: String,
     jwks_uri: String,
     introspection_endpoint: String,
@@ -34,12 +37,16 @@ impl IssuerMetadata {
     }
 }
 
-/// `/.well-known/openid-configuration`, read by OpenID Connect libraries.
+/// The issuer metadata for OpenID Connect libraries (OpenID Connect Discovery 1.0).
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "services",
+    responses((status = 200, description = "The issuer metadata", body = IssuerMetadata), ServerErrors))]
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.issuer_metadata)
 }
 
-/// `/.well-known/oauth-authorization-server` (RFC 8414), read by OAuth libraries.
+/// The same metadata for OAuth libraries (RFC 8414).
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "services",
+    responses((status = 200, description = "The issuer metadata", body = IssuerMetadata), ServerErrors))]
 pub async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(&state.issuer_metadata)
 }

@@ -3,30 +3,38 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::extractor::{ServiceCaller, authenticate_token};
 use crate::auth::tokens::AccessClaims;
 use crate::error::ApiError;
+use crate::routes::openapi::{DatabaseErrors, JsonBodyErrors, ServerErrors, ServiceTokenErrors};
 use crate::startup::AppState;
 
 /// RFC 7662 §2.1; `token_type_hint` is ignored (only access tokens can be active).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct IntrospectRequest {
+    /// The token to introspect.
     token: String,
+    #[schema(example = "access_token")]
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
 }
 
-/// `{"active": false}` and nothing else for any token that is not live; the claims too
-/// for one that is.
-#[derive(Serialize)]
-pub struct Introspection {
+/// The answer, whose schema is one of the two shapes.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Introspection {
+    Active(ActiveToken),
+    Inactive(InactiveToken),
+}
+
+/// A live access token of an existing user: its claims.
+#[derive(Serialize, ToSchema)]
+pub struct ActiveToken {
+    /// Always `true`.
     active: bool,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    token: Option<ActiveToken>,
-}
-
-#[derive(Serialize)]
-struct ActiveToken {
     sub: Uuid,
     username: String,
     roles: Vec<String>,
@@ -35,12 +43,22 @@ struct ActiveToken {
     exp: i64,
     iat: i64,
     jti: Uuid,
+    #[schema(example = "access_token")]
     token_type: &'static str,
+}
+
+/// Anything else: exactly `{"active": false}`, so that nothing is learnt about the token.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InactiveToken {
+    /// Always `false`.
+    active: bool,
 }
 
 impl From<AccessClaims> for ActiveToken {
     fn from(claims: AccessClaims) -> Self {
         Self {
+            active: true,
             sub: claims.sub,
             username: claims.username,
             // Access tokens carry no roles yet.
@@ -55,6 +73,15 @@ impl From<AccessClaims> for ActiveToken {
     }
 }
 
+/// Whether a token is a live access token of an existing user, and its claims if so.
+#[utoipa::path(post, path = "/auth/introspect", tag = "services",
+    request_body(description = "RFC 7662: form-encoded; JSON is accepted too",
+        content((IntrospectRequest = "application/x-www-form-urlencoded"), (IntrospectRequest = "application/json"))),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "The token's state", body = Introspection),
+        ServiceTokenErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn introspect(
     _caller: ServiceCaller,
     req: HttpRequest,
@@ -62,12 +89,12 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let token = presented_token(&req, &body)?;
-    let active = match authenticate_token(&state, &token).await {
-        Ok(caller) => Some(ActiveToken::from(caller.claims)),
-        Err(ApiError::InvalidToken) => None,
+    let answer = match authenticate_token(&state, &token).await {
+        Ok(caller) => Introspection::Active(ActiveToken::from(caller.claims)),
+        Err(ApiError::InvalidToken) => Introspection::Inactive(InactiveToken { active: false }),
         Err(other) => return Err(other),
     };
-    Ok(HttpResponse::Ok().json(Introspection { active: active.is_some(), token: active }))
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// The `token` parameter: form-encoded as RFC 7662 has it, or JSON.

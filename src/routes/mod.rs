@@ -6,9 +6,12 @@ pub mod discovery;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
+pub mod openapi;
 pub mod revocations;
 
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, ResponseError, Route, web};
 
 use crate::error::ApiError;
 
@@ -22,36 +25,70 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|err, _| ApiError::Validation(format!("invalid query string: {err}")).into()),
-        )
-        .service(resource("/auth/signup", web::post().to(auth::signup)))
-        .service(resource("/auth/login", web::post().to(auth::login)))
-        .service(resource("/auth/refresh", web::post().to(auth::refresh)))
-        .service(resource("/auth/logout", web::post().to(auth::logout)))
-        .service(resource("/auth/me", web::get().to(auth::me)))
-        .service(resource("/auth/password", web::post().to(auth::change_password)))
-        .service(resource("/auth/revocations", web::get().to(revocations::revocations)))
-        .service(resource("/auth/introspect", web::post().to(introspect::introspect)))
-        .service(resource("/.well-known/jwks.json", web::get().to(jwks::jwks)))
-        .service(resource(
-            "/.well-known/openid-configuration",
-            web::get().to(discovery::openid_configuration),
-        ))
-        .service(resource(
-            "/.well-known/oauth-authorization-server",
-            web::get().to(discovery::oauth_authorization_server),
-        ))
-        .service(resource("/demo", web::get().to(demo::page)))
-        .service(resource("/demo/tollgate-client.js", web::get().to(demo::client)))
-        .service(resource("/healthz", web::get().to(health::healthz)))
-        .service(resource("/readyz", web::get().to(health::readyz)))
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+        );
+    for endpoint in endpoints() {
+        let allow = endpoint.method.to_string();
+        cfg.service(web::resource(endpoint.path).route(endpoint.route).default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
+        })));
+    }
+    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
 }
 
-/// A path with one method; any other method is a JSON 405.
-fn resource(path: &str, route: Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
+/// One path and its one method. [`endpoints`] is the route table: `configure` registers
+/// it, and a test checks that the OpenAPI document lists exactly these.
+pub struct Endpoint {
+    pub path: &'static str,
+    pub method: Method,
+    route: Route,
+}
+
+impl Endpoint {
+    fn new<F, Args>(method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        Self { path, route: web::route().method(method.clone()).to(handler), method }
+    }
+}
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::POST, "/auth/signup", auth::signup),
+        Endpoint::new(Method::POST, "/auth/login", auth::login),
+        Endpoint::new(Method::POST, "/auth/refresh", auth::refresh),
+        Endpoint::new(Method::POST, "/auth/logout", auth::logout),
+        Endpoint::new(Method::GET, "/auth/me", auth::me),
+        Endpoint::new(Method::POST, "/auth/password", auth::change_password),
+        Endpoint::new(Method::GET, "/auth/revocations", revocations::revocations),
+        Endpoint::new(Method::POST, "/auth/introspect", introspect::introspect),
+        Endpoint::new(Method::GET, "/.well-known/jwks.json", jwks::jwks),
+        Endpoint::new(Method::GET, "/.well-known/openid-configuration", discovery::openid_configuration),
+        Endpoint::new(
+            Method::GET,
+            "/.well-known/oauth-authorization-server",
+            discovery::oauth_authorization_server,
+        ),
+        Endpoint::new(Method::GET, "/demo", demo::page),
+        Endpoint::new(Method::GET, "/demo/tollgate-client.js", demo::client),
+        Endpoint::new(Method::GET, "/openapi.json", openapi::openapi_json),
+        Endpoint::new(Method::GET, "/docs", openapi::docs_page),
+        Endpoint::new(Method::GET, "/docs/{file}", openapi::docs_file),
+        Endpoint::new(Method::GET, "/healthz", health::healthz),
+        Endpoint::new(Method::GET, "/readyz", health::readyz),
+    ]
+}
+
+/// A JSON 405 that names the method the path does take (RFC 9110 §15.5.6).
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {

@@ -4,35 +4,50 @@
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::extractor::ServiceCaller;
 use crate::db::{self, models::User};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
+use crate::routes::openapi::{DatabaseErrors, ServerErrors, ServiceTokenErrors};
 use crate::startup::AppState;
 
 /// The `now` of a response lags the clock by this much, so that a revocation still being
 /// committed when the feed was read is listed again by the next poll instead of missed.
 const WATERMARK_LAG_SECS: i64 = 5;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
+    /// The `now` of the previous response (unix seconds); 0 or absent at first.
     #[serde(default)]
     since: i64,
 }
 
-#[derive(Serialize)]
-struct Revocation {
+/// Reject a token of `sub` whose `iat` is before `not_before`.
+#[derive(Serialize, ToSchema)]
+pub struct Revocation {
     sub: Uuid,
+    /// Unix seconds.
     not_before: i64,
 }
 
-#[derive(Serialize)]
-struct Feed {
+#[derive(Serialize, ToSchema)]
+pub struct Feed {
     revocations: Vec<Revocation>,
+    /// Unix seconds; pass it as the next `since`.
     now: i64,
 }
 
+/// The users whose access tokens were revoked after `since`.
+#[utoipa::path(get, path = "/auth/revocations", tag = "services", params(FeedQuery),
+    security(("service_token" = [])),
+    responses(
+        (status = 200, description = "Revocations after `since`", body = Feed),
+        (status = 422, description = "`validation_failed`: `since` is not a whole number", body = ErrorBody),
+        ServiceTokenErrors, DatabaseErrors, ServerErrors,
+    ))]
 pub async fn revocations(
     _caller: ServiceCaller,
     state: web::Data<AppState>,

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# schemathesis (property-based API tests from PyPI) against the OpenAPI document served by
+# a running tollgate: every check, positive and negative data, a bounded number of
+# examples per operation. Exits non-zero on any failure; the last line is
+# "schemathesis: N passed, N failed".
+#
+#   TOLLGATE_BIN=target/release/tollgate scripts/schemathesis.sh
+#
+# Without TOLLGATE_BIN it builds the release binary (`cargo build --release --locked`).
+# SCHEMATHESIS_MAX_EXAMPLES (default 40) bounds the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$(pwd)"
+VERSION="4.32.5"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-40}"
+VENV="${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/schemathesis-$VERSION}"
+
+if [ -z "${TOLLGATE_BIN:-}" ]; then
+  echo "== cargo build --release --locked"
+  cargo build --release --locked --bin tollgate
+  TOLLGATE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tollgate"
+fi
+
+if [ ! -x "$VENV/bin/st" ]; then
+  echo "== pip install schemathesis==$VERSION (into $VENV)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
+fi
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+url="http://127.0.0.1:$port"
+export TOLLGATE_FEED_TOKEN="schemathesis-feed-token-0123456789"
+# Every endpoint on: the demo, the revocation feed and introspection. No per-IP limit,
+# so that generated signups and logins reach the handlers (429 stays documented).
+(cd "$work" && exec env -i PATH="$PATH" RUST_LOG=warn BIND_ADDR="127.0.0.1:$port" \
+  DEMO_UI=true REVOCATION_FEED_TOKEN="$TOLLGATE_FEED_TOKEN" AUTH_RATE_LIMIT_PER_MIN=0 \
+  ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 "$TOLLGATE_BIN" serve) >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS -o /dev/null "$url/readyz" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; echo "schemathesis: 0 passed, 1 failed"; exit 1; }
+  sleep 0.1
+done
+
+# A user whose access token the `bearer` security scheme uses.
+signup="$(curl -fsS "$url/auth/signup" -H 'content-type: application/json' \
+  -d '{"username":"schemathesis","password":"a password schemathesis cannot guess"}')"
+TOLLGATE_ACCESS_TOKEN="$(printf '%s' "$signup" | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')"
+export TOLLGATE_ACCESS_TOKEN
+
+# Logging out with the bearer token revokes it, so /auth/logout runs last, on its own.
+run() {
+  "$VENV/bin/st" --config-file scripts/schemathesis.toml run "$url/openapi.json" \
+    --checks all --max-examples "$MAX_EXAMPLES" --seed 1 --workers 2 "$@"
+}
+status=0
+echo "== schemathesis $VERSION against $url/openapi.json (max $MAX_EXAMPLES examples per operation)"
+run --exclude-path /auth/logout || status=$?
+if [ "$status" -eq 0 ]; then
+  echo "== schemathesis: /auth/logout"
+  run --include-path /auth/logout || status=$?
+fi
+
+# 0: every check passed; 1: failures found; anything else: schemathesis itself failed.
+if ! kill -0 "$server_pid" 2>/dev/null; then
+  echo "tollgate died during the run; its log:"
+  cat "$work/server.log"
+  status=1
+fi
+case "$status" in
+  0) echo "schemathesis: 1 passed, 0 failed" ;;
+  1) echo "schemathesis: 0 passed, 1 failed" ;;
+  *) echo "schemathesis exited with $status (an error of the tool or the schema)"; echo "schemathesis: 0 passed, 1 failed"; status=1 ;;
+esac
+exit "$status"
