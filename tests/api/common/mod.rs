@@ -19,7 +19,6 @@ use tollgate::startup::Application;
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Defines one test per backend for each named `async fn(Backend)`.
-#[macro_export]
 macro_rules! db_tests {
     ($($name:ident),* $(,)?) => {$(
         mod $name {

@@ -1,12 +1,10 @@
 //! Many instances on one database, and the database going away and coming back.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
