@@ -9,6 +9,7 @@ use tollgate_verify::{Rules, VerifiedCache};
 use uuid::Uuid;
 
 use super::keys::KeyStore;
+use crate::clock::Clock;
 use crate::config::JwtSettings;
 
 /// Tokens remembered as verified; about 0.5 KiB each.
@@ -16,6 +17,7 @@ const VERIFIED_CACHE_CAPACITY: usize = 8192;
 
 pub struct AccessTokens {
     keys: Arc<KeyStore>,
+    clock: Clock,
     rules: Rules,
     verified: VerifiedCache,
     ttl_secs: i64,
@@ -23,9 +25,10 @@ pub struct AccessTokens {
 }
 
 impl AccessTokens {
-    pub fn new(keys: Arc<KeyStore>, settings: &JwtSettings) -> Self {
+    pub fn new(keys: Arc<KeyStore>, settings: &JwtSettings, clock: Clock) -> Self {
         Self {
             keys,
+            clock,
             rules: Rules::new(&settings.issuer, &settings.audience, settings.leeway_secs),
             verified: VerifiedCache::new(VERIFIED_CACHE_CAPACITY),
             ttl_secs: settings.access_token_ttl_secs as i64,
@@ -67,6 +70,6 @@ impl AccessTokens {
     /// Verifies a bearer value against the keys in force (see `tollgate_verify`).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let ring = self.keys.ring();
-        self.verified.verify(token, &self.rules, |kid| ring.verifying.get(kid))
+        self.verified.verify(token, &self.rules, self.clock.unix(), |kid| ring.verifying.get(kid))
     }
 }
