@@ -48,8 +48,9 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: std::time::Duration) {
-        let micros = TimeDelta::from_std(by).map_or(i64::MAX, |d| d.num_microseconds().unwrap_or(i64::MAX));
-        self.0.fetch_add(micros, Ordering::AcqRel);
+        let micros = TimeDelta::from_std(by).ok().and_then(|d| d.num_microseconds()).unwrap_or(i64::MAX);
+        let _ =
+            self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| Some(now.saturating_add(micros)));
     }
 
     /// The [`Clock`] to hand to the code under test.

@@ -73,3 +73,37 @@ impl AccessTokens {
         self.verified.verify(token, &self.rules, self.clock.unix(), |kid| ring.verifying.get(kid))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jsonwebtoken::Algorithm;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn the_injected_clock_decides_expiry() {
+        let settings = JwtSettings {
+            algorithm: Algorithm::HS256,
+            secret: Some(SecretString::from("a test secret of at least thirty-two bytes")),
+            keys_dir: "unused".into(),
+            issuer: "tollgate".into(),
+            audience: "tollgate".into(),
+            leeway_secs: 30,
+            access_token_ttl_secs: 900,
+            jwks_max_age_secs: 300,
+            key_publish_ahead_secs: 300,
+        };
+        let manual = ManualClock::new();
+        let keys = Arc::new(KeyStore::open(&settings, manual.clock()).unwrap());
+        let tokens = AccessTokens::new(keys, &settings, manual.clock());
+        let token = tokens.issue(Uuid::new_v4(), "alice", manual.clock().unix(), None);
+        manual.advance(Duration::from_secs(930));
+        assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
+        manual.advance(Duration::from_secs(1));
+        assert!(matches!(tokens.verify(&token), Err(TokenError::Rejected(_))), "expired, though seen before");
+    }
+}
