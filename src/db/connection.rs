@@ -155,7 +155,7 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
     applied.map_err(|e| e.to_string())
 }
 
-/// Runs blocking database work on actix's blocking pool, never on an async worker.
+/// Runs blocking database work on the runtime's blocking pool, never on an async worker.
 pub async fn run<T, F>(pool: &Pool, work: F) -> Result<T, DbError>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
@@ -179,7 +179,7 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || {
+    tokio::task::spawn_blocking(move || {
         let mut conn = pool.get()?;
         let writer = conn.sqlite_writer.clone().filter(|_| writes);
         let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
