@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use chrono::DateTime;
 use tollgate::auth::keys::{KeyInfo, KeyStore, algorithm_name};
+use tollgate::clock::Clock;
 use tollgate::config::Settings;
 use tollgate::startup::{Application, StartupError, migrate};
 
@@ -63,7 +64,7 @@ fn settings() -> Result<Settings, StartupError> {
 
 fn keys() -> Result<(KeyStore, Settings), StartupError> {
     let settings = settings()?;
-    Ok((KeyStore::open(&settings.jwt)?, settings))
+    Ok((KeyStore::open(&settings.jwt, Clock::system())?, settings))
 }
 
 fn time(unix: i64) -> String {

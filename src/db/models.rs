@@ -5,16 +5,15 @@ use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 use std::io::Write;
 use uuid::Uuid;
 
+use super::DbError;
 use super::connection::{DbConnection, MultiBackend};
 use super::schema::users;
-use crate::error::ApiError;
 
 /// A uuid stored as TEXT, the one column type both backends share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -151,37 +150,32 @@ impl<'a> SessionChange<'a> {
 }
 
 impl NewUser {
-    /// Inserts the row; a taken username is reported by the unique index itself, so two
-    /// racing signups cannot both succeed.
-    pub fn insert(self, conn: &mut DbConnection) -> Result<User, ApiError> {
-        match diesel::insert_into(users::table).values(&self).execute(conn) {
-            Ok(_) => Ok(User {
-                id: self.id,
-                username: self.username,
-                email: self.email,
-                password_hash: self.password_hash,
-                refresh_token_hash: Some(self.refresh_token_hash),
-                refresh_token_expires_at: Some(self.refresh_token_expires_at),
-                previous_refresh_token_hash: None,
-                refresh_token_rotated_at: None,
-                created_at: self.created_at,
-                updated_at: self.updated_at,
-                tokens_valid_after: None,
-            }),
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                Err(ApiError::UsernameTaken)
-            }
-            Err(other) => Err(other.into()),
-        }
+    /// Inserts the row; a taken username is reported by the unique index itself
+    /// ([`DbError::UniqueViolation`]), so two racing signups cannot both succeed.
+    pub fn insert(self, conn: &mut DbConnection) -> Result<User, DbError> {
+        diesel::insert_into(users::table).values(&self).execute(conn)?;
+        Ok(User {
+            id: self.id,
+            username: self.username,
+            email: self.email,
+            password_hash: self.password_hash,
+            refresh_token_hash: Some(self.refresh_token_hash),
+            refresh_token_expires_at: Some(self.refresh_token_expires_at),
+            previous_refresh_token_hash: None,
+            refresh_token_rotated_at: None,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            tokens_valid_after: None,
+        })
     }
 }
 
 impl User {
-    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, ApiError> {
+    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
         Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
     }
 
-    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, ApiError> {
+    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::username.eq(username))
             .select(User::as_select())
@@ -190,7 +184,7 @@ impl User {
     }
 
     /// The user whose current or previous refresh token has this hash.
-    pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, ApiError> {
+    pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::refresh_token_hash.eq(hash).or(users::previous_refresh_token_hash.eq(hash)))
             .select(User::as_select())
@@ -202,7 +196,7 @@ impl User {
     pub fn find_by_previous_hashes(
         conn: &mut DbConnection,
         hashes: &[String],
-    ) -> Result<Option<User>, ApiError> {
+    ) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::previous_refresh_token_hash.eq_any(hashes))
             .select(User::as_select())
@@ -211,7 +205,7 @@ impl User {
     }
 
     /// Writes a session change unconditionally.
-    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), ApiError> {
+    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn)?;
         Ok(())
     }
@@ -223,7 +217,7 @@ impl User {
         id: Uuid,
         expected_hash: &str,
         change: &SessionChange,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DbError> {
         let updated =
             diesel::update(users::table.find(DbUuid(id)).filter(users::refresh_token_hash.eq(expected_hash)))
                 .set(change)
@@ -238,7 +232,7 @@ impl User {
         user: &User,
         previous_hash: &str,
         now: NaiveDateTime,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DbError> {
         let updated = diesel::update(
             users::table.find(user.id).filter(users::previous_refresh_token_hash.eq(previous_hash)),
         )
@@ -252,7 +246,7 @@ impl User {
         id: Uuid,
         password_hash: &str,
         change: &SessionChange,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id)))
             .set((users::password_hash.eq(password_hash), change))
             .execute(conn)?;
@@ -260,7 +254,7 @@ impl User {
     }
 
     /// `(user id, tokens_valid_after)` of the users revoked after `since`, oldest first.
-    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, ApiError> {
+    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, DbError> {
         let rows: Vec<(DbUuid, Option<i64>)> = users::table
             .filter(users::tokens_valid_after.gt(since))
             .order(users::tokens_valid_after)
@@ -270,7 +264,7 @@ impl User {
     }
 
     /// Touches the table, for readiness: proves the connection and the schema.
-    pub fn ping(conn: &mut DbConnection) -> Result<(), ApiError> {
+    pub fn ping(conn: &mut DbConnection) -> Result<(), DbError> {
         users::table.select(users::id).limit(1).load::<DbUuid>(conn)?;
         Ok(())
     }

@@ -1,0 +1,447 @@
+//! Signup, login, refresh, logout, the current user and password change.
+
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
+use chrono::NaiveDateTime;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::password::normalize;
+use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::db::{
+    self,
+    models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
+};
+use crate::http::cookie;
+use crate::http::error::ErrorBody;
+use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
+use crate::http::routes::openapi::{
+    BearerErrors, DatabaseErrors, JsonBodyErrors, RateLimitErrors, ServerErrors,
+};
+use crate::http::{ApiError, AppState, CurrentUser};
+
+pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
+const MAX_EMAIL_LEN: usize = 254;
+
+// The length and pattern constraints below repeat the validation rules for the OpenAPI
+// document; a test (`tests/openapi.rs`) holds the two together.
+
+#[derive(Deserialize, ToSchema)]
+pub struct SignupRequest {
+    /// Stored lower-case; unique regardless of case.
+    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]*$", example = "alice")]
+    username: String,
+    /// Counted in characters after NFKC normalisation; never truncated.
+    #[schema(value_type = String, min_length = 8, max_length = 1024, example = "correct horse battery staple")]
+    password: SecretString,
+    /// Stored lower-case.
+    #[schema(format = Email, max_length = 254, example = "alice@example.com")]
+    email: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(value_type = String, example = "correct horse battery staple")]
+    password: SecretString,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    #[schema(example = "tgr_Zr6cJ0Cqk3dVb2o5yR8Xw1mN4pL7sT9uQeA2fH6jK0g")]
+    refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordChangeRequest {
+    #[schema(value_type = String)]
+    current_password: SecretString,
+    /// The same rules as at signup.
+    #[schema(value_type = String, min_length = 8, max_length = 1024)]
+    new_password: SecretString,
+}
+
+/// The public view of a user: never a hash of any kind.
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    id: Uuid,
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(example = "alice@example.com")]
+    email: Option<String>,
+    /// RFC 3339, UTC, whole seconds.
+    #[schema(format = DateTime, example = "2026-11-24T22:13:15Z")]
+    created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.0,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            created_at: user.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A JWS (`typ: at+jwt`) signed with `JWT_ALGORITHM`.
+    access_token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(example = 900)]
+    expires_in: i64,
+    /// Absent for browsers in cookie mode: there it travels only in the HttpOnly cookie.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    refresh_token: Option<String>,
+    /// Seconds until the refresh token expires.
+    #[schema(example = 2592000)]
+    refresh_expires_in: i64,
+    user: UserView,
+}
+
+/// The token response, with the refresh token in the JSON or, for a browser in cookie
+/// mode, in the `tollgate_refresh` cookie only.
+fn respond(
+    req: &HttpRequest,
+    state: &AppState,
+    mut response: HttpResponseBuilder,
+    issued: &IssuedRefresh,
+    now: NaiveDateTime,
+) -> HttpResponse {
+    let mut body = token_response(state, issued, now);
+    if state.cookie_mode.is_browser(req)
+        && let Some(token) = body.refresh_token.take()
+    {
+        response.cookie(cookie::refresh_cookie(token, body.refresh_expires_in));
+    }
+    response.json(body)
+}
+
+fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) -> TokenResponse {
+    let user = &issued.user;
+    TokenResponse {
+        access_token: state.tokens.issue(
+            user.id.0,
+            &user.username,
+            now.and_utc().timestamp(),
+            user.tokens_valid_after,
+        ),
+        token_type: "Bearer",
+        expires_in: state.tokens.ttl_secs(),
+        refresh_token: Some(issued.token.as_str().to_owned()),
+        refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
+        user: UserView::from(user),
+    }
+}
+
+pub fn validate_username(raw: &str) -> Result<String, ApiError> {
+    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
+        return Err(ApiError::Validation(
+            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
+        ));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+/// A deliberately plain syntax check: one `@`, a non-empty local part, a dotted domain of
+/// letters, digits and hyphens, no spaces. Whether it receives mail is not our concern.
+pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let invalid = || ApiError::Validation("email is not a valid address".into());
+    if raw.len() > MAX_EMAIL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+    let domain_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+        return Err(invalid());
+    }
+    Ok(Some(raw.to_lowercase()))
+}
+
+/// Starts a new refresh session for the user, replacing any previous one.
+async fn start_session(
+    state: &web::Data<AppState>,
+    mut user: User,
+    new_password_hash: Option<String>,
+) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
+    let now = state.clock.now().naive_utc();
+    // A password change also revokes the access tokens issued before it.
+    let revoked_before = new_password_hash.as_ref().map(|_| tokens_valid_after(now, user.tokens_valid_after));
+    user.tokens_valid_after = revoked_before.or(user.tokens_valid_after);
+    let token = RefreshToken::mint();
+    let expires_at = state.sessions.expiry(now);
+    let hash = token.hash();
+    let user_id = user.id.0;
+    db::run_write(&state.pool, move |conn| {
+        let change = SessionChange::start(&hash, expires_at, now);
+        match (new_password_hash, revoked_before) {
+            (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
+                conn,
+                user_id,
+                &password_hash,
+                &change.revoking_access_tokens(valid_after),
+            ),
+            _ => User::set_session(conn, user_id, &change),
+        }
+    })
+    .await?;
+    Ok((IssuedRefresh { user, token, expires_at }, now))
+}
+
+/// Creates an account and starts its session.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account and its first session", body = TokenResponse),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+    ))]
+pub async fn signup(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<SignupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&req, &state)?;
+    let body = body.into_inner();
+    let username = validate_username(&body.username)?;
+    let email = validate_email(body.email.as_deref())?;
+    let password = normalize(&body.password).map_err(|e| ApiError::Validation(e.to_string()))?;
+    let password_hash = state.passwords.hash(password).await?;
+
+    let now = state.clock.now().naive_utc();
+    let token = RefreshToken::mint();
+    let expires_at = state.sessions.expiry(now);
+    let new_user = NewUser {
+        id: DbUuid(Uuid::new_v4()),
+        username,
+        email,
+        password_hash,
+        refresh_token_hash: token.hash(),
+        refresh_token_expires_at: expires_at,
+        created_at: now,
+        updated_at: now,
+    };
+    let user = db::run_write(&state.pool, move |conn| new_user.insert(conn)).await?;
+    log::info!("signup user_id={}", user.id.0);
+    let issued = IssuedRefresh { user, token, expires_at };
+    Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
+}
+
+/// Starts a new session, replacing the previous one.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`: unknown user or wrong password alike", body = ErrorBody),
+        JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+    ))]
+pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&req, &state)?;
+    let body = body.into_inner();
+    let throttle_key = body.username.to_ascii_lowercase();
+    state.login_throttle.check(&throttle_key)?;
+    // An impossible username is looked up no further, but still costs one hash below.
+    let user = match validate_username(&body.username) {
+        Ok(username) => db::run(&state.pool, move |conn| User::find_by_username(conn, &username)).await?,
+        Err(_) => None,
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    if !state.passwords.verify(body.password, stored).await? {
+        state.login_throttle.record_failure(&throttle_key);
+        match &user {
+            Some(user) => log::info!("login failed user_id={}", user.id.0),
+            None => log::info!("login failed for an unknown username"),
+        }
+        return Err(ApiError::InvalidCredentials);
+    }
+    let user = user.ok_or(ApiError::InvalidCredentials)?;
+    state.login_throttle.record_success(&throttle_key);
+    let (issued, now) = start_session(&state, user, None).await?;
+    log::info!("login user_id={}", issued.user.id.0);
+    Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
+}
+
+/// The refresh token a request presents: the cookie (cookie mode, browsers), else the
+/// JSON body's `refresh_token`.
+fn presented_refresh_token(
+    req: &HttpRequest,
+    state: &AppState,
+    body: &[u8],
+) -> Result<RefreshToken, ApiError> {
+    let raw = match state.cookie_mode.presented_token(req) {
+        Some(cookie) => cookie,
+        // A browser's refresh token lives only in the cookie: without it, it has none.
+        None if state.cookie_mode.is_browser(req) => return Err(ApiError::InvalidRefreshToken),
+        None => json_body::<RefreshRequest>(req, body)?.refresh_token,
+    };
+    RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)
+}
+
+/// Trades a refresh token for a new pair; the old refresh token stops working. In cookie
+/// mode a browser sends no body: the `tollgate_refresh` cookie carries the token.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The rotated pair", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`", body = ErrorBody),
+        (status = 403, description = "`csrf_rejected` (cookie mode)", body = ErrorBody),
+        JsonBodyErrors, DatabaseErrors, ServerErrors,
+    ))]
+pub async fn refresh(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let presented = presented_refresh_token(&req, &state, &body)?;
+    let now = state.clock.now().naive_utc();
+    let task_state = state.clone();
+    let rotated = db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|issued| issued.ok_or(ApiError::InvalidRefreshToken));
+    if rotated.is_err() {
+        // The refusal may have been reuse detection, which revokes the user's tokens.
+        state.users.invalidate();
+    }
+    Ok(respond(&req, &state, HttpResponse::Ok(), &rotated?, now))
+}
+
+/// Ends the session. A bearer access token identifies the user; without one, the refresh
+/// token (cookie or body) does. Access tokens issued so far are revoked with it.
+/// Ends the session, identified by the bearer access token or by the refresh token.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Without a bearer token: the refresh token"),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out; access tokens issued so far are revoked"),
+        BearerErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+        (status = 401, description = "No token, or an invalid access or refresh token", body = ErrorBody),
+    ))]
+pub async fn logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let now = state.clock.now().naive_utc();
+    let cookie = state.cookie_mode.presented_token(&req);
+    let user = if bearer_token(&req)?.is_some() {
+        let user = authenticate(&req).await?.user;
+        let user_id = user.id.0;
+        let revoked = SessionChange::revoked(now, &user);
+        db::run_write(&state.pool, move |conn| User::set_session(conn, user_id, &revoked)).await?;
+        user_id
+    } else {
+        if body.is_empty() && cookie.is_none() {
+            return Err(ApiError::MissingToken);
+        }
+        let presented = presented_refresh_token(&req, &state, &body);
+        let task_state = state.clone();
+        let revoked = match presented {
+            Ok(token) => {
+                db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &token, now))
+                    .await?
+                    .ok_or(ApiError::InvalidRefreshToken)
+            }
+            Err(e) => Err(e),
+        };
+        match revoked {
+            Ok(user) => user.id.0,
+            // A browser logging out with a dead cookie is logged out already: clear it.
+            Err(ApiError::InvalidRefreshToken) if cookie.is_some() => {
+                return Ok(HttpResponse::NoContent().cookie(cookie::cleared_cookie()).finish());
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    state.users.invalidate();
+    log::info!("logout user_id={user}");
+    let mut response = HttpResponse::NoContent();
+    if cookie.is_some() {
+        response.cookie(cookie::cleared_cookie());
+    }
+    Ok(response.finish())
+}
+
+/// The caller's user object.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserView),
+        BearerErrors, DatabaseErrors, ServerErrors,
+    ))]
+pub async fn me(caller: CurrentUser) -> HttpResponse {
+    HttpResponse::Ok().json(UserView::from(caller.user.as_ref()))
+}
+
+/// Changes the password and starts a new session; the old refresh token stops working.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", request_body = PasswordChangeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new session", body = TokenResponse),
+        BearerErrors, JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
+        (status = 401, description = "No valid access token, or `invalid_credentials`: wrong current password",
+            body = ErrorBody, headers(("WWW-Authenticate" = String))),
+    ))]
+pub async fn change_password(
+    req: HttpRequest,
+    caller: CurrentUser,
+    state: web::Data<AppState>,
+    body: web::Json<PasswordChangeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    rate_limit(&req, &state)?;
+    let body = body.into_inner();
+    let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
+    // The current row, not the cached one: its password hash is what must match.
+    let user_id = caller.user.id.0;
+    let user =
+        db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
+    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await? {
+        log::info!("password change refused user_id={}", user.id.0);
+        return Err(ApiError::WrongCurrentPassword);
+    }
+    let new_hash = state.passwords.hash(new_password).await?;
+    let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
+    state.users.invalidate();
+    log::info!("password changed user_id={}", issued.user.id.0);
+    Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_contract_and_are_lower_cased() {
+        assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
+        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
+            assert!(validate_username(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_username(&"a".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn emails_are_checked_loosely_and_lower_cased() {
+        assert_eq!(validate_email(Some("Bob@Example.COM")).unwrap().unwrap(), "bob@example.com");
+        assert_eq!(validate_email(None).unwrap(), None);
+        for bad in
+            ["", "bob", "bob@", "@example.com", "bob@example", "bob@exa mple.com", "bob@-x.com", "bob@x..com"]
+        {
+            assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! HTTP routes, one file per area, all registered by [`configure`].
+
+pub mod auth;
+pub mod demo;
+pub mod discovery;
+pub mod health;
+pub mod introspect;
+pub mod jwks;
+pub mod openapi;
+pub mod revocations;
+
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, ResponseError, Route, web};
+
+use super::error::ApiError;
+use super::extract::json_config_error;
+
+/// JSON request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Registers every route; shared by the server and the tests.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_config_error))
+        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|err, _| ApiError::Validation(format!("invalid query string: {err}")).into()),
+        );
+    for endpoint in endpoints() {
+        let allow = endpoint.method.to_string();
+        cfg.service(web::resource(endpoint.path).route(endpoint.route).default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { method_not_allowed(&allow) }
+        })));
+    }
+    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+}
+
+/// One path and its one method. [`endpoints`] is the route table: `configure` registers
+/// it, and a test checks that the OpenAPI document lists exactly these.
+pub struct Endpoint {
+    pub path: &'static str,
+    pub method: Method,
+    route: Route,
+}
+
+impl Endpoint {
+    fn new<F, Args>(method: Method, path: &'static str, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        Self { path, route: web::route().method(method.clone()).to(handler), method }
+    }
+}
+
+pub fn endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new(Method::POST, "/auth/signup", auth::signup),
+        Endpoint::new(Method::POST, "/auth/login", auth::login),
+        Endpoint::new(Method::POST, "/auth/refresh", auth::refresh),
+        Endpoint::new(Method::POST, "/auth/logout", auth::logout),
+        Endpoint::new(Method::GET, "/auth/me", auth::me),
+        Endpoint::new(Method::POST, "/auth/password", auth::change_password),
+        Endpoint::new(Method::GET, "/auth/revocations", revocations::revocations),
+        Endpoint::new(Method::POST, "/auth/introspect", introspect::introspect),
+        Endpoint::new(Method::GET, "/.well-known/jwks.json", jwks::jwks),
+        Endpoint::new(Method::GET, "/.well-known/openid-configuration", discovery::openid_configuration),
+        Endpoint::new(
+            Method::GET,
+            "/.well-known/oauth-authorization-server",
+            discovery::oauth_authorization_server,
+        ),
+        Endpoint::new(Method::GET, "/demo", demo::page),
+        Endpoint::new(Method::GET, "/demo/tollgate-client.js", demo::client),
+        Endpoint::new(Method::GET, "/openapi.json", openapi::openapi_json),
+        Endpoint::new(Method::GET, "/docs", openapi::docs_page),
+        Endpoint::new(Method::GET, "/docs/{file}", openapi::docs_file),
+        Endpoint::new(Method::GET, "/healthz", health::healthz),
+        Endpoint::new(Method::GET, "/readyz", health::readyz),
+    ]
+}
+
+/// A JSON 405 that names the method the path does take (RFC 9110 §15.5.6).
+fn method_not_allowed(allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed.error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}

@@ -1,0 +1,148 @@
+//! Refresh-token rotation: the rules of the contract, each tried against the real app.
+
+use crate::common::*;
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+db_tests!(
+    refresh_rotates_and_the_old_token_stops_working_after_grace,
+    concurrent_refreshes_of_one_token_yield_exactly_one_successor,
+    a_retry_within_the_grace_window_gets_the_same_successor,
+    a_replay_after_the_grace_window_revokes_the_session,
+    an_older_ancestor_replayed_after_grace_revokes_too,
+    forged_refresh_tokens_never_revoke_anything,
+    refresh_tokens_expire_absolutely,
+    refresh_input_errors_are_json,
+);
+
+async fn refresh_ok(app: &TestApp, token: &str) -> Value {
+    let response = app.refresh(token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.json().await.unwrap()
+}
+
+async fn assert_refresh_refused(app: &TestApp, token: &str) {
+    assert_error(app.refresh(token).await, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
+async fn refresh_rotates_and_the_old_token_stops_working_after_grace(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_REUSE_GRACE_SECS", "0")]).await;
+    let signup = app.signup("alice").await;
+    let first = field(&signup, "refresh_token");
+    let rotated = refresh_ok(&app, first).await;
+    let second = field(&rotated, "refresh_token");
+    assert_ne!(first, second);
+    assert_eq!(rotated["user"], signup["user"]);
+    assert_eq!(rotated["refresh_expires_in"], 2_592_000);
+    assert_eq!(
+        app.get_with_bearer("/auth/me", field(&rotated, "access_token")).await.status(),
+        StatusCode::OK
+    );
+    let row = app.user_row("alice");
+    assert_eq!(row.refresh_token_hash, Some(sha256_hex(second)));
+    assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(first)));
+}
+
+async fn concurrent_refreshes_of_one_token_yield_exactly_one_successor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("bob").await;
+    let token = field(&signup, "refresh_token");
+    let successors = distinct_successors(join_all((0..20).map(|_| app.refresh(token))).await).await;
+    assert_eq!(successors.len(), 1, "{successors:?}");
+    let successor = successors.into_iter().next().unwrap();
+    assert_eq!(app.user_row("bob").refresh_token_hash, Some(sha256_hex(&successor)));
+    refresh_ok(&app, &successor).await;
+}
+
+async fn a_retry_within_the_grace_window_gets_the_same_successor(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("carol").await;
+    let token = field(&signup, "refresh_token");
+    let first = refresh_ok(&app, token).await;
+    // The client lost that response and retries.
+    let retry = refresh_ok(&app, token).await;
+    assert_eq!(first["refresh_token"], retry["refresh_token"]);
+    assert_eq!(app.user_row("carol").refresh_token_hash, Some(sha256_hex(field(&first, "refresh_token"))));
+    // The successor is a normal live token; the session goes on.
+    let next = refresh_ok(&app, field(&retry, "refresh_token")).await;
+    assert_ne!(next["refresh_token"], retry["refresh_token"]);
+}
+
+async fn a_replay_after_the_grace_window_revokes_the_session(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_REUSE_GRACE_SECS", "0")]).await;
+    let signup = app.signup("dave").await;
+    let stolen = field(&signup, "refresh_token");
+    let victim = refresh_ok(&app, stolen).await;
+    assert_refresh_refused(&app, stolen).await;
+    let row = app.user_row("dave");
+    assert_eq!((row.refresh_token_hash, row.previous_refresh_token_hash), (None, None));
+    // Both the thief and the victim must log in again.
+    assert_refresh_refused(&app, field(&victim, "refresh_token")).await;
+    assert_eq!(app.login("dave", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn an_older_ancestor_replayed_after_grace_revokes_too(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_REUSE_GRACE_SECS", "0")]).await;
+    let signup = app.signup("erin").await;
+    let oldest = field(&signup, "refresh_token");
+    let second = refresh_ok(&app, oldest).await;
+    let third = refresh_ok(&app, field(&second, "refresh_token")).await;
+    let current = refresh_ok(&app, field(&third, "refresh_token")).await;
+    assert_refresh_refused(&app, oldest).await;
+    assert_eq!(app.user_row("erin").refresh_token_hash, None);
+    assert_refresh_refused(&app, field(&current, "refresh_token")).await;
+}
+
+async fn forged_refresh_tokens_never_revoke_anything(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_REUSE_GRACE_SECS", "0")]).await;
+    let signup = app.signup("frank").await;
+    let real = field(&signup, "refresh_token");
+    let mut forged: Vec<String> = vec![
+        String::new(),
+        "tgr_".into(),
+        real[..real.len() - 1].to_owned(),
+        format!("{real}x"),
+        real.to_uppercase(),
+        format!("tgr_{}", "A".repeat(43)),
+        format!("tgr_{}", "-".repeat(43)),
+        "' OR 1=1 --".into(),
+        field(&signup, "access_token").to_owned(),
+        sha256_hex(real),
+        "x".repeat(100_000),
+    ];
+    let mut flipped = real.as_bytes().to_vec();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    forged.push(String::from_utf8(flipped).unwrap());
+    for token in &forged {
+        let response = app.refresh(token).await;
+        let status = response.status();
+        assert!(status == StatusCode::UNAUTHORIZED || status == StatusCode::PAYLOAD_TOO_LARGE, "{status}");
+    }
+    assert_eq!(app.user_row("frank").refresh_token_hash, Some(sha256_hex(real)));
+    refresh_ok(&app, real).await;
+}
+
+async fn refresh_tokens_expire_absolutely(backend: Backend) {
+    let app = spawn_app_with(backend, &[("REFRESH_TOKEN_TTL_SECS", "1")]).await;
+    let signup = app.signup("grace").await;
+    assert_eq!(signup["refresh_expires_in"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_refresh_refused(&app, field(&signup, "refresh_token")).await;
+}
+
+async fn refresh_input_errors_are_json(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_error(
+        app.post_json("/auth/refresh", &json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let response = app.post_json("/auth/refresh", &json!({ "refresh_token": 7 })).await;
+    assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let response = app.post_raw_json("/auth/refresh", "{not json").await;
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
+}

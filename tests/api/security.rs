@@ -1,0 +1,166 @@
+//! Abuse limits and protective headers: per-username lockout, the argon2 bound, CORS,
+//! security headers and slow clients.
+
+use std::time::Duration;
+
+use crate::common::*;
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+db_tests!(
+    a_username_locks_after_ten_failures_and_unknown_names_lock_alike,
+    a_successful_login_resets_the_failure_count,
+    a_login_flood_is_bounded_and_token_checks_keep_answering,
+    cors_answers_only_configured_origins,
+    security_headers_are_on_every_response,
+    stalled_clients_are_disconnected,
+);
+
+async fn fail_logins(app: &TestApp, username: &str, times: usize) {
+    for _ in 0..times {
+        assert_error(
+            app.login(username, "wrong password").await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+}
+
+async fn assert_locked(app: &TestApp, username: &str, password: &str) {
+    let response = app.login(username, password).await;
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((55..=60).contains(&retry_after), "first lockout is 60 s, got {retry_after}");
+    assert_error(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+async fn a_username_locks_after_ten_failures_and_unknown_names_lock_alike(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("alice").await;
+    app.signup("bob").await;
+    fail_logins(&app, "alice", 10).await;
+    // Locked: even the right password is refused, and the check costs no hash.
+    assert_locked(&app, "ALICE", PASSWORD).await;
+    fail_logins(&app, "nobody", 10).await;
+    assert_locked(&app, "nobody", PASSWORD).await;
+    // Other users are unaffected.
+    assert_eq!(app.login("bob", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn a_successful_login_resets_the_failure_count(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("carol").await;
+    fail_logins(&app, "carol", 9).await;
+    assert_eq!(app.login("carol", PASSWORD).await.status(), StatusCode::OK);
+    fail_logins(&app, "carol", 9).await;
+    assert_eq!(app.login("carol", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn a_login_flood_is_bounded_and_token_checks_keep_answering(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("ARGON2_MEMORY_KIB", "19456"),
+            ("ARGON2_ITERATIONS", "4"),
+            ("ARGON2_MAX_CONCURRENT", "1"),
+            ("ARGON2_QUEUE_TIMEOUT_MS", "50"),
+        ],
+    )
+    .await;
+    let signup = app.signup("dave").await;
+    let access = field(&signup, "access_token").to_owned();
+    let flood = join_all((0..30).map(|_| app.login("dave", "wrong password")));
+    let checks = async {
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            let response =
+                tokio::time::timeout(Duration::from_secs(5), app.get_with_bearer("/auth/me", &access))
+                    .await
+                    .expect("/auth/me answers during the flood");
+            statuses.push(response.status());
+        }
+        statuses
+    };
+    let (logins, checks) = tokio::join!(flood, checks);
+    assert!(checks.iter().all(|s| *s == StatusCode::OK), "{checks:?}");
+    let mut overloaded = 0;
+    for response in logins {
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(response.headers()["retry-after"], "1");
+            assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+            overloaded += 1;
+        } else {
+            assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        }
+    }
+    assert!(overloaded > 0, "30 concurrent logins on one slot with a 50 ms queue must shed some");
+    // The flood left nothing behind: the next login works.
+    assert_eq!(app.login("dave", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn cors_answers_only_configured_origins(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("CORS_ALLOWED_ORIGINS", "https://app.example.com, https://admin.example.com")],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/auth/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let simple = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://admin.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(simple.headers()["access-control-allow-origin"], "https://admin.example.com");
+    assert!(simple.headers().get("access-control-allow-credentials").is_none());
+    let evil = app
+        .client
+        .get(app.url("/healthz"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), StatusCode::OK, "non-browser semantics are unchanged");
+    assert!(evil.headers().get("access-control-allow-origin").is_none());
+}
+
+async fn security_headers_are_on_every_response(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup_response("erin", PASSWORD).await;
+    let login = app.login("erin", "wrong password").await;
+    let missing = app.get("/missing").await;
+    for response in [signup, login, missing] {
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+}
+
+async fn stalled_clients_are_disconnected(backend: Backend) {
+    let app = spawn_app_with(backend, &[("HTTP_CLIENT_TIMEOUT_SECS", "1")]).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled.write_all(b"POST /auth/login HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the server kept a stalled connection open");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+}

@@ -1,0 +1,261 @@
+//! `tollgate-verify` against the real tollgate: tokens from signup verify with their
+//! claims, forgeries are refused, cached keys outlive tollgate, and the actix-web
+//! extractor protects a route of another service.
+
+use crate::common::*;
+use actix_web::http::StatusCode as ActixStatus;
+use actix_web::{App, HttpResponse, test, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer;
+use serde_json::{Value, json};
+use tollgate_verify::{Claims, Error, Verifier, VerifierConfig};
+
+db_tests!(
+    a_token_from_signup_verifies_with_its_claims,
+    forged_and_garbage_tokens_are_rejected,
+    cached_keys_keep_verifying_after_tollgate_stops,
+    the_extractor_protects_an_actix_route,
+);
+
+fn verifier_for(app: &TestApp) -> Verifier {
+    Verifier::new(VerifierConfig::new(&app.address))
+}
+
+fn decode_segment(token: &str, index: usize) -> Value {
+    let segment = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).unwrap()).unwrap()
+}
+
+fn encode_segment(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+/// `header.claims` signed by a key tollgate never had.
+fn sign_with_stranger_key(header: &Value, claims: &Value) -> String {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let input = format!("{}.{}", encode_segment(header), encode_segment(claims));
+    let signature = key.sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+async fn a_token_from_signup_verifies_with_its_claims(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("alice").await;
+    let verifier = verifier_for(&app);
+
+    let claims = verifier.verify(field(&signup, "access_token")).await.unwrap();
+    assert_eq!(claims.sub.to_string(), field(&signup["user"], "id"));
+    assert_eq!(claims.username, "alice");
+    assert_eq!(claims.iss, "tollgate");
+    assert_eq!(claims.aud, "tollgate");
+    assert_eq!(claims.exp - claims.iat, signup["expires_in"].as_i64().unwrap());
+    assert!(claims.nbf <= claims.iat + 1);
+
+    // A second user's token comes from the same cached keys.
+    let bob = app.signup("bob").await;
+    assert_eq!(verifier.verify(field(&bob, "access_token")).await.unwrap().username, "bob");
+}
+
+async fn forged_and_garbage_tokens_are_rejected(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("alice").await;
+    let token = field(&signup, "access_token");
+    let verifier = verifier_for(&app);
+    verifier.verify(token).await.unwrap();
+
+    let header = decode_segment(token, 0);
+    let claims = decode_segment(token, 1);
+    let signature = token.rsplit('.').next().unwrap();
+
+    // The genuine signature over other claims.
+    let mut admin = claims.clone();
+    admin["username"] = json!("admin");
+    let tampered = format!("{}.{}.{signature}", encode_segment(&header), encode_segment(&admin));
+    assert!(matches!(verifier.verify(&tampered).await, Err(Error::Rejected(_))));
+
+    // Another key claiming tollgate's kid, or a kid tollgate never published.
+    let stranger = sign_with_stranger_key(&header, &claims);
+    assert!(matches!(verifier.verify(&stranger).await, Err(Error::Rejected(_))));
+    let mut unknown_kid = header.clone();
+    unknown_kid["kid"] = json!("not-a-tollgate-key");
+    let unknown = sign_with_stranger_key(&unknown_kid, &claims);
+    assert_eq!(verifier.verify(&unknown).await, Err(Error::UnknownKey));
+
+    // alg=none, an algorithm that is not the key's, and an embedded key.
+    let mut none = header.clone();
+    none["alg"] = json!("none");
+    let unsigned = format!("{}.{}.", encode_segment(&none), encode_segment(&claims));
+    assert!(verifier.verify(&unsigned).await.is_err());
+    let mut hs256 = header.clone();
+    hs256["alg"] = json!("HS256");
+    let confused = format!("{}.{}.{signature}", encode_segment(&hs256), encode_segment(&claims));
+    assert_eq!(verifier.verify(&confused).await, Err(Error::Header));
+    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
+    let mut embedded = header.clone();
+    embedded["jwk"] = jwks["keys"][0].clone();
+    let with_jwk = sign_with_stranger_key(&embedded, &claims);
+    assert_eq!(verifier.verify(&with_jwk).await, Err(Error::Header));
+
+    for garbage in ["", "garbage", "a.b.c", field(&signup, "refresh_token")] {
+        assert!(verifier.verify(garbage).await.is_err(), "{garbage}");
+    }
+}
+
+async fn cached_keys_keep_verifying_after_tollgate_stops(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.signup("alice").await;
+    let bob = app.signup("bob").await;
+    let verifier = verifier_for(&app);
+    verifier.verify(field(&alice, "access_token")).await.unwrap();
+
+    app.server.stop(true).await;
+    assert!(reqwest::get(app.url("/healthz")).await.is_err(), "tollgate is down");
+
+    assert_eq!(verifier.verify(field(&alice, "access_token")).await.unwrap().username, "alice");
+    assert_eq!(verifier.verify(field(&bob, "access_token")).await.unwrap().username, "bob");
+    // A verifier that never reached tollgate has nothing to verify with.
+    assert!(matches!(
+        verifier_for(&app).verify(field(&alice, "access_token")).await,
+        Err(Error::KeysUnavailable(_))
+    ));
+}
+
+async fn hello(claims: Claims) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "hello": claims.username, "sub": claims.sub }))
+}
+
+async fn the_extractor_protects_an_actix_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("alice").await;
+    let token = field(&signup, "access_token");
+    let service =
+        test::init_service(App::new().app_data(verifier_for(&app)).route("/hello", web::get().to(hello)))
+            .await;
+    let request = |authorization: Option<String>| {
+        let mut request = test::TestRequest::get().uri("/hello");
+        if let Some(value) = authorization {
+            request = request.insert_header(("authorization", value));
+        }
+        request.to_request()
+    };
+
+    let response = test::call_service(&service, request(Some(format!("Bearer {token}")))).await;
+    assert_eq!(response.status(), ActixStatus::OK);
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(body, json!({ "hello": "alice", "sub": signup["user"]["id"] }));
+
+    let cases = [
+        (None, "missing_token", r#"Bearer realm="tollgate""#),
+        (
+            Some("Bearer not-a-token".to_owned()),
+            "invalid_token",
+            r#"Bearer realm="tollgate", error="invalid_token""#,
+        ),
+        (
+            Some(format!("Bearer {}", field(&signup, "refresh_token"))),
+            "invalid_token",
+            r#"Bearer realm="tollgate", error="invalid_token""#,
+        ),
+    ];
+    for (authorization, code, challenge) in cases {
+        let response = test::call_service(&service, request(authorization)).await;
+        assert_eq!(response.status(), ActixStatus::UNAUTHORIZED);
+        assert_eq!(response.headers().get("www-authenticate").unwrap(), challenge);
+        assert_eq!(response.headers().get("content-type").unwrap(), "application/json");
+        let body: Value = test::read_body_json(response).await;
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    }
+}
+
+/// Logs `username` in and returns the access token.
+async fn login_token(app: &TestApp, username: &str) -> String {
+    let body: Value = app.login(username, PASSWORD).await.json().await.unwrap();
+    field(&body, "access_token").to_owned()
+}
+
+fn kid_of(token: &str) -> String {
+    decode_segment(token, 0)["kid"].as_str().unwrap().to_owned()
+}
+
+/// A whole staged rotation, driven by `tollgate keys rotate`, while a consumer verifies
+/// every live token every 200 ms: not one valid token may be refused. The consumer may
+/// not lean on its unknown-`kid` refetch (a cooldown longer than the test): it must have
+/// the new key from the JWKS before the key signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_rejects_no_valid_token_during_a_key_rotation() {
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("ACCESS_TOKEN_TTL_SECS", "5"),
+            ("JWT_LEEWAY_SECS", "0"),
+            ("JWKS_MAX_AGE_SECS", "1"),
+            ("JWT_KEY_PUBLISH_AHEAD_SECS", "3"),
+        ],
+    )
+    .await;
+    app.signup("alice").await;
+    let mut config = VerifierConfig::new(&app.address);
+    config.leeway_secs = 0;
+    config.unknown_kid_cooldown = std::time::Duration::from_secs(3600);
+    let verifier = Verifier::new(config);
+
+    let first_kid = kid_of(&login_token(&app, "alice").await);
+    let mut rotate = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    rotate.env_clear().args(["keys", "rotate"]).current_dir(app.dir.path());
+    for (name, value) in &app.vars {
+        rotate.env(name, value);
+    }
+    assert!(rotate.output().unwrap().status.success());
+
+    let mut live: Vec<(String, i64)> = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(12) {
+        let token = login_token(&app, "alice").await;
+        kids.insert(kid_of(&token));
+        let exp = decode_segment(&token, 1)["exp"].as_i64().unwrap();
+        live.push((token, exp));
+        let now = chrono::Utc::now().timestamp();
+        live.retain(|(_, exp)| *exp > now + 1);
+        for (token, _) in &live {
+            let verified = verifier.verify(token).await;
+            assert!(verified.is_ok(), "a valid token of kid {} was refused: {verified:?}", kid_of(token));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(kids.len(), 2, "the rotation took place: {kids:?}");
+    assert!(kids.contains(&first_kid));
+}
+
+/// With the feed token configured, the consumer polls `/auth/revocations` and refuses a
+/// logged-out user's earlier tokens within its poll interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_learns_of_a_logout_from_the_revocation_feed() {
+    const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
+    let app = spawn_app_with(Backend::Sqlite, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
+    let signup = app.signup("erin").await;
+    let access = field(&signup, "access_token");
+    let mut config = VerifierConfig::new(&app.address);
+    config.revocation_token = Some(FEED_TOKEN.to_owned());
+    config.revocation_poll_interval = std::time::Duration::from_millis(200);
+    let verifier = Verifier::new(config);
+    assert!(verifier.verify(access).await.is_ok());
+
+    let logout = app.client.post(app.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(logout.status(), reqwest::StatusCode::NO_CONTENT);
+    let start = std::time::Instant::now();
+    while verifier.verify(access).await.is_ok() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the consumer never heard of the logout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(verifier.verify(access).await, Err(Error::Revoked));
+    // A token issued after the logout is fine.
+    let fresh = login_token(&app, "erin").await;
+    assert_eq!(verifier.verify(&fresh).await.unwrap().username, "erin");
+}
