@@ -7,7 +7,7 @@ use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
 use serde_json::{Value, json};
-use support::{FEED_TOKEN, FakeTollgate, TestKey, claims, claims_for, closed_url, now};
+use support::{FakeTollgate, TestKey, claims, claims_for, closed_url, now};
 use tollgate_verify::actix::AuthenticatedUser;
 use tollgate_verify::{Claims, Verifier, VerifierConfig};
 use uuid::Uuid;
@@ -144,12 +144,9 @@ async fn a_revoked_token_is_401() {
     tollgate.set(|s| {
         s.feed_body = json!({ "revocations": [{ "sub": user, "not_before": now() }], "now": now() })
     });
-    let mut config = tollgate.config();
-    config.revocation_token = Some(FEED_TOKEN.to_owned());
-    config.revocation_poll_interval = std::time::Duration::from_millis(100);
-    let verifier = Verifier::new(config);
+    let verifier = Verifier::new(tollgate.feed_config());
     let _poller = verifier.spawn_revocation_poller().unwrap();
-    tollgate.wait_for_feed_requests(2).await;
+    tollgate.poll_feed(2).await;
     let app = app!(verifier);
 
     let token = key.sign(&claims_for(user, now() - 60));
