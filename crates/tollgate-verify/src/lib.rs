@@ -15,6 +15,8 @@ use uuid::Uuid;
 
 #[cfg(feature = "actix")]
 pub mod actix;
+mod error_body;
+pub use error_body::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE};
 #[cfg(feature = "fetch")]
 mod clock;
 #[cfg(feature = "fetch")]
