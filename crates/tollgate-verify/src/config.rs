@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::{Clock, SystemClock};
 
-/// How a [`Verifier`] reaches tollgate and what it requires of a token.
+/// How a [`Verifier`](crate::Verifier) reaches tollgate and what it requires of a token.
 ///
 /// Build it with [`VerifierConfig::new`] (defaults for everything but the URL) or
 /// [`VerifierConfig::from_env`], then adjust the public fields if needed.
