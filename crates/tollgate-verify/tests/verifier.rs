@@ -10,7 +10,7 @@ use serde_json::json;
 use support::{
     FEED_TOKEN, FakeTollgate, POLL_INTERVAL, TestKey, claims, claims_for, closed_url, now, within,
 };
-use tollgate_verify::{Error, Verifier, VerifierConfig};
+use tollgate_verify::{Clock, Error, Verifier, VerifierConfig};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -258,7 +258,7 @@ async fn expired_keys_are_served_while_the_refresh_runs() {
     // tollgate now does not answer until the test lets it: requests do not wait for it.
     tollgate.set(|s| s.jwks_held = true);
     tollgate.clock.advance(Duration::from_millis(1100));
-    within(async {
+    within("verifies while the refresh is held", async {
         verifier.verify(&token).await.unwrap();
         tollgate.wait_for_jwks_requests(2).await;
         for _ in 0..10 {
@@ -349,7 +349,7 @@ async fn revocation_poller_applies_entries_and_passes_since() {
     let key = TestKey::generate("key-1");
     let tollgate = FakeTollgate::start(&[&key]).await;
     let (revoked, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let now = tollgate.now();
+    let now = tollgate.clock.unix_secs();
     let feed_now = now + 1000; // recognisable in the next request
     tollgate.set(|s| {
         s.feed_body = json!({
@@ -381,7 +381,7 @@ async fn revocation_poller_applies_entries_and_passes_since() {
     // The poller ends once the verifier is gone.
     drop(verifier);
     tollgate.clock.advance(POLL_INTERVAL);
-    within(poller).await.unwrap();
+    within("the poller to stop", poller).await.unwrap();
 }
 
 #[tokio::test]

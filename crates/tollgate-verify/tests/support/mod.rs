@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tollgate_verify::{Clock, ManualClock, VerifierConfig};
+use tollgate_verify::{ManualClock, VerifierConfig};
 use uuid::Uuid;
 
 pub const FEED_TOKEN: &str = "feed-secret-for-tests";
@@ -90,11 +90,6 @@ impl FakeTollgate {
         config
     }
 
-    /// Tollgate's time: the verifiers' clock in unix seconds.
-    pub fn now(&self) -> i64 {
-        self.clock.unix_secs()
-    }
-
     pub fn set(&self, change: impl FnOnce(&mut State)) {
         self.state.send_modify(change);
     }
@@ -118,13 +113,12 @@ impl FakeTollgate {
 
     /// Waits until the JWKS has been asked for `count` times.
     pub async fn wait_for_jwks_requests(&self, count: usize) {
-        self.wait_for(|s| s.jwks_requests >= count, &format!("the JWKS was not fetched {count} times")).await;
+        self.wait_for(&format!("JWKS request {count}"), |s| s.jwks_requests >= count).await;
     }
 
     /// Waits until the revocation feed has been asked `count` times.
     pub async fn wait_for_feed_requests(&self, count: usize) {
-        self.wait_for(|s| s.feed_requests.len() >= count, &format!("the feed was not polled {count} times"))
-            .await;
+        self.wait_for(&format!("feed request {count}"), |s| s.feed_requests.len() >= count).await;
     }
 
     /// Moves the clock on one poll interval at a time until the revocation feed has been
@@ -143,16 +137,18 @@ impl FakeTollgate {
         }
     }
 
-    async fn wait_for(&self, condition: impl FnMut(&State) -> bool, failure: &str) {
+    async fn wait_for(&self, waiting_for: &str, condition: impl FnMut(&State) -> bool) {
         let mut state = self.state.subscribe();
-        let waited = tokio::time::timeout(HANG_GUARD, state.wait_for(condition)).await;
-        assert!(matches!(waited, Ok(Ok(_))), "{failure}");
+        // The sender lives in `self`: the wait ends only by the condition.
+        let _ = within(waiting_for, state.wait_for(condition)).await;
     }
 }
 
 /// `future`'s output, or a failed test when it hangs (see [`HANG_GUARD`]).
-pub async fn within<T>(future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(HANG_GUARD, future).await.expect("hung: gave up waiting")
+pub async fn within<T>(waiting_for: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, future)
+        .await
+        .unwrap_or_else(|_| panic!("gave up waiting for {waiting_for}"))
 }
 
 /// A URL where nothing listens.
