@@ -14,10 +14,9 @@ use crate::db::{
     models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
 };
 use crate::http::cookie;
-use crate::http::error::ErrorBody;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
 use crate::http::routes::openapi::{
-    BearerErrors, DatabaseErrors, JsonBodyErrors, RateLimitErrors, ServerErrors,
+    BearerErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, RateLimitErrors, ServerErrors,
 };
 use crate::http::{ApiError, AppState, CurrentUser};
 

@@ -6,8 +6,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::config::DemoUi;
-use crate::http::error::ErrorBody;
-use crate::http::routes::openapi::ServerErrors;
+use crate::http::routes::openapi::{ErrorBody, ServerErrors};
 use crate::http::{ApiError, AppState};
 
 /// A file of the demo: where it is under `clients/js` and its built-in copy.

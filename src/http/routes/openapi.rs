@@ -6,11 +6,10 @@ use std::sync::{Arc, LazyLock};
 
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
 use super::{auth, demo, discovery, health, introspect, jwks, revocations};
 use crate::http::ApiError;
-use crate::http::error::ErrorBody;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -63,6 +62,19 @@ impl Modify for SecuritySchemes {
         service.description = Some("The REVOCATION_FEED_TOKEN shared with other services".into());
         components.add_security_scheme("service_token", SecurityScheme::Http(service));
     }
+}
+
+/// The body of every error response, whatever its status. The type that is sent is
+/// `tollgate_verify::ErrorBody` (shared with the verifier crate, which knows nothing of
+/// OpenAPI); a unit test below holds the two together.
+#[derive(ToSchema)]
+#[schema(example = json!({"error": "invalid or expired access token", "code": "invalid_token"}))]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// A human-readable message; never an internal detail.
+    error: String,
+    /// A stable snake_case code to program against.
+    code: String,
 }
 
 // The error responses that several endpoints share, listed once.
@@ -183,4 +195,23 @@ pub async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, ApiError
 fn swagger_file(path: &str) -> Result<Option<utoipa_swagger_ui::SwaggerFile<'static>>, ApiError> {
     utoipa_swagger_ui::serve(path, SWAGGER_CONFIG.clone())
         .map_err(|e| ApiError::Internal(format!("Swagger UI: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::PartialSchema;
+
+    #[test]
+    fn the_error_schema_describes_the_error_body_that_is_sent() {
+        let sent = serde_json::to_value(tollgate_verify::ErrorBody::new("message", "code")).unwrap();
+        let schema = serde_json::to_value(super::ErrorBody::schema()).unwrap();
+        let members: Vec<&String> = sent.as_object().unwrap().keys().collect();
+        let documented: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(members.len(), documented.len());
+        for member in members {
+            assert!(documented.contains(&member), "{member} is not documented");
+            assert_eq!(schema["properties"][member]["type"], "string");
+        }
+        assert_eq!(schema["required"], serde_json::json!(["error", "code"]));
+    }
 }

@@ -7,9 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::db::{self, models::User};
-use crate::http::error::ErrorBody;
 use crate::http::extract::ServiceCaller;
-use crate::http::routes::openapi::{DatabaseErrors, ServerErrors, ServiceTokenErrors};
+use crate::http::routes::openapi::{DatabaseErrors, ErrorBody, ServerErrors, ServiceTokenErrors};
 use crate::http::{ApiError, AppState};
 
 /// The `now` of a response lags the clock by this much, so that a revocation still being
