@@ -116,6 +116,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("DATABASE_URL", "EdDSA", &[("DATABASE_URL", "mysql://localhost/db")]),
         ("BIND_ADDR", "EdDSA", &[("BIND_ADDR", "not an address")]),
         ("JWT_KEYS_DIR", "EdDSA", &[("JWT_KEYS_DIR", "badkeys")]),
+        ("PUBLIC_URL", "EdDSA", &[("PUBLIC_URL", "auth.example.com")]),
     ];
     for (variable, algorithm, extra) in cases {
         let mut vars = vec![("JWT_ALGORITHM", *algorithm)];

@@ -27,9 +27,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::QueryConfig::default()
                 .error_handler(|err, _| ApiError::Validation(format!("invalid query string: {err}")).into()),
         );
+    // One resource per path, with each of its methods; any other method gets a 405.
+    let mut by_path: Vec<(&str, Vec<Endpoint>)> = Vec::new();
     for endpoint in endpoints() {
-        let allow = endpoint.method.to_string();
-        cfg.service(web::resource(endpoint.path).route(endpoint.route).default_service(web::to(move || {
+        match by_path.iter_mut().find(|(path, _)| *path == endpoint.path) {
+            Some((_, group)) => group.push(endpoint),
+            None => by_path.push((endpoint.path, vec![endpoint])),
+        }
+    }
+    for (path, group) in by_path {
+        let allow = group.iter().map(|e| e.method.as_str()).collect::<Vec<_>>().join(", ");
+        let resource = group.into_iter().fold(web::resource(path), |resource, e| resource.route(e.route));
+        cfg.service(resource.default_service(web::to(move || {
             let allow = allow.clone();
             async move { method_not_allowed(&allow) }
         })));
@@ -37,7 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
 }
 
-/// One path and its one method. [`endpoints`] is the route table: `configure` registers
+/// A path and one of its methods. [`endpoints`] is the route table: `configure` registers
 /// it, and a test checks that the OpenAPI document lists exactly these.
 pub struct Endpoint {
     pub path: &'static str,
@@ -83,7 +92,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     ]
 }
 
-/// A JSON 405 that names the method the path does take (RFC 9110 §15.5.6).
+/// A JSON 405 that names the methods the path does take (RFC 9110 §15.5.6).
 fn method_not_allowed(allow: &str) -> HttpResponse {
     let mut response = ApiError::MethodNotAllowed.error_response();
     if let Ok(value) = HeaderValue::from_str(allow) {
