@@ -217,8 +217,11 @@ class Verifier:
                 audience=self.config["AUDIENCE"],
                 issuer=self.config["ISSUER"],
                 # Times are checked below against the injectable clock.
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_sub": False},
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_sub": False,
+                         "verify_jti": False},
             )
+        except jwt.MissingRequiredClaimError as e:
+            raise TokenError(f"token lacks the {e.claim} claim") from None
         except jwt.InvalidAudienceError:
             raise TokenError("wrong audience") from None
         except jwt.InvalidIssuerError:
