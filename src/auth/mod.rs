@@ -1,4 +1,5 @@
 pub mod cookie;
+pub mod django_hash;
 pub mod extractor;
 pub mod keys;
 pub mod password;
