@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.contrib.auth import get_user_model
 
+from django_tollgate.conf import DEFAULTS
 from django_tollgate.users import user_for_claims
 from django_tollgate.verifier import TokenError, Unavailable, Verifier
 
@@ -72,20 +73,8 @@ def issuer():
 
 
 def config(issuer, **overrides):
-    return {
-        "JWKS_URL": issuer.url("/jwks") if issuer else None,
-        "ISSUER": "tollgate",
-        "AUDIENCE": "tollgate",
-        "REVOCATIONS_URL": None,
-        "REVOCATION_FEED_TOKEN": None,
-        "POLL_SECS": 5,
-        "LEEWAY_SECS": 30,
-        "ALGORITHMS": ["EdDSA", "ES256", "RS256"],
-        "CREATE_USERS": True,
-        "JWKS_COOLDOWN_SECS": 30,
-        "REQUIRE_ROLES": False,
-        **overrides,
-    }
+    return {**DEFAULTS, "JWKS_URL": issuer.url("/jwks") if issuer else None, "ISSUER": "tollgate",
+            "AUDIENCE": "tollgate", **overrides}
 
 
 @pytest.fixture

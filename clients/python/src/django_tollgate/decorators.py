@@ -2,7 +2,7 @@
 
 import functools
 
-from .http import TokenError, Unavailable, authenticate, bearer_token, error_response, unauthorized
+from .http import authenticate_bearer, bearer_token, unauthorized
 
 
 def token_required(view):
@@ -15,13 +15,9 @@ def token_required(view):
             token = bearer_token(request)
             if token is None:
                 return unauthorized("a bearer token is required", "missing_token", False)
-            if not token:
-                return unauthorized("the Authorization header is not a bearer token", "invalid_token", True)
-            try:
-                request.user, request.auth = authenticate(request, token)
-            except (TokenError, Unavailable) as e:
-                return error_response(e)
-            request._tollgate_verified = True
+            refused = authenticate_bearer(request, token)
+            if refused is not None:
+                return refused
         return view(request, *args, **kwargs)
 
     return wrapped

@@ -44,4 +44,13 @@ def error_response(error):
     return unauthorized(str(error), error.code, presented=True)
 
 
-__all__ = ["TokenError", "Unavailable", "authenticate", "bearer_token", "error_response", "unauthorized"]
+def authenticate_bearer(request, token):
+    """Sets request.user and request.auth from a presented token; the error response, or None."""
+    if not token:
+        return unauthorized("the Authorization header is not a bearer token", "invalid_token", True)
+    try:
+        request.user, request.auth = authenticate(request, token)
+    except (TokenError, Unavailable) as e:
+        return error_response(e)
+    request._tollgate_verified = True
+    return None

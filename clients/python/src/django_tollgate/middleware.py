@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import AnonymousUser
 
-from .http import TokenError, Unavailable, authenticate, bearer_token, error_response, unauthorized
+from .http import authenticate_bearer, bearer_token
 
 
 class TollgateMiddleware:
@@ -15,14 +15,8 @@ class TollgateMiddleware:
 
     def __call__(self, request):
         token = bearer_token(request)
-        if token is None and not hasattr(request, "user"):
-            request.user = AnonymousUser()
-        if token is not None:
-            if not token:
-                return unauthorized("the Authorization header is not a bearer token", "invalid_token", True)
-            try:
-                request.user, request.auth = authenticate(request, token)
-            except (TokenError, Unavailable) as e:
-                return error_response(e)
-            request._tollgate_verified = True
-        return self.get_response(request)
+        if token is None:
+            if not hasattr(request, "user"):
+                request.user = AnonymousUser()
+            return self.get_response(request)
+        return authenticate_bearer(request, token) or self.get_response(request)
