@@ -11,7 +11,7 @@ The exception handler is optional: it gives a request without a token the same
 
 from rest_framework import authentication, exceptions
 
-from .http import authenticate, bearer_token, challenge
+from .bearer import authenticate, bearer_token, challenge
 from .verifier import TokenError, Unavailable
 
 

@@ -2,7 +2,7 @@
 
 import functools
 
-from .http import authenticate_bearer, bearer_token, unauthorized
+from .bearer import authenticate_bearer, bearer_token, unauthorized
 
 
 def token_required(view):

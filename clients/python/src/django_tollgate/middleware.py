@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import AnonymousUser
 
-from .http import authenticate_bearer, bearer_token
+from .bearer import authenticate_bearer, bearer_token
 
 
 class TollgateMiddleware:
