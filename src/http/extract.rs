@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq as _;
 use tollgate_verify::BearerError;
 
 use super::error::ApiError;
@@ -89,16 +90,11 @@ fn service_caller(req: &HttpRequest) -> Result<ServiceCaller, ApiError> {
         return Err(ApiError::NotFound);
     };
     let presented = bearer_token(req)?.ok_or(ApiError::MissingToken)?;
-    if !constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
+    // In constant time, so that the time taken does not tell how much of a guess was right.
+    if !bool::from(presented.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
         return Err(ApiError::InvalidToken);
     }
     Ok(ServiceCaller)
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess
-/// was right (only whether its length was).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The bearer token of the request, if it has an `Authorization` header at all.
