@@ -9,6 +9,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::db::accounts::AccountError;
+
 #[derive(thiserror::Error)]
 pub enum ApiError {
     /// The body is not JSON at all (syntax error, truncated).
@@ -34,6 +36,12 @@ pub enum ApiError {
     /// Cookie mode: the refresh cookie came without an allowed `Origin` and the CSRF header.
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// The password was right, but the account is disabled.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// A valid token that lacks the role the resource needs.
+    #[error("this token does not grant access to this resource")]
+    Forbidden,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -84,6 +92,8 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
             ApiError::CsrfRejected => "csrf_rejected",
+            ApiError::AccountDisabled => "account_disabled",
+            ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -115,7 +125,7 @@ impl ResponseError for ApiError {
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
-            ApiError::CsrfRejected => StatusCode::FORBIDDEN,
+            ApiError::CsrfRejected | ApiError::AccountDisabled | ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -171,6 +181,16 @@ impl From<diesel::result::Error> for ApiError {
                 ApiError::DatabaseUnavailable(info.message().to_owned())
             }
             other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::UnknownUser => ApiError::NotFound,
+            AccountError::UsernameTaken => ApiError::UsernameTaken,
+            AccountError::Database(e) => e.into(),
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct AppState {
     pub cookie_mode: CookieMode,
     /// Where the demo page's files are, when it is served.
     pub demo_ui: Option<std::path::PathBuf>,
+    /// The roles of every signup (`DEFAULT_ROLES`).
+    pub default_roles: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +84,7 @@ impl AppState {
                 allowed_origins: settings.cors_allowed_origins.clone(),
             },
             demo_ui: settings.demo_ui.clone(),
+            default_roles: settings.default_roles.clone(),
             keys,
         })
     }
@@ -154,7 +157,7 @@ fn request_logger() -> Logger {
 fn cors(origins: &[String], cookie_mode: bool) -> Cors {
     let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     let cors = cors
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(CSRF_HEADER)])
         .max_age(3600)
         // Other origins simply get no CORS headers; non-browser clients are unaffected.
