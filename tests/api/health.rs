@@ -1,8 +1,6 @@
 //! `/healthz`, `/readyz`, and the error contract for requests no handler takes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

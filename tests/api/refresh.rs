@@ -1,8 +1,6 @@
 //! Refresh-token rotation: the rules of the contract, each tried against the real app.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,8 +1,6 @@
 //! Early death of access tokens: `tokens_valid_after`, and the feed other services poll.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -2,13 +2,11 @@
 //! claims, forgeries are refused, cached keys outlive tollgate, and the actix-web
 //! extractor protects a route of another service.
 
-mod common;
-
+use crate::common::*;
 use actix_web::http::StatusCode as ActixStatus;
 use actix_web::{App, HttpResponse, test, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use ed25519_dalek::Signer;
 use serde_json::{Value, json};
 use tollgate_verify::{Claims, Error, Verifier, VerifierConfig};

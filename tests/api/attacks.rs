@@ -3,12 +3,10 @@
 //! refresh-token replays, oversized and ill-typed input. Each test asserts the exact
 //! rejection and then that the genuine account still works and the database is intact.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use diesel::prelude::*;
 use futures_util::future::join_all;
 use reqwest::{Response, StatusCode};

@@ -3,8 +3,6 @@
 //! token, token hash, password hash and key it ever handled. The same log must also hold
 //! the auth events and one line per request, so that an empty or lost log cannot pass.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,9 +11,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::common::{field, sha256_hex};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::{field, sha256_hex};
 use diesel::prelude::*;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};

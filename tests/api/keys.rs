@@ -1,13 +1,11 @@
 //! Staged key rotation with `tollgate keys rotate`, as running servers see it.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,11 +1,9 @@
 //! Abuse limits and protective headers: per-username lockout, the argon2 bound, CORS,
 //! security headers and slow clients.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,12 +1,10 @@
 //! The binary as an operator runs it: defaults, refusals, `migrate`, and restarts.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 

@@ -1,8 +1,6 @@
 //! Signup, login, the current user, logout and password change.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -3,13 +3,11 @@
 //! defect; every rejection must be a 401 `invalid_token` with the RFC 6750 challenge, and
 //! the genuine token must still be accepted afterwards.
 
-mod common;
-
 use std::net::TcpListener;
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};

@@ -1,8 +1,6 @@
 //! Cookie mode for browsers, and the demo page.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};

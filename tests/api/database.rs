@@ -1,12 +1,10 @@
 //! Many instances on one database, and the database going away and coming back.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::future::join_all;
 use jsonwebtoken::Algorithm;
 use reqwest::StatusCode;
@@ -19,6 +17,7 @@ db_tests!(
     two_instances_share_one_database_and_key_store,
     instances_starting_together_agree_on_keys_and_schema
 );
+postgres_tests!(a_database_outage_gives_503_quickly_and_service_resumes_by_itself);
 
 async fn two_instances_share_one_database_and_key_store(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -119,12 +118,7 @@ impl Proxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself() {
-    let Some(backend) = Backend::postgres() else {
-        eprintln!("skipped: TEST_DATABASE_URL is not set");
-        return;
-    };
+async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself(backend: Backend) {
     let Backend::Postgres(admin_url) = &backend else { unreachable!() };
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(&backend, &dir);

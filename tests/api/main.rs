@@ -1,0 +1,22 @@
+//! Every integration test against the real server, in one binary so that `cargo test`
+//! links the test code once instead of once per file.
+
+// First, so that `db_tests!` is in scope in every module below.
+#[macro_use]
+mod common;
+
+mod attacks;
+mod auth;
+mod cookie;
+mod database;
+mod deploy;
+mod health;
+mod jwks;
+mod keys;
+mod logging;
+mod refresh;
+mod revocations;
+mod security;
+mod startup;
+mod tokens;
+mod verify_client;
