@@ -191,6 +191,14 @@ impl TestApp {
         self.server = server;
     }
 
+    /// The `tollgate` binary with these arguments, on this app's configuration (and so its
+    /// database and key directory) and nothing else from the environment.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        command.env_clear().args(args).current_dir(self.dir.path()).envs(&self.vars);
+        command
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -1,10 +1,8 @@
 //! Roles in tokens and user objects, disabled accounts, and the admin API.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate::db::accounts::Account;
