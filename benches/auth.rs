@@ -16,6 +16,7 @@ use tollgate::auth::keys::KeyStore;
 use tollgate::auth::password::{Memory, PasswordHasherConfig};
 use tollgate::auth::refresh::{RefreshSessions, RefreshToken};
 use tollgate::auth::tokens::AccessTokens;
+use tollgate::clock::Clock;
 use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
 use tollgate::db::accounts::{Account, NewAccount};
 use tollgate::db::models::{DbUuid, NewUser};
@@ -41,8 +42,8 @@ fn access_tokens(c: &mut Criterion) {
         let settings =
             settings(&[("JWT_ALGORITHM", name), ("JWT_SECRET", secret), ("JWT_KEYS_DIR", keys_dir)]);
         assert_eq!(settings.jwt.algorithm, algorithm);
-        let store = Arc::new(KeyStore::open(&settings.jwt).unwrap());
-        let tokens = AccessTokens::new(store.clone(), &settings.jwt);
+        let store = Arc::new(KeyStore::open(&settings.jwt, Clock::system()).unwrap());
+        let tokens = AccessTokens::new(store.clone(), &settings.jwt, Clock::system());
         let rules = Rules::new(&settings.jwt.issuer, &settings.jwt.audience, settings.jwt.leeway_secs);
         let user = Uuid::new_v4();
         let now = Utc::now().timestamp();
@@ -53,7 +54,7 @@ fn access_tokens(c: &mut Criterion) {
         let ring = store.ring();
         c.bench_function(&format!("access token verify {name}"), |b| {
             b.iter(|| {
-                tollgate_verify::verify_with(black_box(&token), &rules, |kid| ring.verifying.get(kid))
+                tollgate_verify::verify_with(black_box(&token), &rules, now, |kid| ring.verifying.get(kid))
                     .unwrap()
             })
         });
@@ -98,7 +99,7 @@ fn rotation(c: &mut Criterion) {
         let pool = build_pool(&settings.database).unwrap();
         let mut conn = pool.get().unwrap();
         run_migrations(&mut conn).unwrap();
-        let store = KeyStore::open(&settings.jwt).unwrap();
+        let store = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
         let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
         let now = Utc::now().naive_utc();
         let mut token = RefreshToken::mint();
@@ -118,7 +119,7 @@ fn rotation(c: &mut Criterion) {
         Account::insert(&mut conn, NewAccount { user, roles: vec![] }).unwrap();
         c.bench_function(&format!("refresh rotation round trip {label}"), |b| {
             b.iter(|| {
-                let issued = sessions.rotate(&mut conn, &token, Utc::now().naive_utc()).unwrap();
+                let issued = sessions.rotate(&mut conn, &token, Utc::now().naive_utc()).unwrap().unwrap();
                 token = issued.token;
             })
         });

@@ -26,6 +26,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tollgate::auth::keys::KeyStore;
 use tollgate::auth::tokens::{AccessClaims, AccessTokens, MAX_TOKEN_LEN};
+use tollgate::clock::Clock;
 use tollgate::config::JwtSettings;
 use uuid::Uuid;
 
@@ -65,8 +66,8 @@ fn fixture() -> &'static Fixture {
             jwks_max_age_secs: 300,
             key_publish_ahead_secs: 3600,
         };
-        let keys = Arc::new(KeyStore::open(&settings).expect("fuzz keys dir is usable"));
-        let tokens = AccessTokens::new(keys.clone(), &settings);
+        let keys = Arc::new(KeyStore::open(&settings, Clock::system()).expect("fuzz keys dir is usable"));
+        let tokens = AccessTokens::new(keys.clone(), &settings, Clock::system());
         let ring = keys.ring();
         let kid = ring.signing.kid.clone();
         assert_eq!(ring.verifying.len(), 1, "the fuzz keys dir must hold exactly one key");

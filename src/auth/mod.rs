@@ -1,5 +1,5 @@
-pub mod cookie;
-pub mod extractor;
+//! The HTTP-free core of authentication: keys, tokens, sessions, passwords, limits.
+
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
@@ -7,5 +7,3 @@ pub mod refresh;
 pub mod roles;
 pub mod tokens;
 pub mod user_cache;
-
-pub use extractor::AuthenticatedUser;

@@ -16,7 +16,6 @@ use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
-use crate::error::ApiError;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 1024;
@@ -168,9 +167,19 @@ fn compute(
         .map_err(password_hash::Error::from)
 }
 
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing thread stayed busy for the whole queue timeout, or the queue is full.
+    #[error("password hashing overloaded")]
+    Overloaded,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
 enum Job {
-    Hash(SecretString, oneshot::Sender<Result<String, ApiError>>),
-    Verify(SecretString, Option<String>, oneshot::Sender<Result<bool, ApiError>>),
+    Hash(SecretString, oneshot::Sender<Result<String, HashError>>),
+    Verify(SecretString, Option<String>, oneshot::Sender<Result<bool, HashError>>),
 }
 
 /// Where argon2 runs: `max_concurrent` dedicated threads, each with its own working
@@ -213,25 +222,25 @@ impl Passwords {
         Ok(Self { jobs, waiting })
     }
 
-    pub async fn hash(&self, password: SecretString) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Hash(password, reply))?;
-        answer.await.map_err(|_| ApiError::Internal("hashing thread stopped".into()))?
+        answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?
     }
 
-    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, HashError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify(password, stored, reply))?;
-        answer.await.map_err(|_| ApiError::Internal("hashing thread stopped".into()))?
+        answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?
     }
 
-    fn submit(&self, job: Job) -> Result<(), ApiError> {
+    fn submit(&self, job: Job) -> Result<(), HashError> {
         self.waiting.fetch_add(1, Ordering::AcqRel);
         self.jobs.try_send((Instant::now(), job)).map_err(|e| {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             match e {
                 TrySendError::Full(_) => overloaded(),
-                TrySendError::Disconnected(_) => ApiError::Internal("hashing threads stopped".into()),
+                TrySendError::Disconnected(_) => HashError::Failed("hashing threads stopped".into()),
             }
         })
     }
@@ -242,9 +251,9 @@ impl Passwords {
     }
 }
 
-fn overloaded() -> ApiError {
+fn overloaded() -> HashError {
     log::warn!("password hashing overloaded; request refused");
-    ApiError::Overloaded
+    HashError::Overloaded
 }
 
 fn run_job(hasher: &PasswordHasherConfig, job: Job, stale: bool, memory: &mut Memory) {
@@ -256,7 +265,7 @@ fn run_job(hasher: &PasswordHasherConfig, job: Job, stale: bool, memory: &mut Me
         Job::Verify(_, _, reply) if reply.is_closed() => {}
         Job::Hash(password, reply) => {
             let hashed =
-                hasher.hash(&password, memory).map_err(|e| ApiError::Internal(format!("argon2: {e}")));
+                hasher.hash(&password, memory).map_err(|e| HashError::Failed(format!("argon2: {e}")));
             let _ = reply.send(hashed);
         }
         Job::Verify(password, stored, reply) => {

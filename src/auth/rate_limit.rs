@@ -3,108 +3,105 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use actix_web::HttpRequest;
+use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::error::ApiError;
+use crate::clock::Clock;
 
-const WINDOW: Duration = Duration::from_secs(60);
+const WINDOW: TimeDelta = TimeDelta::seconds(60);
 /// Above this many tracked clients, expired windows are swept on the next attempt, so a
 /// spray of source addresses cannot grow the table without bound.
 const SWEEP_THRESHOLD: usize = 10_000;
 
+/// An attempt refused: the caller may try again after this many seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too many attempts, retry after {retry_after_secs}s")]
+pub struct Limited {
+    pub retry_after_secs: u64,
+}
+
+/// Whole seconds until `until`, at least 1 (a `Retry-After` of 0 invites a hot loop).
+fn limited_until(until: DateTime<Utc>, now: DateTime<Utc>) -> Limited {
+    let millis = (until - now).num_milliseconds().max(0) as u64;
+    Limited { retry_after_secs: millis.div_ceil(1000).max(1) }
+}
+
 /// A fixed one-minute window per client IP.
 pub struct RateLimiter {
     per_minute: u32,
-    trust_proxy_headers: bool,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    clock: Clock,
+    windows: Mutex<HashMap<IpAddr, (DateTime<Utc>, u32)>>,
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32, trust_proxy_headers: bool) -> Self {
-        Self { per_minute, trust_proxy_headers, windows: Mutex::new(HashMap::new()) }
+    pub fn new(per_minute: u32, clock: Clock) -> Self {
+        Self { per_minute, clock, windows: Mutex::new(HashMap::new()) }
     }
 
-    /// Counts one attempt from the request's client; errs with the wait once over the limit.
-    pub fn check(&self, req: &HttpRequest) -> Result<(), ApiError> {
+    /// Counts one attempt from `ip`; errs with the wait once over the limit.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Limited> {
         if self.per_minute == 0 {
             return Ok(());
         }
-        let Some(ip) = self.client_ip(req) else {
-            return Ok(());
-        };
-        self.count(ip, Instant::now())
+        self.count(ip, self.clock.now())
     }
 
-    fn count(&self, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+    fn count(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), Limited> {
         let mut windows = self.windows.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if windows.len() > SWEEP_THRESHOLD {
-            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+            windows.retain(|_, (start, _)| now - *start < WINDOW);
         }
         let (start, count) = windows.entry(ip).or_insert((now, 0));
-        if now.duration_since(*start) >= WINDOW {
+        if now - *start >= WINDOW {
             (*start, *count) = (now, 0);
         }
         if *count >= self.per_minute {
-            let wait = WINDOW.saturating_sub(now.duration_since(*start));
-            return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs().max(1) });
+            let wait = (WINDOW - (now - *start)).num_seconds().clamp(1, WINDOW.num_seconds());
+            return Err(Limited { retry_after_secs: wait as u64 });
         }
         *count += 1;
         Ok(())
     }
-
-    /// The socket's address, unless the operator said a trusted proxy sets the headers.
-    fn client_ip(&self, req: &HttpRequest) -> Option<IpAddr> {
-        if self.trust_proxy_headers {
-            let info = req.connection_info();
-            if let Some(ip) = info.realip_remote_addr().and_then(parse_ip) {
-                return Some(ip);
-            }
-        }
-        req.peer_addr().map(|addr| addr.ip())
-    }
-}
-
-/// `realip_remote_addr` may be `ip`, `ip:port` or `[v6]:port`.
-fn parse_ip(raw: &str) -> Option<IpAddr> {
-    raw.parse().ok().or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Failed logins per username before the username is locked.
 const LOGIN_FAILURES_BEFORE_LOCK: usize = 10;
 /// Failures older than this are forgotten.
-const LOGIN_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
-const FIRST_LOCKOUT: Duration = Duration::from_secs(60);
-const MAX_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+const LOGIN_FAILURE_WINDOW: TimeDelta = TimeDelta::seconds(15 * 60);
+const FIRST_LOCKOUT: TimeDelta = TimeDelta::seconds(60);
+const MAX_LOCKOUT: TimeDelta = TimeDelta::seconds(15 * 60);
 /// Usernames longer than any valid one are keyed by this prefix, which bounds memory.
 const MAX_KEY_CHARS: usize = 64;
 
 #[derive(Default)]
 struct LoginRecord {
-    failures: Vec<Instant>,
+    failures: Vec<DateTime<Utc>>,
     lockouts: u32,
-    locked_until: Option<Instant>,
-    last_seen: Option<Instant>,
+    locked_until: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
 }
 
 /// Locks a username after repeated wrong passwords: 60 s at first, doubling with each
 /// further lockout up to 15 minutes, so guessing is slow and no one is locked out for
 /// long. Unknown usernames are counted exactly like real ones, so a lock reveals nothing.
 /// The state is per process; several instances each keep their own.
-#[derive(Default)]
 pub struct LoginThrottle {
+    clock: Clock,
     records: Mutex<HashMap<String, LoginRecord>>,
 }
 
 impl LoginThrottle {
+    pub fn new(clock: Clock) -> Self {
+        Self { clock, records: Mutex::default() }
+    }
+
     /// Refuses the attempt while the username is locked.
-    pub fn check(&self, username: &str) -> Result<(), ApiError> {
-        self.check_at(username, Instant::now())
+    pub fn check(&self, username: &str) -> Result<(), Limited> {
+        self.check_at(username, self.clock.now())
     }
 
     pub fn record_failure(&self, username: &str) {
-        self.failure_at(username, Instant::now());
+        self.failure_at(username, self.clock.now());
     }
 
     /// A successful login clears the count and the lockout level.
@@ -116,34 +113,31 @@ impl LoginThrottle {
         self.records.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn check_at(&self, username: &str, now: Instant) -> Result<(), ApiError> {
+    fn check_at(&self, username: &str, now: DateTime<Utc>) -> Result<(), Limited> {
         let records = self.lock();
         match records.get(&key(username)).and_then(|r| r.locked_until) {
-            Some(until) if until > now => {
-                let wait = until.duration_since(now).as_secs_f64().ceil() as u64;
-                Err(ApiError::RateLimited { retry_after_secs: wait.max(1) })
-            }
+            Some(until) if until > now => Err(limited_until(until, now)),
             _ => Ok(()),
         }
     }
 
-    fn failure_at(&self, username: &str, now: Instant) {
+    fn failure_at(&self, username: &str, now: DateTime<Utc>) {
         let mut records = self.lock();
         if records.len() > SWEEP_THRESHOLD {
             records.retain(|_, r| {
-                r.last_seen.is_some_and(|seen| now.duration_since(seen) < LOGIN_FAILURE_WINDOW + MAX_LOCKOUT)
+                r.last_seen.is_some_and(|seen| now - seen < LOGIN_FAILURE_WINDOW + MAX_LOCKOUT)
             });
         }
         let record = records.entry(key(username)).or_default();
         record.last_seen = Some(now);
-        record.failures.retain(|at| now.duration_since(*at) < LOGIN_FAILURE_WINDOW);
+        record.failures.retain(|at| now - *at < LOGIN_FAILURE_WINDOW);
         record.failures.push(now);
         if record.failures.len() >= LOGIN_FAILURES_BEFORE_LOCK {
-            let lockout = FIRST_LOCKOUT.saturating_mul(1 << record.lockouts.min(10)).min(MAX_LOCKOUT);
+            let lockout = (FIRST_LOCKOUT * (1 << record.lockouts.min(10))).min(MAX_LOCKOUT);
             record.lockouts += 1;
             record.locked_until = Some(now + lockout);
             record.failures.clear();
-            log::warn!("login locked for {}s after repeated failures", lockout.as_secs());
+            log::warn!("login locked for {}s after repeated failures", lockout.num_seconds());
         }
     }
 }
@@ -156,17 +150,21 @@ fn key(username: &str) -> String {
 mod tests {
     use super::*;
 
+    fn secs(n: i64) -> TimeDelta {
+        TimeDelta::seconds(n)
+    }
+
     #[test]
     fn the_window_allows_the_limit_then_refuses_until_it_passes() {
-        let limiter = RateLimiter::new(3, false);
+        let limiter = RateLimiter::new(3, Clock::system());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        let t0 = Instant::now();
+        let t0 = Utc::now();
         for _ in 0..3 {
             limiter.count(ip, t0).unwrap();
         }
-        match limiter.count(ip, t0 + Duration::from_secs(20)) {
-            Err(ApiError::RateLimited { retry_after_secs }) => assert_eq!(retry_after_secs, 40),
+        match limiter.count(ip, t0 + secs(20)) {
+            Err(Limited { retry_after_secs }) => assert_eq!(retry_after_secs, 40),
             other => panic!("expected a limit, got {other:?}"),
         }
         limiter.count(other, t0).unwrap();
@@ -175,19 +173,19 @@ mod tests {
 
     #[test]
     fn a_username_locks_after_ten_failures_for_doubling_periods_capped_at_15_minutes() {
-        let throttle = LoginThrottle::default();
-        let mut now = Instant::now();
+        let throttle = LoginThrottle::new(Clock::system());
+        let mut now = Utc::now();
         let mut lockouts = Vec::new();
         for _ in 0..6 {
             for _ in 0..LOGIN_FAILURES_BEFORE_LOCK {
                 throttle.check_at("Alice", now).unwrap();
                 throttle.failure_at("alice", now);
             }
-            let Err(ApiError::RateLimited { retry_after_secs }) = throttle.check_at("ALICE", now) else {
+            let Err(Limited { retry_after_secs }) = throttle.check_at("ALICE", now) else {
                 panic!("expected a lock");
             };
             lockouts.push(retry_after_secs);
-            now += Duration::from_secs(retry_after_secs);
+            now += secs(retry_after_secs as i64);
         }
         assert_eq!(lockouts, [60, 120, 240, 480, 900, 900]);
         throttle.record_success("alice");
@@ -199,21 +197,13 @@ mod tests {
 
     #[test]
     fn old_failures_are_forgotten() {
-        let throttle = LoginThrottle::default();
-        let start = Instant::now();
+        let throttle = LoginThrottle::new(Clock::system());
+        let start = Utc::now();
         for _ in 0..LOGIN_FAILURES_BEFORE_LOCK - 1 {
             throttle.failure_at("bob", start);
         }
         let later = start + LOGIN_FAILURE_WINDOW;
         throttle.failure_at("bob", later);
         throttle.check_at("bob", later).unwrap();
-    }
-
-    #[test]
-    fn addresses_with_ports_parse() {
-        assert_eq!(parse_ip("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip("[::1]:80"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_ip("unknown"), None);
     }
 }

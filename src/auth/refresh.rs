@@ -15,10 +15,9 @@ use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
 
 use crate::config::RefreshSettings;
-use crate::db::DbConnection;
 use crate::db::accounts::roles_of;
 use crate::db::models::{SessionChange, User};
-use crate::error::ApiError;
+use crate::db::{DbConnection, DbError};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
 const TOKEN_BYTES: usize = 32;
@@ -100,14 +99,15 @@ impl RefreshSessions {
         now + self.ttl
     }
 
-    /// Exchanges a refresh token for its successor. See the module docs and the README's
-    /// rotation rules; every branch here is one of those rules.
+    /// Exchanges a refresh token for its successor; `None` when the token is not a live
+    /// one. See the module docs and the README's rotation rules; every branch here is one
+    /// of those rules.
     pub fn rotate(
         &self,
         conn: &mut DbConnection,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<IssuedRefresh, ApiError> {
+    ) -> Result<Option<IssuedRefresh>, DbError> {
         let hash = presented.hash();
         let successor = presented.successor(&self.secret);
         let successor_hash = successor.hash();
@@ -116,23 +116,23 @@ impl RefreshSessions {
         for _ in 0..2 {
             let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
                 self.detect_ancestor_replay(conn, presented, now)?;
-                return Err(ApiError::InvalidRefreshToken);
+                return Ok(None);
             };
             let user_id = user.id.0;
             // Disabling clears the session anyway; this also covers a row disabled by hand.
             if user.disabled {
-                return Err(ApiError::InvalidRefreshToken);
+                return Ok(None);
             }
             if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
                 if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
-                    return Err(ApiError::InvalidRefreshToken);
+                    return Ok(None);
                 }
                 let expires_at = self.expiry(now);
                 let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
                 if User::set_session_if_current(conn, user_id, &hash, &change)? {
                     log::info!("refresh token rotated user_id={user_id}");
                     let roles = roles_of(conn, user_id)?;
-                    return Ok(IssuedRefresh { user, roles, token: successor, expires_at });
+                    return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
                 }
                 continue;
             }
@@ -141,14 +141,14 @@ impl RefreshSessions {
                 log::info!("refresh retried within grace window user_id={user_id}");
                 let expires_at = user.refresh_token_expires_at.unwrap_or(now);
                 let roles = roles_of(conn, user_id)?;
-                return Ok(IssuedRefresh { user, roles, token: successor, expires_at });
+                return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
             }
             if User::revoke_if_previous(conn, &user, &hash, now)? {
                 log::warn!("refresh token reuse detected, session revoked user_id={user_id}");
             }
-            return Err(ApiError::InvalidRefreshToken);
+            return Ok(None);
         }
-        Err(ApiError::InvalidRefreshToken)
+        Ok(None)
     }
 
     /// A token rotated more than once before is still ours: its descendants lead to the
@@ -159,7 +159,7 @@ impl RefreshSessions {
         conn: &mut DbConnection,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DbError> {
         let mut descendant = presented.successor(&self.secret);
         let mut hashes = Vec::with_capacity(ANCESTRY_DEPTH);
         for _ in 0..ANCESTRY_DEPTH {
@@ -180,17 +180,19 @@ impl RefreshSessions {
         Ok(())
     }
 
-    /// Ends the session a refresh token belongs to (logout by refresh token).
+    /// Ends the session a refresh token belongs to (logout by refresh token); `None` when
+    /// no session has that token.
     pub fn revoke(
         &self,
         conn: &mut DbConnection,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<User, ApiError> {
-        let user =
-            User::find_by_refresh_hash(conn, &presented.hash())?.ok_or(ApiError::InvalidRefreshToken)?;
+    ) -> Result<Option<User>, DbError> {
+        let Some(user) = User::find_by_refresh_hash(conn, &presented.hash())? else {
+            return Ok(None);
+        };
         User::set_session(conn, user.id.0, &SessionChange::revoked(now, &user))?;
-        Ok(user)
+        Ok(Some(user))
     }
 }
 

@@ -9,6 +9,7 @@ use tollgate_verify::{Rules, VerifiedCache};
 use uuid::Uuid;
 
 use super::keys::KeyStore;
+use crate::clock::Clock;
 use crate::config::JwtSettings;
 
 /// Tokens remembered as verified; about 0.5 KiB each.
@@ -16,6 +17,7 @@ const VERIFIED_CACHE_CAPACITY: usize = 8192;
 
 pub struct AccessTokens {
     keys: Arc<KeyStore>,
+    clock: Clock,
     rules: Rules,
     verified: VerifiedCache,
     ttl_secs: i64,
@@ -23,9 +25,10 @@ pub struct AccessTokens {
 }
 
 impl AccessTokens {
-    pub fn new(keys: Arc<KeyStore>, settings: &JwtSettings) -> Self {
+    pub fn new(keys: Arc<KeyStore>, settings: &JwtSettings, clock: Clock) -> Self {
         Self {
             keys,
+            clock,
             rules: Rules::new(&settings.issuer, &settings.audience, settings.leeway_secs),
             verified: VerifiedCache::new(VERIFIED_CACHE_CAPACITY),
             ttl_secs: settings.access_token_ttl_secs as i64,
@@ -75,6 +78,40 @@ impl AccessTokens {
     /// Verifies a bearer value against the keys in force (see `tollgate_verify`).
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let ring = self.keys.ring();
-        self.verified.verify(token, &self.rules, |kid| ring.verifying.get(kid))
+        self.verified.verify(token, &self.rules, self.clock.unix(), |kid| ring.verifying.get(kid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jsonwebtoken::Algorithm;
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn the_injected_clock_decides_expiry() {
+        let settings = JwtSettings {
+            algorithm: Algorithm::HS256,
+            secret: Some(SecretString::from("a test secret of at least thirty-two bytes")),
+            keys_dir: "unused".into(),
+            issuer: "tollgate".into(),
+            audience: "tollgate".into(),
+            leeway_secs: 30,
+            access_token_ttl_secs: 900,
+            jwks_max_age_secs: 300,
+            key_publish_ahead_secs: 300,
+        };
+        let manual = ManualClock::new();
+        let keys = Arc::new(KeyStore::open(&settings, manual.clock()).unwrap());
+        let tokens = AccessTokens::new(keys, &settings, manual.clock());
+        let token = tokens.issue(Uuid::new_v4(), "alice", manual.clock().unix(), None);
+        manual.advance(Duration::from_secs(930));
+        assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
+        manual.advance(Duration::from_secs(1));
+        assert!(matches!(tokens.verify(&token), Err(TokenError::Rejected(_))), "expired, though seen before");
     }
 }

@@ -13,30 +13,35 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
 
+use chrono::{DateTime, TimeDelta, Utc};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::db::models::User;
 
-pub const USER_CACHE_TTL: Duration = Duration::from_secs(1);
+pub const USER_CACHE_TTL: TimeDelta = TimeDelta::seconds(1);
 const CAPACITY: usize = 16_384;
 
 struct Entry {
-    fetched: Instant,
+    fetched: DateTime<Utc>,
     generation: u64,
     user: Arc<User>,
     /// Someone is already re-reading this row.
     refreshing: AtomicBool,
 }
 
-#[derive(Default)]
 pub struct UserCache {
+    clock: Clock,
     entries: RwLock<HashMap<Uuid, Entry>>,
     generation: AtomicU64,
 }
 
 impl UserCache {
+    pub fn new(clock: Clock) -> Self {
+        Self { clock, entries: RwLock::default(), generation: AtomicU64::default() }
+    }
+
     /// The cached row, or `None` when the caller must read it (and then `put` it).
     pub fn get(&self, id: Uuid) -> Option<Arc<User>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
@@ -44,23 +49,24 @@ impl UserCache {
         if entry.generation != self.generation.load(Ordering::Acquire) {
             return None;
         }
-        let age = entry.fetched.elapsed();
+        let age = self.clock.now() - entry.fetched;
         let usable = age < USER_CACHE_TTL
-            || (age < 2 * USER_CACHE_TTL && entry.refreshing.swap(true, Ordering::AcqRel));
+            || (age < USER_CACHE_TTL * 2 && entry.refreshing.swap(true, Ordering::AcqRel));
         usable.then(|| entry.user.clone())
     }
 
     /// Remembers a row read at `generation` (taken before the read, so that a revocation
     /// racing the read is never hidden by it).
     pub fn put(&self, user: Arc<User>, generation: u64) {
+        let now = self.clock.now();
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= CAPACITY {
-            entries.retain(|_, e| e.fetched.elapsed() < USER_CACHE_TTL);
+            entries.retain(|_, e| now - e.fetched < USER_CACHE_TTL);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
-        let entry = Entry { fetched: Instant::now(), generation, user, refreshing: AtomicBool::new(false) };
+        let entry = Entry { fetched: now, generation, user, refreshing: AtomicBool::new(false) };
         entries.insert(entry.user.id.0, entry);
     }
 

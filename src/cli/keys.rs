@@ -5,6 +5,7 @@ use clap::Subcommand;
 
 use super::CliError;
 use crate::auth::keys::{KeyInfo, KeyStore, algorithm_name};
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::startup::StartupError;
 
@@ -17,7 +18,7 @@ pub enum KeysCommand {
 }
 
 pub fn run(command: KeysCommand, settings: &Settings) -> Result<(), CliError> {
-    let store = KeyStore::open(&settings.jwt).map_err(StartupError::from)?;
+    let store = KeyStore::open(&settings.jwt, Clock::system()).map_err(StartupError::from)?;
     match command {
         KeysCommand::List => {
             let keys = store.list().map_err(StartupError::from)?;

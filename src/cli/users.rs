@@ -13,11 +13,11 @@ use super::CliError;
 use crate::auth::password::{Memory, PasswordHasherConfig, normalize};
 use crate::auth::roles::parse_roles;
 use crate::config::Settings;
-use crate::db::accounts::{Account, AccountChange, AccountError, NewAccount};
+use crate::db::accounts::{Account, AccountChange, NewAccount};
 use crate::db::models::{DbUuid, NewUser};
-use crate::db::{DbConnection, Pool};
-use crate::routes::admin::AdminUserView;
-use crate::routes::auth::{validate_email, validate_username};
+use crate::db::{DbConnection, DbError, Pool};
+use crate::http::routes::admin::AdminUserView;
+use crate::http::routes::auth::{validate_email, validate_username};
 use crate::startup::{StartupError, migrate};
 
 /// Accounts read at once while listing.
@@ -83,7 +83,7 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
                 updated_at: now,
                 disabled: false,
             };
-            let account = with_conn(&pool, |conn| Account::insert(conn, NewAccount { user, roles }))?;
+            let account = with_conn(&pool, |conn| Ok(Account::insert(conn, NewAccount { user, roles })?))?;
             println!("created {} ({})", account.user.username, account.user.id.0);
         }
         UserCommand::List { json } => list(&pool, json)?,
@@ -98,7 +98,7 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
         UserCommand::Delete { username } => {
             with_conn(&pool, |conn| {
                 let id = id_of(conn, &username)?;
-                Account::delete(conn, id)
+                Account::delete(conn, id)?.then_some(()).ok_or(UNKNOWN_USER)
             })?;
             println!("deleted {username}");
         }
@@ -112,7 +112,7 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
             let remove = parse_roles(&remove).map_err(refused)?;
             let account = with_conn(&pool, |conn| {
                 let id = id_of(conn, &username)?;
-                Account::change_roles(conn, id, &add, &remove, now)
+                Account::change_roles(conn, id, &add, &remove, now)?.ok_or(UNKNOWN_USER)
             })?;
             account.roles.iter().for_each(|role| println!("{role}"));
         }
@@ -124,28 +124,44 @@ fn refused(e: impl std::fmt::Display) -> CliError {
     CliError::Refused(e.to_string())
 }
 
+/// Why account work did not happen: the user is not there, or the database said no.
+enum Failure {
+    UnknownUser,
+    Db(DbError),
+}
+
+const UNKNOWN_USER: Failure = Failure::UnknownUser;
+
+impl From<DbError> for Failure {
+    fn from(e: DbError) -> Self {
+        Failure::Db(e)
+    }
+}
+
 /// Runs account work on one pooled connection, turning its errors into the CLI's.
 fn with_conn<T>(
     pool: &Pool,
-    work: impl FnOnce(&mut DbConnection) -> Result<T, AccountError>,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, Failure>,
 ) -> Result<T, CliError> {
     let mut conn = pool.get().map_err(|e| StartupError::Database(e.to_string()))?;
     work(&mut conn).map_err(|e| match e {
-        AccountError::UnknownUser => CliError::Refused("no such user".into()),
-        AccountError::UsernameTaken => CliError::Refused("username is already taken".into()),
-        AccountError::Database(e) => StartupError::Database(e.to_string()).into(),
+        Failure::UnknownUser => CliError::Refused("no such user".into()),
+        // `users.username` is the only unique column a command can collide on.
+        Failure::Db(DbError::UniqueViolation) => CliError::Refused("username is already taken".into()),
+        Failure::Db(e) => StartupError::Database(e.to_string()).into(),
     })
 }
 
 /// Usernames are stored lower-case; the CLI, like login, accepts any case.
-fn id_of(conn: &mut DbConnection, username: &str) -> Result<Uuid, AccountError> {
-    Ok(Account::find_by_username(conn, &username.to_ascii_lowercase())?.user.id.0)
+fn id_of(conn: &mut DbConnection, username: &str) -> Result<Uuid, Failure> {
+    let account = Account::find_by_username(conn, &username.to_ascii_lowercase())?;
+    Ok(account.ok_or(UNKNOWN_USER)?.user.id.0)
 }
 
 fn change(pool: &Pool, username: &str, change: AccountChange, now: NaiveDateTime) -> Result<(), CliError> {
     with_conn(pool, |conn| {
         let id = id_of(conn, username)?;
-        Account::update(conn, id, change, now)
+        Account::update(conn, id, change, now)?.ok_or(UNKNOWN_USER)
     })
     .map(drop)
 }
@@ -153,7 +169,7 @@ fn change(pool: &Pool, username: &str, change: AccountChange, now: NaiveDateTime
 fn list(pool: &Pool, json: bool) -> Result<(), CliError> {
     let mut after = None;
     loop {
-        let page = with_conn(pool, |conn| Account::page(conn, after.as_deref(), LIST_BATCH))?;
+        let page = with_conn(pool, |conn| Ok(Account::page(conn, after.as_deref(), LIST_BATCH)?))?;
         for account in &page.accounts {
             if json {
                 let line = serde_json::to_string(&AdminUserView::from(account)).map_err(refused)?;

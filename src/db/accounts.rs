@@ -9,22 +9,12 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use uuid::Uuid;
 
+use super::DbError;
 use super::connection::DbConnection;
 use super::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
 use super::schema::{user_roles, users};
-
-#[derive(Debug, thiserror::Error)]
-pub enum AccountError {
-    #[error("no such user")]
-    UnknownUser,
-    #[error("username is already taken")]
-    UsernameTaken,
-    #[error("database: {0}")]
-    Database(#[from] DieselError),
-}
 
 /// A user with its roles (sorted): what tokens and user objects are made from.
 pub struct Account {
@@ -56,7 +46,7 @@ pub struct Page {
 }
 
 /// The sorted roles of one user; what login and refresh put into the token.
-pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> QueryResult<Vec<String>> {
+pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbError> {
     let mut roles: Vec<String> =
         user_roles::table.filter(user_roles::user_id.eq(DbUuid(id))).select(user_roles::role).load(conn)?;
     // In Rust, not SQL: PostgreSQL would order by its collation, not bytewise.
@@ -64,56 +54,48 @@ pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> QueryResult<Vec<String>> {
     Ok(roles)
 }
 
+/// Operations on an account that does not exist answer `None` (or `false`); a taken
+/// username is [`DbError::UniqueViolation`], reported by the unique index itself, so two
+/// racing creations cannot both succeed.
 impl Account {
-    /// Creates one account; a taken username is reported by the unique index itself, so
-    /// two racing creations cannot both succeed.
-    pub fn insert(conn: &mut DbConnection, new: NewAccount) -> Result<Account, AccountError> {
+    pub fn insert(conn: &mut DbConnection, new: NewAccount) -> Result<Account, DbError> {
         let id = new.user.id.0;
         Self::insert_batch(conn, std::slice::from_ref(&new))?;
-        Self::find(conn, id)
+        Self::find(conn, id)?.ok_or_else(|| DbError::Other("a created user vanished".into()))
     }
 
     /// Creates many accounts in one transaction: all of them, or none if any username is
-    /// taken (`UsernameTaken`) or anything else fails. For imports, batch by batch.
-    pub fn insert_batch(conn: &mut DbConnection, batch: &[NewAccount]) -> Result<(), AccountError> {
+    /// taken or anything else fails. For imports, batch by batch.
+    pub fn insert_batch(conn: &mut DbConnection, batch: &[NewAccount]) -> Result<(), DbError> {
         conn.transaction(|conn| {
             for new in batch {
-                diesel::insert_into(users::table).values(&new.user).execute(conn).map_err(|e| match e {
-                    DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                        AccountError::UsernameTaken
-                    }
-                    other => other.into(),
-                })?;
+                diesel::insert_into(users::table).values(&new.user).execute(conn)?;
                 insert_roles(conn, new.user.id, &new.roles)?;
             }
             Ok(())
         })
     }
 
-    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Account, AccountError> {
-        let user = users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?;
+    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
+        let user = User::find(conn, id)?;
         Self::with_roles(conn, user)
     }
 
-    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Account, AccountError> {
-        let user = users::table
-            .filter(users::username.eq(username))
-            .select(User::as_select())
-            .first(conn)
-            .optional()?;
+    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {
+        let user = User::find_by_username(conn, username)?;
         Self::with_roles(conn, user)
     }
 
-    fn with_roles(conn: &mut DbConnection, user: Option<User>) -> Result<Account, AccountError> {
-        let user = user.ok_or(AccountError::UnknownUser)?;
+    fn with_roles(conn: &mut DbConnection, user: Option<User>) -> Result<Option<Account>, DbError> {
+        let Some(user) = user else { return Ok(None) };
         let roles = roles_of(conn, user.id.0)?;
-        Ok(Account { user, roles })
+        Ok(Some(Account { user, roles }))
     }
 
     /// Up to `limit` accounts whose usernames sort after `after`. Keyset paging on the
     /// username's unique index: no rows are skipped or repeated when users are created or
     /// deleted between pages, and a page costs the same however deep it is.
-    pub fn page(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Page, AccountError> {
+    pub fn page(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Page, DbError> {
         let mut query =
             users::table.order(users::username).limit(limit + 1).select(User::as_select()).into_boxed();
         if let Some(after) = after {
@@ -147,7 +129,7 @@ impl Account {
         id: Uuid,
         change: AccountChange,
         now: NaiveDateTime,
-    ) -> Result<Account, AccountError> {
+    ) -> Result<Option<Account>, DbError> {
         write_transaction(conn, id, now, |conn, current| {
             let mut revoke = false;
             let mut end_session = change.password_hash.is_some();
@@ -181,7 +163,7 @@ impl Account {
         add: &[String],
         remove: &[String],
         now: NaiveDateTime,
-    ) -> Result<Account, AccountError> {
+    ) -> Result<Option<Account>, DbError> {
         write_transaction(conn, id, now, |conn, current| {
             let mut roles: Vec<String> =
                 current.roles.iter().chain(add).filter(|r| !remove.contains(r)).cloned().collect();
@@ -193,17 +175,14 @@ impl Account {
     }
 
     /// Ends the session and revokes every access token issued so far.
-    pub fn log_out(conn: &mut DbConnection, id: Uuid, now: NaiveDateTime) -> Result<(), AccountError> {
+    pub fn log_out(conn: &mut DbConnection, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
         write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, &current.user, now, false, true))
-            .map(drop)
+            .map(|account| account.is_some())
     }
 
     /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
-    pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<(), AccountError> {
-        match diesel::delete(users::table.find(DbUuid(id))).execute(conn)? {
-            0 => Err(AccountError::UnknownUser),
-            _ => Ok(()),
-        }
+    pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<bool, DbError> {
+        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
     }
 }
 
@@ -215,15 +194,14 @@ fn write_transaction(
     conn: &mut DbConnection,
     id: Uuid,
     now: NaiveDateTime,
-    change: impl FnOnce(&mut DbConnection, &Account) -> Result<(), AccountError>,
-) -> Result<Account, AccountError> {
+    change: impl FnOnce(&mut DbConnection, &Account) -> Result<(), DbError>,
+) -> Result<Option<Account>, DbError> {
     conn.transaction(|conn| {
         let touched =
             diesel::update(users::table.find(DbUuid(id))).set(users::updated_at.eq(now)).execute(conn)?;
-        if touched == 0 {
-            return Err(AccountError::UnknownUser);
-        }
-        let current = Account::find(conn, id)?;
+        let Some(current) = Account::find(conn, id)?.filter(|_| touched == 1) else {
+            return Ok(None);
+        };
         change(conn, &current)?;
         Account::find(conn, id)
     })
@@ -255,7 +233,7 @@ fn revoke_tokens(
     now: NaiveDateTime,
     revoke: bool,
     end_session: bool,
-) -> Result<(), AccountError> {
+) -> Result<(), DbError> {
     let target = users::table.find(user.id);
     if end_session {
         diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn)?;

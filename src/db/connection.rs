@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use super::DbError;
 use crate::config::{DatabaseSettings, DatabaseUrl};
-use crate::error::ApiError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -155,37 +155,38 @@ pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, String> {
     applied.map_err(|e| e.to_string())
 }
 
-/// Runs blocking database work on actix's blocking pool, never on an async worker.
-pub async fn run<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+/// Runs blocking database work on the runtime's blocking pool, never on an async worker.
+pub async fn run<T, F>(pool: &Pool, work: F) -> Result<T, DbError>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
     run_on_pool(pool, false, work).await
 }
 
 /// [`run`] for work that writes: on SQLite, this process's writers take turns.
-pub async fn run_write<T, F>(pool: &Pool, work: F) -> Result<T, ApiError>
+pub async fn run_write<T, F>(pool: &Pool, work: F) -> Result<T, DbError>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
     run_on_pool(pool, true, work).await
 }
 
-async fn run_on_pool<T, F>(pool: &Pool, writes: bool, work: F) -> Result<T, ApiError>
+async fn run_on_pool<T, F>(pool: &Pool, writes: bool, work: F) -> Result<T, DbError>
 where
-    F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || {
+    tokio::task::spawn_blocking(move || {
         let mut conn = pool.get()?;
         let writer = conn.sqlite_writer.clone().filter(|_| writes);
         let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
         let result = work(&mut conn);
-        conn.broken |= matches!(result, Err(ApiError::DatabaseUnavailable(_)));
+        conn.broken |= matches!(result, Err(DbError::Unavailable(_)));
         result
     })
-    .await?
+    .await
+    .map_err(|e| DbError::Other(format!("blocking pool: {e}")))?
 }

@@ -11,9 +11,9 @@ use diesel::sqlite::Sqlite;
 use std::io::Write;
 use uuid::Uuid;
 
+use super::DbError;
 use super::connection::{DbConnection, MultiBackend};
 use super::schema::users;
-use crate::error::ApiError;
 
 /// A uuid stored as TEXT, the one column type both backends share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -154,11 +154,11 @@ impl<'a> SessionChange<'a> {
 }
 
 impl User {
-    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, ApiError> {
+    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
         Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
     }
 
-    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, ApiError> {
+    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::username.eq(username))
             .select(User::as_select())
@@ -167,7 +167,7 @@ impl User {
     }
 
     /// The user whose current or previous refresh token has this hash.
-    pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, ApiError> {
+    pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::refresh_token_hash.eq(hash).or(users::previous_refresh_token_hash.eq(hash)))
             .select(User::as_select())
@@ -179,7 +179,7 @@ impl User {
     pub fn find_by_previous_hashes(
         conn: &mut DbConnection,
         hashes: &[String],
-    ) -> Result<Option<User>, ApiError> {
+    ) -> Result<Option<User>, DbError> {
         Ok(users::table
             .filter(users::previous_refresh_token_hash.eq_any(hashes))
             .select(User::as_select())
@@ -188,7 +188,7 @@ impl User {
     }
 
     /// Writes a session change unconditionally.
-    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), ApiError> {
+    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn)?;
         Ok(())
     }
@@ -200,7 +200,7 @@ impl User {
         id: Uuid,
         expected_hash: &str,
         change: &SessionChange,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DbError> {
         let updated =
             diesel::update(users::table.find(DbUuid(id)).filter(users::refresh_token_hash.eq(expected_hash)))
                 .set(change)
@@ -215,7 +215,7 @@ impl User {
         user: &User,
         previous_hash: &str,
         now: NaiveDateTime,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DbError> {
         let updated = diesel::update(
             users::table.find(user.id).filter(users::previous_refresh_token_hash.eq(previous_hash)),
         )
@@ -229,7 +229,7 @@ impl User {
         id: Uuid,
         password_hash: &str,
         change: &SessionChange,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id)))
             .set((users::password_hash.eq(password_hash), change))
             .execute(conn)?;
@@ -237,7 +237,7 @@ impl User {
     }
 
     /// `(user id, tokens_valid_after)` of the users revoked after `since`, oldest first.
-    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, ApiError> {
+    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, DbError> {
         let rows: Vec<(DbUuid, Option<i64>)> = users::table
             .filter(users::tokens_valid_after.gt(since))
             .order(users::tokens_valid_after)
@@ -247,7 +247,7 @@ impl User {
     }
 
     /// Touches the table, for readiness: proves the connection and the schema.
-    pub fn ping(conn: &mut DbConnection) -> Result<(), ApiError> {
+    pub fn ping(conn: &mut DbConnection) -> Result<(), DbError> {
         users::table.select(users::id).limit(1).load::<DbUuid>(conn)?;
         Ok(())
     }

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tollgate::auth::keys::KeyStore;
+use tollgate::clock::Clock;
 use tollgate::db::{build_pool, run_migrations};
 
 db_tests!(
@@ -60,7 +61,7 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
                     let mut conn = pool.get().unwrap();
                     barrier.wait();
                     run_migrations(&mut conn).expect("concurrent migrations succeed");
-                    KeyStore::open(&settings.jwt)
+                    KeyStore::open(&settings.jwt, Clock::system())
                         .map(|keys| keys.ring().signing.kid.clone())
                         .expect("keys load")
                 })

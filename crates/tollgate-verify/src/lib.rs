@@ -126,8 +126,8 @@ impl Rules {
 
     /// The time-dependent checks alone (`exp`, `nbf`, `iat` with the leeway), for claims
     /// whose signature was verified earlier and that are being accepted again.
-    pub fn check_times(&self, claims: &Claims) -> Result<(), Error> {
-        let (now, leeway) = (now(), self.leeway_secs as i64);
+    pub fn check_times(&self, claims: &Claims, now: i64) -> Result<(), Error> {
+        let leeway = self.leeway_secs as i64;
         if claims.exp < now - leeway {
             return Err(Error::Rejected("expired".into()));
         }
@@ -156,9 +156,11 @@ pub fn algorithm_name(algorithm: Algorithm) -> &'static str {
 
 /// Verifies an access token with the key `key_for(kid)` returns. The header's `alg` must
 /// name that key's algorithm exactly; every claim must be present with its JSON type.
+/// `now` (unix seconds) is the time the `exp`, `nbf` and `iat` checks are made at.
 pub fn verify_with<'k>(
     token: &str,
     rules: &Rules,
+    now: i64,
     key_for: impl FnOnce(&str) -> Option<&'k VerificationKey>,
 ) -> Result<Claims, Error> {
     let header = parse_header(token)?;
@@ -170,7 +172,7 @@ pub fn verify_with<'k>(
     let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
         .map_err(|e| Error::Rejected(e.to_string()))?
         .claims;
-    rules.check_times(&claims)?;
+    rules.check_times(&claims, now)?;
     Ok(claims)
 }
 
@@ -193,19 +195,19 @@ impl VerifiedCache {
         &self,
         token: &str,
         rules: &Rules,
+        now: i64,
         key_for: impl Fn(&str) -> Option<&'k VerificationKey>,
     ) -> Result<Claims, Error> {
         let hit = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
         if let Some((kid, claims)) = hit {
             key_for(&kid).ok_or(Error::UnknownKey)?;
-            rules.check_times(&claims)?;
+            rules.check_times(&claims, now)?;
             return Ok(claims);
         }
-        let claims = verify_with(token, rules, &key_for)?;
+        let claims = verify_with(token, rules, now, &key_for)?;
         let kid = token_kid(token)?;
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity {
-            let now = now();
             entries.retain(|_, (_, claims)| claims.exp >= now - rules.leeway_secs as i64);
             if entries.len() >= self.capacity {
                 entries.clear();
@@ -289,8 +291,4 @@ fn key_from_jwk(jwk: &serde_json::Value) -> Option<VerificationKey> {
         _ => return None,
     };
     Some(VerificationKey { algorithm, key })
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

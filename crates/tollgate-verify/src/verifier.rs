@@ -326,7 +326,7 @@ impl Verifier {
         if !keys.contains_key(&kid) {
             keys = self.refetch(Refetch::UnknownKid { kid, since }).await?;
         }
-        let claims = verify_with(token, &self.inner.rules, |kid| keys.get(kid))?;
+        let claims = verify_with(token, &self.inner.rules, unix_now(), |kid| keys.get(kid))?;
         if self.is_revoked(&claims) {
             return Err(Error::Revoked);
         }

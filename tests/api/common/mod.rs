@@ -10,6 +10,7 @@ use diesel::prelude::*;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tollgate::clock::{Clock, ManualClock};
 use tollgate::config::Settings;
 use tollgate::db::models::User;
 use tollgate::db::schema::users;
@@ -110,6 +111,8 @@ pub struct TestApp {
     pub pool: Pool,
     pub keys_dir: PathBuf,
     pub vars: HashMap<String, String>,
+    /// The clock the server runs on: the system's unless the test asked for a manual one.
+    pub clock: Clock,
     pub server: actix_web::dev::ServerHandle,
     // Dropped last: the database and the directory outlive the server handle.
     pub database: TestDatabase,
@@ -143,17 +146,33 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
     spawn_on(database, dir, overrides).await
 }
 
+/// Starts the app on a manual clock that the test moves instead of sleeping.
+pub async fn spawn_app_at(backend: Backend, clock: &ManualClock, overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(&backend, &dir);
+    spawn_on_clock(database, dir, overrides, clock.clock()).await
+}
+
 /// Starts the app on a database the caller made (e.g. to reach it through a proxy).
 pub async fn spawn_on(database: TestDatabase, dir: TempDir, overrides: &[(&str, &str)]) -> TestApp {
+    spawn_on_clock(database, dir, overrides, Clock::system()).await
+}
+
+async fn spawn_on_clock(
+    database: TestDatabase,
+    dir: TempDir,
+    overrides: &[(&str, &str)],
+    clock: Clock,
+) -> TestApp {
     let keys_dir = dir.path().join("keys");
     let mut vars = base_vars(&database.url, &keys_dir);
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    let (address, server) = start(&vars);
+    let (address, server) = start(&vars, &clock);
     let settings = settings_from(&vars);
     let pool = build_pool(&settings.database).unwrap();
-    TestApp { address, client: reqwest::Client::new(), pool, keys_dir, vars, server, database, dir }
+    TestApp { address, client: reqwest::Client::new(), pool, keys_dir, vars, clock, server, database, dir }
 }
 
 /// The settings an app on this database and key directory would run with.
@@ -165,8 +184,8 @@ fn settings_from(vars: &HashMap<String, String>) -> Settings {
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("test settings are valid")
 }
 
-fn start(vars: &HashMap<String, String>) -> (String, actix_web::dev::ServerHandle) {
-    let app = Application::build(settings_from(vars)).expect("app builds");
+fn start(vars: &HashMap<String, String>, clock: &Clock) -> (String, actix_web::dev::ServerHandle) {
+    let app = Application::build_with(settings_from(vars), clock.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
@@ -176,7 +195,7 @@ fn start(vars: &HashMap<String, String>) -> (String, actix_web::dev::ServerHandl
 impl TestApp {
     /// Starts another instance on the same database and key directory; returns its address.
     pub fn start_sibling(&self) -> (String, actix_web::dev::ServerHandle) {
-        start(&self.vars)
+        start(&self.vars, &self.clock)
     }
 
     pub fn settings(&self) -> Settings {
@@ -186,7 +205,7 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database and key directory.
     pub async fn restart(&mut self) {
         self.server.stop(true).await;
-        let (address, server) = start(&self.vars);
+        let (address, server) = start(&self.vars, &self.clock);
         self.address = address;
         self.server = server;
     }

@@ -2,15 +2,11 @@
 //! in an `HttpOnly` cookie that page scripts cannot read, and the cookie is honoured only
 //! with an allowed `Origin` and a custom header that cross-site pages cannot send.
 
-use actix_web::body::MessageBody;
+use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, SameSite, time::Duration};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, ORIGIN};
-use actix_web::middleware::Next;
-use actix_web::{HttpRequest, web};
 
-use crate::error::ApiError;
-use crate::startup::AppState;
+use super::error::ApiError;
 
 pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 pub const CSRF_HEADER: &str = "x-tollgate-csrf";
@@ -37,7 +33,7 @@ impl CookieMode {
 
     /// A request presenting the cookie must come from an allowed origin and carry the
     /// CSRF header, which a cross-site form or `fetch` cannot add without a preflight.
-    fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
         let origin_allowed = origin.is_some_and(|o| self.allowed_origins.iter().any(|allowed| allowed == o));
         let header_set = headers.get(CSRF_HEADER).is_some_and(|v| v.as_bytes() == b"1");
@@ -57,19 +53,4 @@ pub fn refresh_cookie(token: String, max_age_secs: i64) -> Cookie<'static> {
 
 pub fn cleared_cookie() -> Cookie<'static> {
     refresh_cookie(String::new(), 0)
-}
-
-/// Middleware: refuses any request that presents the refresh cookie without passing the
-/// CSRF check, before a handler sees it.
-pub async fn csrf_guard(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(state) = req.app_data::<web::Data<AppState>>()
-        && state.cookie_mode.enabled
-        && req.cookie(REFRESH_COOKIE).is_some()
-    {
-        state.cookie_mode.check(req.headers())?;
-    }
-    next.call(req).await
 }

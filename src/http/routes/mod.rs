@@ -7,16 +7,17 @@ pub mod health;
 pub mod jwks;
 pub mod revocations;
 
-use actix_web::{HttpRequest, HttpResponse, Route, web};
+use actix_web::{HttpResponse, Route, web};
 
-use crate::error::ApiError;
+use super::error::ApiError;
+use super::extract::json_config_error;
 
 /// JSON request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Registers every route; shared by the server and the tests.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
+    cfg.app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_config_error))
         .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(
             web::QueryConfig::default()
@@ -49,37 +50,4 @@ fn methods(path: &str, routes: impl IntoIterator<Item = Route>) -> actix_web::Re
         .into_iter()
         .fold(web::resource(path), |resource, route| resource.route(route))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
-}
-
-fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
-        E::ContentType => ApiError::UnsupportedMediaType,
-        E::Deserialize(e) => parse_error(e),
-        other => ApiError::InvalidJson(other.to_string()),
-    }
-    .into()
-}
-
-/// Parses a JSON body read as bytes (for handlers whose body is optional), with the same
-/// errors as the `Json` extractor.
-pub fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
-    let is_json =
-        req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(
-            |v| v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json"),
-        );
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    serde_json::from_slice(body).map_err(parse_error)
-}
-
-/// Bad syntax is a 400; well-formed JSON of the wrong shape is a 422.
-pub fn parse_error(err: serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match err.classify() {
-        Category::Data => ApiError::Validation(err.to_string()),
-        Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(err.to_string()),
-    }
 }

@@ -1,21 +1,21 @@
 //! Signup, login, refresh, logout, the current user and password change.
 
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use chrono::{NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::AuthenticatedUser;
-use crate::auth::cookie;
-use crate::auth::extractor::{authenticate, bearer_token};
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
 use crate::db::accounts::{Account, NewAccount, roles_of};
-use crate::db::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
-use crate::db::{self};
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::db::{
+    self,
+    models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
+};
+use crate::http::cookie;
+use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
+use crate::http::{ApiError, AppState, CurrentUser};
 
 pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
 const MAX_EMAIL_LEN: usize = 254;
@@ -114,10 +114,6 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
     }
 }
 
-fn now() -> NaiveDateTime {
-    Utc::now().naive_utc()
-}
-
 pub fn validate_username(raw: &str) -> Result<String, ApiError> {
     let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
@@ -156,7 +152,7 @@ async fn start_session(
     mut user: User,
     new_password_hash: Option<String>,
 ) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
-    let now = now();
+    let now = state.clock.now().naive_utc();
     // A password change also revokes the access tokens issued before it.
     let revoked_before = new_password_hash.as_ref().map(|_| tokens_valid_after(now, user.tokens_valid_after));
     user.tokens_valid_after = revoked_before.or(user.tokens_valid_after);
@@ -186,14 +182,14 @@ pub async fn signup(
     state: web::Data<AppState>,
     body: web::Json<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.rate_limiter.check(&req)?;
+    rate_limit(&req, &state)?;
     let body = body.into_inner();
     let username = validate_username(&body.username)?;
     let email = validate_email(body.email.as_deref())?;
     let password = normalize(&body.password).map_err(|e| ApiError::Validation(e.to_string()))?;
     let password_hash = state.passwords.hash(password).await?;
 
-    let now = now();
+    let now = state.clock.now().naive_utc();
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
     let new_user = NewUser {
@@ -221,7 +217,7 @@ pub async fn login(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.rate_limiter.check(&req)?;
+    rate_limit(&req, &state)?;
     let body = body.into_inner();
     let throttle_key = body.username.to_ascii_lowercase();
     state.login_throttle.check(&throttle_key)?;
@@ -262,7 +258,7 @@ fn presented_refresh_token(
         Some(cookie) => cookie,
         // A browser's refresh token lives only in the cookie: without it, it has none.
         None if state.cookie_mode.is_browser(req) => return Err(ApiError::InvalidRefreshToken),
-        None => super::json_body::<RefreshRequest>(req, body)?.refresh_token,
+        None => json_body::<RefreshRequest>(req, body)?.refresh_token,
     };
     RefreshToken::parse(&raw).ok_or(ApiError::InvalidRefreshToken)
 }
@@ -273,10 +269,12 @@ pub async fn refresh(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let presented = presented_refresh_token(&req, &state, &body)?;
-    let now = now();
+    let now = state.clock.now().naive_utc();
     let task_state = state.clone();
-    let rotated =
-        db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await;
+    let rotated = db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|issued| issued.ok_or(ApiError::InvalidRefreshToken));
     if rotated.is_err() {
         // The refusal may have been reuse detection, which revokes the user's tokens.
         state.users.invalidate();
@@ -291,7 +289,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let now = now();
+    let now = state.clock.now().naive_utc();
     let cookie = state.cookie_mode.presented_token(&req);
     let user = if bearer_token(&req)?.is_some() {
         let user = authenticate(&req).await?.user;
@@ -307,7 +305,9 @@ pub async fn logout(
         let task_state = state.clone();
         let revoked = match presented {
             Ok(token) => {
-                db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &token, now)).await
+                db::run_write(&state.pool, move |conn| task_state.sessions.revoke(conn, &token, now))
+                    .await?
+                    .ok_or(ApiError::InvalidRefreshToken)
             }
             Err(e) => Err(e),
         };
@@ -329,20 +329,20 @@ pub async fn logout(
     Ok(response.finish())
 }
 
-pub async fn me(caller: AuthenticatedUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn me(caller: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let user_id = caller.user.id.0;
-    let roles = db::run(&state.pool, move |conn| Ok(roles_of(conn, user_id)?)).await?;
+    let roles = db::run(&state.pool, move |conn| roles_of(conn, user_id)).await?;
     Ok(HttpResponse::Ok().json(UserView::new(&caller.user, &roles)))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
 pub async fn change_password(
     req: HttpRequest,
-    caller: AuthenticatedUser,
+    caller: CurrentUser,
     state: web::Data<AppState>,
     body: web::Json<PasswordChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    state.rate_limiter.check(&req)?;
+    rate_limit(&req, &state)?;
     let body = body.into_inner();
     let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
     // The current row, not the cached one: its password hash is what must match.
@@ -351,7 +351,7 @@ pub async fn change_password(
         db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
     if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await? {
         log::info!("password change refused user_id={}", user.id.0);
-        return Err(ApiError::InvalidCredentials);
+        return Err(ApiError::WrongCurrentPassword);
     }
     let new_hash = state.passwords.hash(new_password).await?;
     let (issued, now) = start_session(&state, user, Some(new_hash)).await?;

@@ -5,7 +5,6 @@
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::Utc;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::future::Future;
@@ -13,14 +12,13 @@ use std::pin::Pin;
 use uuid::Uuid;
 
 use super::auth::{UserView, validate_email, validate_username};
-use crate::auth::extractor::authenticate;
 use crate::auth::password::{NO_PASSWORD, normalize};
 use crate::auth::roles::{ADMIN_ROLE, parse_roles};
 use crate::db::accounts::{Account, AccountChange, NewAccount};
 use crate::db::models::{DbUuid, NewUser};
 use crate::db::{self};
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::extract::authenticate;
+use crate::http::{ApiError, AppState};
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 100;
@@ -144,6 +142,10 @@ async fn password_hash(state: &AppState, password: &SecretString) -> Result<Stri
     state.passwords.hash(password).await
 }
 
+fn found(existed: bool) -> Result<(), ApiError> {
+    if existed { Ok(()) } else { Err(ApiError::NotFound) }
+}
+
 /// A path id that is not a uuid names no user.
 fn user_id(path: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(path).map_err(|_| ApiError::NotFound)
@@ -156,7 +158,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_size(query.limit.as_deref())?;
     let after = query.after.as_deref().map(decode_cursor).transpose()?;
-    let page = db::run(&state.pool, move |conn| Ok(Account::page(conn, after.as_deref(), limit)?)).await?;
+    let page = db::run(&state.pool, move |conn| Account::page(conn, after.as_deref(), limit)).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         users: page.accounts.iter().map(AdminUserView::from).collect(),
         next: page.next.as_deref().map(encode_cursor),
@@ -169,7 +171,7 @@ pub async fn read(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let account = db::run(&state.pool, move |conn| Ok(Account::find(conn, id)?)).await?;
+    let account = db::run(&state.pool, move |conn| Account::find(conn, id)).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
@@ -189,7 +191,7 @@ pub async fn create(
         Some(password) => password_hash(&state, password).await?,
         None => NO_PASSWORD.to_owned(),
     };
-    let now = Utc::now().naive_utc();
+    let now = state.clock.now().naive_utc();
     let user = NewUser {
         id: DbUuid(Uuid::new_v4()),
         username,
@@ -202,7 +204,7 @@ pub async fn create(
         disabled: false,
     };
     let new = NewAccount { user, roles };
-    let account = db::run_write(&state.pool, move |conn| Ok(Account::insert(conn, new)?)).await?;
+    let account = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     admin.log("create", account.user.id.0);
     Ok(HttpResponse::Created().json(AdminUserView::from(&account)))
 }
@@ -227,8 +229,10 @@ pub async fn update(
             None => None,
         },
     };
-    let now = Utc::now().naive_utc();
-    let account = db::run_write(&state.pool, move |conn| Ok(Account::update(conn, id, change, now)?)).await?;
+    let now = state.clock.now().naive_utc();
+    let account = db::run_write(&state.pool, move |conn| Account::update(conn, id, change, now))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     state.users.invalidate();
     admin.log("update", id);
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
@@ -240,7 +244,7 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    db::run_write(&state.pool, move |conn| Ok(Account::delete(conn, id)?)).await?;
+    found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
     state.users.invalidate();
     admin.log("delete", id);
     Ok(HttpResponse::NoContent().finish())
@@ -252,8 +256,8 @@ pub async fn log_out(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let now = Utc::now().naive_utc();
-    db::run_write(&state.pool, move |conn| Ok(Account::log_out(conn, id, now)?)).await?;
+    let now = state.clock.now().naive_utc();
+    found(db::run_write(&state.pool, move |conn| Account::log_out(conn, id, now)).await?)?;
     state.users.invalidate();
     admin.log("logout", id);
     Ok(HttpResponse::NoContent().finish())

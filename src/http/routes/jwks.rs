@@ -2,7 +2,7 @@ use actix_web::HttpResponse;
 use actix_web::http::header;
 use actix_web::web;
 
-use crate::startup::AppState;
+use crate::http::AppState;
 
 /// Every public key that may still verify a live token, including keys about to sign.
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {

@@ -2,15 +2,14 @@
 //! tokens themselves (`tollgate-verify` polls it).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::extractor::bearer_token;
 use crate::db::{self, models::User};
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::ApiError;
+use crate::http::AppState;
+use crate::http::extract::bearer_token;
 
 /// The `now` of a response lags the clock by this much, so that a revocation still being
 /// committed when the feed was read is listed again by the next poll instead of missed.
@@ -46,7 +45,7 @@ pub async fn revocations(
     if !constant_time_eq(presented.as_bytes(), expected.expose_secret().as_bytes()) {
         return Err(ApiError::InvalidToken);
     }
-    let now = Utc::now().timestamp();
+    let now = state.clock.unix();
     // Older revocations cover only tokens that have expired anyway.
     let since = query.since.max(now - state.tokens.max_token_age_secs());
     let rows = db::run(&state.pool, move |conn| User::revoked_since(conn, since)).await?;

@@ -1,15 +1,19 @@
 //! The one error type of the HTTP API.
 //!
-//! Every failure a handler or extractor can meet is an [`ApiError`]; this file alone decides
-//! which status, `code` and message a client sees. Internal causes are logged here and never
-//! sent: a client only ever learns the category.
+//! Every failure a handler, extractor or middleware can meet is an [`ApiError`]; this file
+//! alone decides which status, `code` and message a client sees, and converts the core's
+//! errors into it. Internal causes are logged here and never sent: a client only ever
+//! learns the category.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::db::accounts::AccountError;
+use crate::auth::password::HashError;
+use crate::auth::rate_limit::Limited;
+use crate::auth::tokens::TokenError;
+use crate::db::DbError;
 
 #[derive(thiserror::Error)]
 pub enum ApiError {
@@ -27,6 +31,10 @@ pub enum ApiError {
     /// Unknown user and wrong password are deliberately the same error.
     #[error("invalid username or password")]
     InvalidCredentials,
+    /// A password change whose `current_password` is wrong; the caller is known, so the
+    /// message can say which password failed.
+    #[error("current password is incorrect")]
+    WrongCurrentPassword,
     #[error("missing bearer token")]
     MissingToken,
     #[error("invalid or expired access token")]
@@ -46,6 +54,9 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The client did not send its request in time (`HTTP_CLIENT_TIMEOUT_SECS`).
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("expected Content-Type: application/json")]
@@ -87,7 +98,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Validation(_) => "validation_failed",
             ApiError::UsernameTaken => "username_taken",
-            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidCredentials | ApiError::WrongCurrentPassword => "invalid_credentials",
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
@@ -96,6 +107,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
@@ -122,12 +134,14 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
             ApiError::InvalidCredentials
+            | ApiError::WrongCurrentPassword
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             ApiError::CsrfRejected | ApiError::AccountDisabled | ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -167,37 +181,57 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<diesel::result::Error> for ApiError {
-    fn from(err: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind, Error};
-        match err {
-            // The database went away mid-request, or SQLite stayed locked past the busy
-            // timeout: both pass, so the client is told to retry rather than given a 500.
-            Error::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                info,
-            ) => ApiError::DatabaseUnavailable(info.message().to_owned()),
-            Error::DatabaseError(_, info) if info.message().contains("database is locked") => {
-                ApiError::DatabaseUnavailable(info.message().to_owned())
-            }
-            other => ApiError::Internal(format!("database: {other}")),
+impl ApiError {
+    /// The error an error response of this status stands for, when something below the
+    /// handlers (actix itself, a middleware) answered without the JSON body.
+    pub fn from_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::UNAUTHORIZED => ApiError::InvalidToken,
+            StatusCode::FORBIDDEN => ApiError::CsrfRejected,
+            StatusCode::NOT_FOUND => ApiError::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout,
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => ApiError::RateLimited { retry_after_secs: 1 },
+            StatusCode::SERVICE_UNAVAILABLE => ApiError::Overloaded,
+            s if s.is_server_error() => ApiError::Internal(format!("{s} without a body")),
+            _ => ApiError::BadRequest("bad request"),
         }
     }
 }
 
-impl From<AccountError> for ApiError {
-    fn from(err: AccountError) -> Self {
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
         match err {
-            AccountError::UnknownUser => ApiError::NotFound,
-            AccountError::UsernameTaken => ApiError::UsernameTaken,
-            AccountError::Database(e) => e.into(),
+            DbError::Unavailable(cause) => ApiError::DatabaseUnavailable(cause),
+            // `users.username` is the only unique column a request can collide on.
+            DbError::UniqueViolation => ApiError::UsernameTaken,
+            DbError::Other(cause) => ApiError::Internal(cause),
         }
     }
 }
 
-impl From<r2d2::Error> for ApiError {
-    fn from(err: r2d2::Error) -> Self {
-        ApiError::DatabaseUnavailable(err.to_string())
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Overloaded => ApiError::Overloaded,
+            HashError::Failed(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(limited: Limited) -> Self {
+        ApiError::RateLimited { retry_after_secs: limited.retry_after_secs }
+    }
+}
+
+/// Why a token failed is for the log, never for the client.
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        log::debug!("access token rejected: {err}");
+        ApiError::InvalidToken
     }
 }
 

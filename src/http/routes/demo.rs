@@ -3,8 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::http::ApiError;
+use crate::http::AppState;
 
 pub async fn page(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     serve(&state, "demo/index.html", "text/html; charset=utf-8").await

@@ -1,0 +1,145 @@
+//! What handlers take from a request: the authenticated caller, the bearer token, the
+//! client's IP, and JSON bodies with the contract's errors.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use tollgate_verify::BearerError;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::auth::tokens::AccessClaims;
+use crate::db::{self, models::User};
+
+/// A caller whose bearer access token verified and was not revoked, with their user row.
+/// Taking it as a handler argument is what protects a route; failures answer 401 with a
+/// `WWW-Authenticate` challenge.
+pub struct CurrentUser {
+    pub claims: AccessClaims,
+    pub user: Arc<User>,
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
+    }
+}
+
+/// Verifies the request's bearer token, then checks on the user's row that the account
+/// still exists, is not disabled, and that the token was not issued before a revocation
+/// (logout, password change, a role taken away).
+pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
+    let token = bearer_token(req)?.ok_or(ApiError::MissingToken)?;
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("AppState is not registered".into()))?;
+    let claims = state.tokens.verify(token)?;
+    let user_id = claims.sub;
+    let user = match state.users.get(user_id) {
+        Some(user) => user,
+        None => {
+            let generation = state.users.generation();
+            let user = db::run(&state.pool, move |conn| User::find(conn, user_id))
+                .await?
+                .map(Arc::new)
+                .ok_or(ApiError::InvalidToken)?;
+            state.users.put(user.clone(), generation);
+            user
+        }
+    };
+    // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
+    if user.disabled || user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
+        log::debug!("revoked access token presented user_id={user_id}");
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(CurrentUser { claims, user })
+}
+
+/// The bearer token of the request, if it has an `Authorization` header at all.
+/// Ambiguous or malformed headers are errors rather than "no token".
+pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let values = req.headers().get_all(header::AUTHORIZATION).map(|v| v.as_bytes());
+    tollgate_verify::bearer_token(values).map_err(|e| match e {
+        BearerError::Ambiguous => ApiError::BadRequest("more than one Authorization header"),
+        BearerError::Malformed => ApiError::InvalidToken,
+    })
+}
+
+/// The client's address for rate limiting: the socket's, unless the operator said a
+/// trusted proxy sets the forwarding headers.
+fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
+    if trust_proxy_headers {
+        let info = req.connection_info();
+        if let Some(ip) = info.realip_remote_addr().and_then(parse_ip) {
+            return Some(ip);
+        }
+    }
+    req.peer_addr().map(|addr| addr.ip())
+}
+
+/// Counts one signup, login or password-change attempt against the client's IP limit.
+pub fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    match client_ip(req, state.trust_proxy_headers) {
+        Some(ip) => Ok(state.rate_limiter.check(ip)?),
+        None => Ok(()),
+    }
+}
+
+/// `realip_remote_addr` may be `ip`, `ip:port` or `[v6]:port`.
+fn parse_ip(raw: &str) -> Option<IpAddr> {
+    raw.parse().ok().or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// The `Json` extractor's errors in the contract's terms.
+pub fn json_config_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
+        E::ContentType => ApiError::UnsupportedMediaType,
+        E::Deserialize(e) => parse_error(e),
+        other => ApiError::InvalidJson(other.to_string()),
+    }
+    .into()
+}
+
+/// Parses a JSON body read as bytes (for handlers whose body is optional), with the same
+/// errors as the `Json` extractor.
+pub fn json_body<T: serde::de::DeserializeOwned>(req: &HttpRequest, body: &[u8]) -> Result<T, ApiError> {
+    let is_json = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("application/json")
+    });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    serde_json::from_slice(body).map_err(parse_error)
+}
+
+/// Bad syntax is a 400; well-formed JSON of the wrong shape is a 422.
+fn parse_error(err: serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Data => ApiError::Validation(err.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_ports_parse() {
+        assert_eq!(parse_ip("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(parse_ip("[::1]:80"), Some("::1".parse().unwrap()));
+        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(parse_ip("unknown"), None);
+    }
+}

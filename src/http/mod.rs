@@ -1,0 +1,12 @@
+//! The HTTP layer: everything that knows about requests and responses.
+
+pub mod cookie;
+pub mod error;
+pub mod extract;
+pub mod middleware;
+pub mod routes;
+pub mod state;
+
+pub use error::ApiError;
+pub use extract::CurrentUser;
+pub use state::AppState;

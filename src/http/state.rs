@@ -1,0 +1,37 @@
+//! What every handler shares, built once at start-up (see `startup`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use super::cookie::CookieMode;
+use crate::auth::keys::KeyStore;
+use crate::auth::password::Passwords;
+use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
+use crate::auth::refresh::RefreshSessions;
+use crate::auth::tokens::AccessTokens;
+use crate::auth::user_cache::UserCache;
+use crate::clock::Clock;
+use crate::db::Pool;
+
+pub struct AppState {
+    pub pool: Pool,
+    pub clock: Clock,
+    pub tokens: AccessTokens,
+    pub sessions: RefreshSessions,
+    pub passwords: Passwords,
+    pub login_throttle: LoginThrottle,
+    pub users: UserCache,
+    pub rate_limiter: RateLimiter,
+    /// Whether the client IP comes from `X-Forwarded-For` / `Forwarded`.
+    pub trust_proxy_headers: bool,
+    pub keys: Arc<KeyStore>,
+    pub jwks_max_age_secs: u64,
+    pub revocation_feed_token: Option<SecretString>,
+    pub cookie_mode: CookieMode,
+    /// Where the demo page's files are, when it is served.
+    pub demo_ui: Option<PathBuf>,
+    /// The roles of every signup (`DEFAULT_ROLES`).
+    pub default_roles: Vec<String>,
+}
