@@ -108,7 +108,7 @@ mod tests {
         let manual = ManualClock::new();
         let keys = Arc::new(KeyStore::open(&settings, manual.clock()).unwrap());
         let tokens = AccessTokens::new(keys, &settings, manual.clock());
-        let token = tokens.issue(Uuid::new_v4(), "alice", manual.clock().unix(), None);
+        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.clock().unix(), None);
         manual.advance(Duration::from_secs(930));
         assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
         manual.advance(Duration::from_secs(1));

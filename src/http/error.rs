@@ -8,7 +8,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
+use tollgate_verify::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE};
 
 use crate::auth::password::HashError;
 use crate::auth::rate_limit::Limited;
@@ -85,12 +85,6 @@ impl std::fmt::Debug for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: String,
-    code: &'a str,
-}
-
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
@@ -161,13 +155,10 @@ impl ResponseError for ApiError {
             // RFC 6750 §3: a challenge on every 401 of a bearer-protected resource, with
             // `error="invalid_token"` only when a token was actually presented.
             ApiError::MissingToken => {
-                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="tollgate""#));
+                response.insert_header((header::WWW_AUTHENTICATE, MISSING_TOKEN_CHALLENGE));
             }
             ApiError::InvalidToken => {
-                response.insert_header((
-                    header::WWW_AUTHENTICATE,
-                    r#"Bearer realm="tollgate", error="invalid_token""#,
-                ));
+                response.insert_header((header::WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE));
             }
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
@@ -177,7 +168,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.json(ErrorBody { error: self.public_message(), code: self.code() })
+        response.json(ErrorBody::new(self.public_message(), self.code()))
     }
 }
 

@@ -28,14 +28,16 @@
 //! `app_data(verifier.clone())` and `app_data(web::Data::new(verifier))` both work.
 //! `Option<Claims>` makes authentication optional (`None` for a missing or bad token).
 //!
-//! Failures answer with tollgate's error shape `{"error": "...", "code": "..."}`:
-//! - no `Authorization` header: 401 `missing_token`, `WWW-Authenticate: Bearer realm="tollgate"`;
+//! Failures answer exactly as tollgate does, with its [`ErrorBody`] and challenges:
+//! - no `Authorization` header: 401 `missing_token`, `WWW-Authenticate: Bearer realm="tollgate"`
+//!   ([`MISSING_TOKEN_CHALLENGE`]);
 //! - a header that is not `Bearer <token>`, or a token that does not verify (bad
 //!   signature, expired, wrong issuer or audience, unknown key, revoked): 401
-//!   `invalid_token`, `WWW-Authenticate: Bearer realm="tollgate", error="invalid_token"`;
+//!   `invalid_token`, `WWW-Authenticate: Bearer realm="tollgate", error="invalid_token"`
+//!   ([`INVALID_TOKEN_CHALLENGE`]);
 //! - a valid token without the role a [`WithRole`] extractor needs: 403 `forbidden`;
 //! - more than one `Authorization` header: 400 `bad_request`;
-//! - no key could ever be fetched from tollgate: 503 `keys_unavailable` with `Retry-After`;
+//! - no key could ever be fetched from tollgate: 503 `overloaded` with `Retry-After`;
 //! - no `Verifier` registered with the app: 500 `internal_error` (and an error log line).
 
 use std::fmt;
@@ -47,11 +49,9 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, dev::Payload, web};
 use uuid::Uuid;
 
-use crate::{BearerError, Claims, Error, Verifier};
-
-const CHALLENGE: &str = "Bearer realm=\"tollgate\"";
-const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"tollgate\", error=\"invalid_token\"";
-const INVALID_REQUEST_CHALLENGE: &str = "Bearer realm=\"tollgate\", error=\"invalid_request\"";
+use crate::{
+    BearerError, Claims, Error, ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE, Verifier,
+};
 
 /// Why a request was not authenticated; the response it turns into is documented on the
 /// [module](self).
@@ -85,14 +85,15 @@ impl fmt::Display for AuthError {
 }
 
 impl AuthError {
-    /// The `code` member of the JSON body.
+    /// The `code` member of the JSON body: tollgate's code for the same situation.
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::MissingToken => "missing_token",
             AuthError::InvalidToken => "invalid_token",
             AuthError::Forbidden => "forbidden",
             AuthError::BadRequest(_) => "bad_request",
-            AuthError::KeysUnavailable => "keys_unavailable",
+            // tollgate's code for "cannot serve this right now, retry".
+            AuthError::KeysUnavailable => "overloaded",
             AuthError::NotConfigured => "internal_error",
         }
     }
@@ -114,20 +115,17 @@ impl ResponseError for AuthError {
         response.insert_header((header::CACHE_CONTROL, "no-store"));
         match self {
             AuthError::MissingToken => {
-                response.insert_header((header::WWW_AUTHENTICATE, CHALLENGE));
+                response.insert_header((header::WWW_AUTHENTICATE, MISSING_TOKEN_CHALLENGE));
             }
             AuthError::InvalidToken => {
                 response.insert_header((header::WWW_AUTHENTICATE, INVALID_TOKEN_CHALLENGE));
             }
-            AuthError::BadRequest(_) => {
-                response.insert_header((header::WWW_AUTHENTICATE, INVALID_REQUEST_CHALLENGE));
-            }
             AuthError::KeysUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            AuthError::Forbidden | AuthError::NotConfigured => {}
+            AuthError::Forbidden | AuthError::BadRequest(_) | AuthError::NotConfigured => {}
         }
-        response.json(serde_json::json!({ "error": self.to_string(), "code": self.code() }))
+        response.json(ErrorBody::new(self.to_string(), self.code()))
     }
 }
 

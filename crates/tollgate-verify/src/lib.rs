@@ -15,10 +15,26 @@ use uuid::Uuid;
 
 #[cfg(feature = "actix")]
 pub mod actix;
+mod error_body;
+pub use error_body::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE};
+#[cfg(feature = "fetch")]
+mod clock;
+#[cfg(feature = "fetch")]
+mod config;
+#[cfg(feature = "fetch")]
+mod fetch;
+#[cfg(feature = "fetch")]
+mod key_cache;
+#[cfg(feature = "fetch")]
+mod revocations;
 #[cfg(feature = "fetch")]
 mod verifier;
 #[cfg(feature = "fetch")]
-pub use verifier::{ConfigError, Verifier, VerifierConfig};
+pub use clock::{Clock, ManualClock, Sleep, SystemClock};
+#[cfg(feature = "fetch")]
+pub use config::{ConfigError, VerifierConfig};
+#[cfg(feature = "fetch")]
+pub use verifier::Verifier;
 
 pub use jsonwebtoken::Algorithm as JwtAlgorithm;
 

@@ -7,8 +7,10 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{FEED_TOKEN, FakeTollgate, TestKey, claims, claims_for, closed_url, now};
-use tollgate_verify::{Error, Verifier, VerifierConfig};
+use support::{
+    FEED_TOKEN, FakeTollgate, POLL_INTERVAL, TestKey, claims, claims_for, closed_url, now, within,
+};
+use tollgate_verify::{Clock, Error, Verifier, VerifierConfig};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -87,9 +89,10 @@ async fn cache_control_max_age_is_honoured() {
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 1);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tollgate.clock.advance(Duration::from_millis(1100));
     verifier.verify(&token).await.unwrap();
     tollgate.wait_for_jwks_requests(2).await;
+    verifier.wait_for_fetch().await;
     verifier.verify(&token).await.unwrap();
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
@@ -107,9 +110,10 @@ async fn default_max_age_applies_without_cache_control() {
     verifier.verify(&token).await.unwrap();
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tollgate.clock.advance(Duration::from_millis(600));
     verifier.verify(&token).await.unwrap();
     tollgate.wait_for_jwks_requests(2).await;
+    verifier.wait_for_fetch().await;
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
 }
@@ -160,7 +164,7 @@ async fn a_new_key_is_found_by_the_unknown_kid_refetch() {
     tollgate.set(|s| s.jwks = support::jwks(&[&old, &new]));
     verifier.verify(&new.sign(&claims())).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tollgate.clock.advance(Duration::from_millis(450));
 
     // A forged kid uses up the cooldown; a key published right after is found only once
     // the cooldown has passed.
@@ -173,7 +177,7 @@ async fn a_new_key_is_found_by_the_unknown_kid_refetch() {
     assert_eq!(verifier.verify(&token).await, Err(Error::UnknownKey));
     assert_eq!(tollgate.jwks_requests(), 3);
 
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tollgate.clock.advance(Duration::from_millis(450));
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 4);
     // The key that left the JWKS no longer verifies.
@@ -192,7 +196,7 @@ async fn keeps_verifying_with_stale_keys_when_tollgate_is_down() {
     verifier.verify(&token).await.unwrap();
 
     tollgate.stop().await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tollgate.clock.advance(Duration::from_millis(1100));
     let claims = verifier.verify(&token).await.unwrap();
     assert_eq!(claims.username, "alice");
     verifier.verify(&key.sign(&support::claims())).await.unwrap();
@@ -211,28 +215,31 @@ async fn error_answers_and_bad_jwks_keep_the_keys_it_has() {
     let token = key.sign(&claims());
     verifier.verify(&token).await.unwrap();
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tollgate.clock.advance(Duration::from_millis(1100));
     tollgate.set(|s| s.jwks_status = 500);
     verifier.verify(&token).await.unwrap();
     tollgate.wait_for_jwks_requests(2).await;
+    verifier.wait_for_fetch().await;
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2, "no retry before fetch_retry_interval");
 
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tollgate.clock.advance(Duration::from_millis(150));
     tollgate.set(|s| {
         s.jwks_status = 200;
         s.jwks = json!({ "keys": [] });
     });
     verifier.verify(&token).await.unwrap();
     tollgate.wait_for_jwks_requests(3).await;
+    verifier.wait_for_fetch().await;
     verifier.verify(&token).await.unwrap();
 
     // Once tollgate answers properly again, the refreshed keys are used.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tollgate.clock.advance(Duration::from_millis(150));
     let new = TestKey::generate("key-2");
     tollgate.set(|s| s.jwks = support::jwks(&[&new]));
     verifier.verify(&token).await.unwrap();
     tollgate.wait_for_jwks_requests(4).await;
+    verifier.wait_for_fetch().await;
     verifier.verify(&new.sign(&claims())).await.unwrap();
     // The withdrawn key's kid is now unknown: one refetch confirms it is gone.
     assert_eq!(verifier.verify(&token).await, Err(Error::UnknownKey));
@@ -245,19 +252,26 @@ async fn expired_keys_are_served_while_the_refresh_runs() {
     let key = TestKey::generate("key-1");
     let tollgate = FakeTollgate::start(&[&key]).await;
     tollgate.set(|s| s.cache_control = Some("max-age=1".into()));
-    let verifier = Verifier::new(tollgate.config());
+    let mut config = tollgate.config();
+    // Longer than any test runs: a verify that waited for the refresh would hang.
+    config.fetch_timeout = Duration::from_secs(3600);
+    let verifier = Verifier::new(config);
     let token = key.sign(&claims());
     verifier.verify(&token).await.unwrap();
 
-    // tollgate now takes 2 s to answer: requests do not wait for it.
-    tollgate.set(|s| s.jwks_delay = Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let started = std::time::Instant::now();
-    for _ in 0..10 {
+    // tollgate now does not answer until the test lets it: requests do not wait for it.
+    tollgate.set(|s| s.jwks_held = true);
+    tollgate.clock.advance(Duration::from_millis(1100));
+    within("verifies while the refresh is held", async {
         verifier.verify(&token).await.unwrap();
-    }
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
-    tollgate.wait_for_jwks_requests(2).await;
+        tollgate.wait_for_jwks_requests(2).await;
+        for _ in 0..10 {
+            verifier.verify(&token).await.unwrap();
+        }
+    })
+    .await;
+    tollgate.set(|s| s.jwks_held = false);
+    verifier.wait_for_fetch().await;
     assert_eq!(tollgate.jwks_requests(), 2, "one background refresh");
 }
 
@@ -281,7 +295,7 @@ async fn never_having_keys_is_keys_unavailable() {
     assert_eq!(tollgate.jwks_requests(), 1);
     // …and service starts once tollgate answers.
     tollgate.set(|s| s.jwks_status = 200);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tollgate.clock.advance(Duration::from_millis(350));
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
 
@@ -295,7 +309,8 @@ async fn never_having_keys_is_keys_unavailable() {
 async fn concurrent_verifies_on_an_empty_cache_share_one_fetch() {
     let key = TestKey::generate("key-1");
     let tollgate = FakeTollgate::start(&[&key]).await;
-    tollgate.set(|s| s.jwks_delay = Duration::from_millis(300));
+    // Held until every task has started: they all find the cache empty.
+    tollgate.set(|s| s.jwks_held = true);
     let verifier = Verifier::new(tollgate.config());
 
     let tasks: Vec<_> = (0..32)
@@ -305,6 +320,8 @@ async fn concurrent_verifies_on_an_empty_cache_share_one_fetch() {
             tokio::spawn(async move { verifier.verify(&token).await })
         })
         .collect();
+    tollgate.wait_for_jwks_requests(1).await;
+    tollgate.set(|s| s.jwks_held = false);
     for task in tasks {
         task.await.unwrap().unwrap();
     }
@@ -324,13 +341,6 @@ async fn refresh_keys_fetches_now() {
     assert!(matches!(verifier.refresh_keys().await, Err(Error::KeysUnavailable(_))));
 }
 
-fn feed_config(tollgate: &FakeTollgate) -> VerifierConfig {
-    let mut config = tollgate.config();
-    config.revocation_token = Some(FEED_TOKEN.to_owned());
-    config.revocation_poll_interval = Duration::from_millis(100);
-    config
-}
-
 fn since_of(query: &str) -> i64 {
     query
         .strip_prefix("since=")
@@ -343,7 +353,7 @@ async fn revocation_poller_applies_entries_and_passes_since() {
     let key = TestKey::generate("key-1");
     let tollgate = FakeTollgate::start(&[&key]).await;
     let (revoked, other) = (Uuid::new_v4(), Uuid::new_v4());
-    let now = now();
+    let now = tollgate.clock.unix_secs();
     let feed_now = now + 1000; // recognisable in the next request
     tollgate.set(|s| {
         s.feed_body = json!({
@@ -354,10 +364,10 @@ async fn revocation_poller_applies_entries_and_passes_since() {
             "now": feed_now,
         })
     });
-    let verifier = Verifier::new(feed_config(&tollgate));
+    let verifier = Verifier::new(tollgate.feed_config());
     let poller = verifier.spawn_revocation_poller().expect("a feed token is set");
     assert!(verifier.spawn_revocation_poller().is_none(), "one poller only");
-    tollgate.wait_for_feed_requests(2).await;
+    tollgate.poll_feed(2).await;
 
     // The latest not_before per user wins: issued 20 s ago is still before it.
     assert_eq!(verifier.verify(&key.sign(&claims_for(revoked, now - 20))).await, Err(Error::Revoked));
@@ -366,8 +376,7 @@ async fn revocation_poller_applies_entries_and_passes_since() {
 
     let requests = tollgate.feed_requests();
     let first_since = since_of(&requests[0].0);
-    let expected = now - 3600 - 30;
-    assert!((expected - 5..=expected + 5).contains(&first_since), "{first_since}");
+    assert_eq!(first_since, now - 3600 - 30);
     assert_eq!(since_of(&requests[1].0), feed_now);
     for (_, authorization) in &requests {
         assert_eq!(authorization.as_deref(), Some(format!("Bearer {FEED_TOKEN}").as_str()));
@@ -375,7 +384,8 @@ async fn revocation_poller_applies_entries_and_passes_since() {
 
     // The poller ends once the verifier is gone.
     drop(verifier);
-    tokio::time::timeout(Duration::from_secs(2), poller).await.expect("the poller stops").unwrap();
+    tollgate.clock.advance(POLL_INTERVAL);
+    within("the poller to stop", poller).await.unwrap();
 }
 
 #[tokio::test]
@@ -385,9 +395,9 @@ async fn revocation_poller_survives_errors() {
     let user = Uuid::new_v4();
     let token = key.sign(&claims_for(user, now() - 20));
     tollgate.set(|s| s.feed_status = 500);
-    let verifier = Verifier::new(feed_config(&tollgate));
+    let verifier = Verifier::new(tollgate.feed_config());
     let _poller = verifier.spawn_revocation_poller().unwrap();
-    tollgate.wait_for_feed_requests(2).await;
+    tollgate.poll_feed(2).await;
     verifier.verify(&token).await.unwrap();
 
     tollgate.set(|s| {
@@ -395,13 +405,13 @@ async fn revocation_poller_survives_errors() {
         s.feed_body = json!({ "revocations": "not a list", "now": 1 });
     });
     let seen = tollgate.feed_requests().len();
-    tollgate.wait_for_feed_requests(seen + 2).await;
+    tollgate.poll_feed(seen + 2).await;
 
     tollgate.set(|s| {
         s.feed_body = json!({ "revocations": [{ "sub": user, "not_before": now() }], "now": now() })
     });
     let seen = tollgate.feed_requests().len();
-    tollgate.wait_for_feed_requests(seen + 2).await;
+    tollgate.poll_feed(seen + 2).await;
     assert_eq!(verifier.verify(&token).await, Err(Error::Revoked));
 
     // Failed polls never moved `since` on from its first value (an hour and the leeway
@@ -428,9 +438,9 @@ async fn entries_older_than_max_token_age_are_dropped() {
             "now": now,
         })
     });
-    let verifier = Verifier::new(feed_config(&tollgate));
+    let verifier = Verifier::new(tollgate.feed_config());
     let _poller = verifier.spawn_revocation_poller().unwrap();
-    tollgate.wait_for_feed_requests(2).await;
+    tollgate.poll_feed(2).await;
 
     // Tokens that claim a very long life (tollgate never issues such): only the recent
     // entry is still kept.
@@ -451,12 +461,12 @@ async fn verify_starts_the_poller_by_itself() {
     tollgate.set(|s| {
         s.feed_body = json!({ "revocations": [{ "sub": user, "not_before": now() }], "now": now() })
     });
-    let verifier = Verifier::new(feed_config(&tollgate));
+    let verifier = Verifier::new(tollgate.feed_config());
     let token = key.sign(&claims_for(user, now() - 60));
     // The first verify starts the poller (whether it answers before or after the first
     // poll is a race).
     let _ = verifier.verify(&token).await;
-    tollgate.wait_for_feed_requests(2).await;
+    tollgate.poll_feed(2).await;
     assert_eq!(verifier.verify(&token).await, Err(Error::Revoked));
     assert!(verifier.spawn_revocation_poller().is_none());
 
@@ -465,6 +475,7 @@ async fn verify_starts_the_poller_by_itself() {
     let verifier = Verifier::new(plain.config());
     assert!(verifier.spawn_revocation_poller().is_none());
     verifier.verify(&token).await.unwrap();
+    // Nothing to wait for: a poller that wrongly started would have asked by now.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert!(plain.feed_requests().is_empty());
 }

@@ -139,7 +139,7 @@ fn roles(raw: &[String]) -> Result<Vec<String>, ApiError> {
 
 async fn password_hash(state: &AppState, password: &SecretString) -> Result<String, ApiError> {
     let password = normalize(password).map_err(|e| ApiError::Validation(e.to_string()))?;
-    state.passwords.hash(password).await
+    Ok(state.passwords.hash(password).await?)
 }
 
 fn found(existed: bool) -> Result<(), ApiError> {
@@ -171,7 +171,8 @@ pub async fn read(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let account = db::run(&state.pool, move |conn| Account::find(conn, id)).await?.ok_or(ApiError::NotFound)?;
+    let account =
+        db::run(&state.pool, move |conn| Account::find(conn, id)).await?.ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 

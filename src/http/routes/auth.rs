@@ -171,7 +171,7 @@ async fn start_session(
             ),
             _ => User::set_session(conn, user_id, &change),
         }?;
-        Ok(roles_of(conn, user_id)?)
+        roles_of(conn, user_id)
     })
     .await?;
     Ok((IssuedRefresh { user, roles, token, expires_at }, now))
@@ -205,8 +205,7 @@ pub async fn signup(
     };
     // Only the configured defaults: a signup never chooses its own roles.
     let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
-    let Account { user, roles } =
-        db::run_write(&state.pool, move |conn| Ok(Account::insert(conn, new)?)).await?;
+    let Account { user, roles } = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))

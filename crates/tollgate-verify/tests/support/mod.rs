@@ -2,6 +2,7 @@
 //! the test controls, and counts the requests it gets. Tokens are signed by hand.
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,18 +12,25 @@ use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tollgate_verify::VerifierConfig;
+use tollgate_verify::{ManualClock, VerifierConfig};
 use uuid::Uuid;
 
 pub const FEED_TOKEN: &str = "feed-secret-for-tests";
+/// The revocation poll interval of [`FakeTollgate::feed_config`].
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a wait for the fake or the verifier may take before the test fails: far
+/// more than any of them needs, so that it only turns a hang into a failure.
+const HANG_GUARD: Duration = Duration::from_secs(20);
 
 /// What the fake answers, and what it was asked.
 pub struct State {
     pub jwks: Value,
     pub cache_control: Option<String>,
     pub jwks_status: u16,
-    pub jwks_delay: Duration,
+    /// While set, JWKS requests are counted but not answered.
+    pub jwks_held: bool,
     pub jwks_requests: usize,
     pub feed_status: u16,
     pub feed_body: Value,
@@ -32,7 +40,11 @@ pub struct State {
 
 pub struct FakeTollgate {
     pub url: String,
-    pub state: Arc<Mutex<State>>,
+    /// Every change notifies the waits below.
+    pub state: Arc<watch::Sender<State>>,
+    /// The time of the verifiers that [`config`](Self::config) makes: it moves only when
+    /// the test advances it.
+    pub clock: ManualClock,
     accept_loop: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -41,11 +53,11 @@ impl FakeTollgate {
     pub async fn start(keys: &[&TestKey]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
+        let state = Arc::new(watch::Sender::new(State {
             jwks: jwks(keys),
             cache_control: None,
             jwks_status: 200,
-            jwks_delay: Duration::ZERO,
+            jwks_held: false,
             jwks_requests: 0,
             feed_status: 200,
             feed_body: json!({ "revocations": [], "now": now() }),
@@ -60,25 +72,34 @@ impl FakeTollgate {
                 tokio::spawn(serve(stream, shared.clone()));
             }
         });
-        Self { url, state, accept_loop: Mutex::new(Some(accept_loop)) }
+        Self { url, state, clock: ManualClock::new(), accept_loop: Mutex::new(Some(accept_loop)) }
     }
 
     pub fn config(&self) -> VerifierConfig {
         let mut config = VerifierConfig::new(&self.url);
         config.fetch_timeout = Duration::from_secs(3);
+        config.clock = Arc::new(self.clock.clone());
+        config
+    }
+
+    /// [`config`](Self::config) with the revocation feed polled every [`POLL_INTERVAL`].
+    pub fn feed_config(&self) -> VerifierConfig {
+        let mut config = self.config();
+        config.revocation_token = Some(FEED_TOKEN.to_owned());
+        config.revocation_poll_interval = POLL_INTERVAL;
         config
     }
 
     pub fn set(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.state.lock().unwrap());
+        self.state.send_modify(change);
     }
 
     pub fn jwks_requests(&self) -> usize {
-        self.state.lock().unwrap().jwks_requests
+        self.state.borrow().jwks_requests
     }
 
     pub fn feed_requests(&self) -> Vec<(String, Option<String>)> {
-        self.state.lock().unwrap().feed_requests.clone()
+        self.state.borrow().feed_requests.clone()
     }
 
     /// Closes the listening socket: from now on, connections are refused.
@@ -90,29 +111,44 @@ impl FakeTollgate {
         }
     }
 
-    /// Waits until the JWKS has been fetched `count` times (expired keys are refreshed
-    /// in the background), then a little longer so that the fetch is applied.
+    /// Waits until the JWKS has been asked for `count` times.
     pub async fn wait_for_jwks_requests(&self, count: usize) {
-        for _ in 0..200 {
-            if self.jwks_requests() >= count {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the JWKS was not fetched {count} times");
+        self.wait_for(&format!("JWKS request {count}"), |s| s.jwks_requests >= count).await;
     }
 
     /// Waits until the revocation feed has been asked `count` times.
     pub async fn wait_for_feed_requests(&self, count: usize) {
-        for _ in 0..200 {
-            if self.feed_requests().len() >= count {
+        self.wait_for(&format!("feed request {count}"), |s| s.feed_requests.len() >= count).await;
+    }
+
+    /// Moves the clock on one poll interval at a time until the revocation feed has been
+    /// asked `count` times. The poller polls once at its start, then once per interval;
+    /// the clock moves only after the poll before was asked for, so no tick is skipped.
+    /// When the `n`th request arrives, the poll before it has been applied.
+    pub async fn poll_feed(&self, count: usize) {
+        self.wait_for_feed_requests(1).await;
+        loop {
+            let asked = self.feed_requests().len();
+            if asked >= count {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.clock.advance(POLL_INTERVAL);
+            self.wait_for_feed_requests(asked + 1).await;
         }
-        panic!("the revocation feed was not polled {count} times");
     }
+
+    async fn wait_for(&self, waiting_for: &str, condition: impl FnMut(&State) -> bool) {
+        let mut state = self.state.subscribe();
+        // The sender lives in `self`: the wait ends only by the condition.
+        let _ = within(waiting_for, state.wait_for(condition)).await;
+    }
+}
+
+/// `future`'s output, or a failed test when it hangs (see [`HANG_GUARD`]).
+pub async fn within<T>(waiting_for: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, future)
+        .await
+        .unwrap_or_else(|_| panic!("gave up waiting for {waiting_for}"))
 }
 
 /// A URL where nothing listens.
@@ -121,7 +157,7 @@ pub async fn closed_url() -> String {
     format!("http://{}", listener.local_addr().unwrap())
 }
 
-async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
+async fn serve(mut stream: TcpStream, state: Arc<watch::Sender<State>>) {
     let mut request = Vec::new();
     let mut buffer = [0u8; 4096];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -142,25 +178,28 @@ async fn serve(mut stream: TcpStream, state: Arc<Mutex<State>>) {
         .map(|(_, value)| value.trim().to_owned());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
 
-    let (status, body, cache_control, delay) = {
-        let mut state = state.lock().unwrap();
+    let is_jwks = path == "/.well-known/jwks.json";
+    state.send_modify(|state| match path {
+        "/.well-known/jwks.json" => state.jwks_requests += 1,
+        "/auth/revocations" => state.feed_requests.push((query.to_owned(), authorization.clone())),
+        _ => {}
+    });
+    if is_jwks {
+        let _ = state.subscribe().wait_for(|state| !state.jwks_held).await;
+    }
+    let (status, body, cache_control) = {
+        let state = state.borrow();
         match path {
             "/.well-known/jwks.json" => {
-                state.jwks_requests += 1;
-                (state.jwks_status, state.jwks.to_string(), state.cache_control.clone(), state.jwks_delay)
+                (state.jwks_status, state.jwks.to_string(), state.cache_control.clone())
             }
-            "/auth/revocations" => {
-                state.feed_requests.push((query.to_owned(), authorization.clone()));
-                if authorization.as_deref() == Some(&format!("Bearer {FEED_TOKEN}")) {
-                    (state.feed_status, state.feed_body.to_string(), None, Duration::ZERO)
-                } else {
-                    (401, r#"{"code":"invalid_token"}"#.to_owned(), None, Duration::ZERO)
-                }
+            "/auth/revocations" if authorization.as_deref() == Some(&format!("Bearer {FEED_TOKEN}")) => {
+                (state.feed_status, state.feed_body.to_string(), None)
             }
-            _ => (404, r#"{"code":"not_found"}"#.to_owned(), None, Duration::ZERO),
+            "/auth/revocations" => (401, r#"{"code":"invalid_token"}"#.to_owned(), None),
+            _ => (404, r#"{"code":"not_found"}"#.to_owned(), None),
         }
     };
-    tokio::time::sleep(delay).await;
     let cache_control = cache_control.map(|value| format!("Cache-Control: {value}\r\n")).unwrap_or_default();
     let response = format!(
         "HTTP/1.1 {status} Fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
