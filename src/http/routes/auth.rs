@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::auth::rules::{validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
     self,
@@ -16,9 +17,6 @@ use crate::db::{
 use crate::http::cookie;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
 use crate::http::{ApiError, AppState, CurrentUser};
-
-pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const MAX_EMAIL_LEN: usize = 254;
 
 #[derive(Deserialize)]
 pub struct SignupRequest {
@@ -112,38 +110,6 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
         user: UserView::new(user, &issued.roles),
     }
-}
-
-pub fn validate_username(raw: &str) -> Result<String, ApiError> {
-    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
-        return Err(ApiError::Validation(
-            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
-        ));
-    }
-    Ok(raw.to_ascii_lowercase())
-}
-
-/// A deliberately plain syntax check: one `@`, a non-empty local part, a dotted domain of
-/// letters, digits and hyphens, no spaces. Whether it receives mail is not our concern.
-pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let invalid = || ApiError::Validation("email is not a valid address".into());
-    if raw.len() > MAX_EMAIL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
-    let domain_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-        return Err(invalid());
-    }
-    Ok(Some(raw.to_lowercase()))
 }
 
 /// Starts a new refresh session for the user, replacing any previous one.
@@ -357,29 +323,4 @@ pub async fn change_password(
     state.users.invalidate();
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_follow_the_contract_and_are_lower_cased() {
-        assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
-        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
-            assert!(validate_username(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_username(&"a".repeat(32)).is_ok());
-    }
-
-    #[test]
-    fn emails_are_checked_loosely_and_lower_cased() {
-        assert_eq!(validate_email(Some("Bob@Example.COM")).unwrap().unwrap(), "bob@example.com");
-        assert_eq!(validate_email(None).unwrap(), None);
-        for bad in
-            ["", "bob", "bob@", "@example.com", "bob@example", "bob@exa mple.com", "bob@-x.com", "bob@x..com"]
-        {
-            assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
-        }
-    }
 }
