@@ -1,0 +1,189 @@
+"""Test set-up: a real tollgate process for the session, the test Django project, a clock."""
+
+import base64
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+FEED_TOKEN = "feed-token-for-the-python-tests"
+PASSWORD = "correct horse battery staple"
+
+
+def tollgate_binary():
+    """TOLLGATE_BIN, else the debug binary under CARGO_TARGET_DIR (or the repo's target/)."""
+    given = os.environ.get("TOLLGATE_BIN")
+    if given:
+        path = pathlib.Path(given).resolve()
+        if not path.is_file():
+            pytest.exit(f"TOLLGATE_BIN={path} does not exist", returncode=2)
+        return path
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    path = target / "debug" / "tollgate"
+    if not path.is_file():
+        pytest.exit(f"{path} is missing: run `cargo build --bin tollgate` or set TOLLGATE_BIN", returncode=2)
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+WORKDIR = pathlib.Path(tempfile.mkdtemp(prefix="tollgate-py-"))
+PORT = free_port()
+URL = f"http://127.0.0.1:{PORT}"
+os.environ.update(
+    TOLLGATE_TEST_URL=URL,
+    TOLLGATE_TEST_DB=str(WORKDIR / "django.sqlite3"),
+    TOLLGATE_TEST_FEED_TOKEN=FEED_TOKEN,
+    DJANGO_SETTINGS_MODULE="testproject.settings",
+)
+sys.path.insert(0, str(HERE))
+
+import django  # noqa: E402
+
+django.setup()
+
+
+class Tollgate:
+    def __init__(self):
+        self.dir = WORKDIR / "tollgate"
+        self.dir.mkdir()
+        self.stderr = open(WORKDIR / "tollgate.log", "w+b")
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "BIND_ADDR": f"127.0.0.1:{PORT}",
+            "DATABASE_URL": f"sqlite://{self.dir}/t.db",
+            "JWT_KEYS_DIR": f"{self.dir}/keys",
+            "AUTH_RATE_LIMIT_PER_MIN": "0",
+            "ARGON2_MEMORY_KIB": "1024",
+            "ARGON2_ITERATIONS": "1",
+            "REVOCATION_FEED_TOKEN": FEED_TOKEN,
+            "RUST_LOG": "warn",
+        }
+        self.process = subprocess.Popen([tollgate_binary()], cwd=self.dir, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=self.stderr)
+        deadline = time.monotonic() + 60
+        while not self.ready():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"tollgate exited during start-up:\n{self.log()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tollgate not ready within 60 s:\n{self.log()}")
+            time.sleep(0.1)  # waiting for the process to listen, not for time to pass
+
+    def ready(self):
+        try:
+            with urllib.request.urlopen(f"{URL}/readyz", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def log(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def call(self, method, path, body=None, token=None):
+        """(status, JSON body or None) of a request to tollgate."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{URL}{path}", data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, json.loads(raw) if raw else None
+
+    def signup(self, username=None):
+        """A new user's token response."""
+        username = username or f"u{uuid.uuid4().hex[:12]}"
+        status, body = self.call("POST", "/auth/signup", {"username": username, "password": PASSWORD})
+        assert status == 201, body
+        return body
+
+    def private_key(self):
+        """tollgate's own Ed25519 signing key, to sign tokens that only a wrong claim makes invalid."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pems = [p.read_bytes() for p in (self.dir / "keys").rglob("*") if p.is_file()]
+        pems = [pem for pem in pems if b"BEGIN PRIVATE KEY" in pem]
+        assert pems, f"no private key under {self.dir / 'keys'}"
+        der = base64.b64decode(b"".join(pems[0].splitlines()[1:-1]))
+        # tollgate writes PKCS#8 v2 (with the public key), which `cryptography` does not
+        # load; the 32-byte seed follows the OCTET STRING headers 04 22 04 20.
+        start = der.index(b"\x04\x22\x04\x20") + 4
+        return Ed25519PrivateKey.from_private_bytes(der[start:start + 32])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def django_db():
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    yield
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tollgate():
+    server = Tollgate()
+    yield server
+    server.stop()
+
+
+class Clock:
+    """The verifier's time, moved by the tests instead of waiting."""
+
+    def __init__(self):
+        self.now = time.time()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, secs):
+        self.now += secs
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def verifier(clock):
+    """The project's verifier, built from the current settings with the test clock."""
+    from django_tollgate.conf import reset_verifier, tollgate_settings
+    from django_tollgate.verifier import Verifier
+
+    installed = Verifier(tollgate_settings(), clock=clock)
+    reset_verifier(installed)
+    yield installed
+    reset_verifier()
