@@ -12,6 +12,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::auth::rules::parse_roles;
+
 /// HS256 secrets shorter than this are refused (RFC 7518 §3.2: key ≥ hash output size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
@@ -37,6 +39,8 @@ pub struct Settings {
     pub demo_ui: Option<DemoUi>,
     /// The URL other services reach tollgate at; discovery documents are built from it.
     pub public_url: String,
+    /// The roles every signup gets (sorted, checked against the role rule).
+    pub default_roles: Vec<String>,
 }
 
 /// Where the demo page's files come from.
@@ -202,6 +206,10 @@ impl Settings {
                 Some(dir) => DemoUi::Dir(PathBuf::from(dir.trim())),
                 None => DemoUi::Embedded,
             }),
+            default_roles: parse_roles(
+                env.string("DEFAULT_ROLES", "").split(',').map(str::trim).filter(|r| !r.is_empty()),
+            )
+            .map_err(|e| env.error("DEFAULT_ROLES", e.to_string()))?,
             revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
                 Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
                     return Err(env.error(
@@ -370,6 +378,7 @@ mod tests {
         assert_eq!(s.client_timeout, Duration::from_secs(10));
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.demo_ui, None);
+        assert!(s.default_roles.is_empty());
     }
 
     #[test]
@@ -387,6 +396,12 @@ mod tests {
         assert_eq!(settings(&[("DEMO_UI", "true")]).unwrap().demo_ui, Some(DemoUi::Embedded));
         let dir = settings(&[("DEMO_UI", "true"), ("DEMO_UI_DIR", "clients/js")]).unwrap().demo_ui;
         assert_eq!(dir, Some(DemoUi::Dir("clients/js".into())));
+    }
+
+    #[test]
+    fn default_roles_are_a_sorted_comma_separated_set() {
+        let s = settings(&[("DEFAULT_ROLES", " member, beta ,,member")]).unwrap();
+        assert_eq!(s.default_roles, ["beta", "member"]);
     }
 
     #[test]
@@ -410,6 +425,7 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("REVOCATION_FEED_TOKEN", "short"),
             ("PUBLIC_URL", "nowhere"),
+            ("DEFAULT_ROLES", "member,Admin"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();

@@ -67,6 +67,7 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         },
         issuer_metadata: IssuerMetadata::new(settings),
         demo_ui: settings.demo_ui.clone(),
+        default_roles: settings.default_roles.clone(),
         keys,
         clock,
     })

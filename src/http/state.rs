@@ -34,4 +34,6 @@ pub struct AppState {
     pub issuer_metadata: IssuerMetadata,
     /// Whether, and from where, the demo page is served.
     pub demo_ui: Option<DemoUi>,
+    /// The roles of every signup (`DEFAULT_ROLES`).
+    pub default_roles: Vec<String>,
 }

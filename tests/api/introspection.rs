@@ -14,13 +14,13 @@ db_tests!(
     a_live_access_token_is_active_with_its_claims,
     form_and_json_bodies_are_both_accepted,
     anything_but_a_live_access_token_is_inactive,
-    revoked_and_deleted_users_tokens_are_inactive,
+    revoked_disabled_and_deleted_users_tokens_are_inactive,
     callers_need_the_service_token,
     malformed_requests_get_the_json_errors,
 );
 
 async fn introspection_app(backend: Backend) -> TestApp {
-    spawn_app_with(backend, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await
+    spawn_app_with(backend, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN), ("DEFAULT_ROLES", "member,beta")]).await
 }
 
 /// Introspects `token` form-encoded, as RFC 7662 clients do, and returns the 200 body.
@@ -59,7 +59,7 @@ async fn a_live_access_token_is_active_with_its_claims(backend: Backend) {
         "active": true,
         "sub": signup["user"]["id"],
         "username": "alice",
-        "roles": [],
+        "roles": ["beta", "member"],
         "iss": "tollgate",
         "aud": "tollgate",
         "exp": claims["exp"],
@@ -107,19 +107,26 @@ async fn anything_but_a_live_access_token_is_inactive(backend: Backend) {
     assert_inactive(&app, access, "an expired token").await;
 }
 
-async fn revoked_and_deleted_users_tokens_are_inactive(backend: Backend) {
+async fn revoked_disabled_and_deleted_users_tokens_are_inactive(backend: Backend) {
     let app = introspection_app(backend).await;
     let alice = field(&app.signup("alice").await, "access_token").to_owned();
     let logout = app.client.post(app.url("/auth/logout")).bearer_auth(&alice).send().await.unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
     assert_inactive(&app, &alice, "a token issued before logout").await;
 
-    // Bob's token is introspected first after his row is gone (so no cached row hides it).
+    // Bob's and Carol's tokens are introspected first after their rows changed (so that no
+    // cached row hides the change).
     let bob = field(&app.signup("bob").await, "access_token").to_owned();
+    let carol = field(&app.signup("carol").await, "access_token").to_owned();
     let mut conn = app.pool.get().unwrap();
     diesel::delete(users::table.filter(users::username.eq("bob"))).execute(&mut **conn).unwrap();
+    diesel::update(users::table.filter(users::username.eq("carol")))
+        .set(users::disabled.eq(true))
+        .execute(&mut **conn)
+        .unwrap();
     drop(conn);
     assert_inactive(&app, &bob, "a deleted user's token").await;
+    assert_inactive(&app, &carol, "a disabled user's token").await;
 }
 
 async fn callers_need_the_service_token(backend: Backend) {

@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-use tollgate::http::routes::{auth::USERNAME_CHARS, endpoints};
+use tollgate::auth::rules::USERNAME_CHARS;
+use tollgate::http::routes::endpoints;
 
 db_tests!(the_document_lists_exactly_the_registered_routes, swagger_ui_is_served_from_the_binary);
 

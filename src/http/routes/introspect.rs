@@ -29,7 +29,7 @@ pub enum Introspection {
     Inactive(InactiveToken),
 }
 
-/// A live access token of an existing user: its claims.
+/// A live, unrevoked access token of an existing, enabled user: its claims.
 #[derive(Serialize, ToSchema)]
 pub struct ActiveToken {
     /// Always `true`.
@@ -60,8 +60,7 @@ impl From<AccessClaims> for ActiveToken {
             active: true,
             sub: claims.sub,
             username: claims.username,
-            // Access tokens carry no roles yet.
-            roles: Vec::new(),
+            roles: claims.roles,
             iss: claims.iss,
             aud: claims.aud,
             exp: claims.exp,
@@ -72,7 +71,8 @@ impl From<AccessClaims> for ActiveToken {
     }
 }
 
-/// Whether a token is a live access token of an existing user, and its claims if so.
+/// Whether a token is a live access token of an existing, enabled user, and its claims
+/// if so.
 #[utoipa::path(post, path = "/auth/introspect", tag = "services",
     request_body(description = "RFC 7662: form-encoded; JSON is accepted too",
         content((IntrospectRequest = "application/x-www-form-urlencoded"), (IntrospectRequest = "application/json"))),

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per area, all registered by [`configure`].
 
+pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod discovery;
@@ -82,6 +83,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/.well-known/oauth-authorization-server",
             discovery::oauth_authorization_server,
         ),
+        Endpoint::new(Method::GET, "/admin/users", admin::list),
+        Endpoint::new(Method::POST, "/admin/users", admin::create),
+        Endpoint::new(Method::GET, "/admin/users/{id}", admin::read),
+        Endpoint::new(Method::PATCH, "/admin/users/{id}", admin::update),
+        Endpoint::new(Method::DELETE, "/admin/users/{id}", admin::delete),
+        Endpoint::new(Method::POST, "/admin/users/{id}/logout", admin::log_out),
         Endpoint::new(Method::GET, "/demo", demo::page),
         Endpoint::new(Method::GET, "/demo/tollgate-client.js", demo::client),
         Endpoint::new(Method::GET, "/openapi.json", openapi::openapi_json),

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::{auth, demo, discovery, health, introspect, jwks, revocations};
+use super::{admin, auth, demo, discovery, health, introspect, jwks, revocations};
 use crate::http::ApiError;
 
 #[derive(OpenApi)]
@@ -26,6 +26,12 @@ use crate::http::ApiError;
         auth::logout,
         auth::me,
         auth::change_password,
+        admin::list,
+        admin::create,
+        admin::read,
+        admin::update,
+        admin::delete,
+        admin::log_out,
         revocations::revocations,
         introspect::introspect,
         jwks::jwks,
@@ -42,6 +48,7 @@ use crate::http::ApiError;
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Accounts, sessions and tokens"),
+        (name = "admin", description = "Account management, for access tokens with the `admin` role"),
         (name = "services", description = "For other services: keys, discovery, revocations, introspection"),
         (name = "operations", description = "Health checks, documentation and the demo page"),
     )
@@ -122,6 +129,20 @@ pub enum BearerErrors {
     /// `missing_token` or `invalid_token`, with an RFC 6750 challenge.
     #[response(status = 401, headers(("WWW-Authenticate" = String)))]
     Unauthorized(ErrorBody),
+}
+
+/// The admin API.
+#[derive(IntoResponses)]
+pub enum AdminErrors {
+    /// `bad_request`: more than one `Authorization` header.
+    #[response(status = 400)]
+    Ambiguous(ErrorBody),
+    /// `missing_token` or `invalid_token`, with an RFC 6750 challenge.
+    #[response(status = 401, headers(("WWW-Authenticate" = String)))]
+    Unauthorized(ErrorBody),
+    /// `forbidden`: the token's roles do not contain `admin`.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
 }
 
 /// Signup, login and password change.
