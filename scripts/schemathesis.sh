@@ -38,10 +38,11 @@ trap cleanup EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
 export TOLLGATE_FEED_TOKEN="schemathesis-feed-token-0123456789"
-# Every endpoint on: the demo, the revocation feed and introspection. No per-IP limit,
-# so that generated signups and logins reach the handlers (429 stays documented).
+# Every endpoint on: the demo, the revocation feed and introspection; every account an
+# admin, so that the admin API is exercised past its role check. No per-IP limit, so
+# that generated signups and logins reach the handlers (429 stays documented).
 (cd "$work" && exec env -i PATH="$PATH" RUST_LOG=warn BIND_ADDR="127.0.0.1:$port" \
-  DEMO_UI=true REVOCATION_FEED_TOKEN="$TOLLGATE_FEED_TOKEN" AUTH_RATE_LIMIT_PER_MIN=0 \
+  DEMO_UI=true REVOCATION_FEED_TOKEN="$TOLLGATE_FEED_TOKEN" AUTH_RATE_LIMIT_PER_MIN=0 DEFAULT_ROLES=admin \
   ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 "$TOLLGATE_BIN" serve) >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do

@@ -84,7 +84,10 @@ pub struct ListQuery {
     /// Users per page, 1 to 100 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page. The pattern is canonical unpadded base64url, which
+    /// `decode_cursor` accepts: whole groups of four, then two or three characters whose
+    /// unused bits are zero.
+    #[param(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
     after: Option<String>,
 }
 
@@ -105,6 +108,7 @@ pub struct CreateRequest {
     password: Option<SecretString>,
     #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(value_type = Option<Vec<RoleName>>)]
     roles: Option<Vec<String>>,
 }
 
@@ -115,6 +119,7 @@ pub struct UpdateRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, format = Email, max_length = 254)]
     email: Option<Option<String>>,
+    #[schema(value_type = Option<Vec<RoleName>>)]
     roles: Option<Vec<String>>,
     disabled: Option<bool>,
     #[schema(value_type = Option<String>, min_length = 8, max_length = 1024)]
@@ -138,13 +143,27 @@ fn encode_cursor(username: &str) -> String {
     URL_SAFE_NO_PAD.encode(username)
 }
 
+/// Any well-formed cursor is a position (the page starts after it), so that what the
+/// OpenAPI document says of a cursor (the pattern of `ListQuery::after`) is all there is
+/// to it.
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| ApiError::Validation("after is not a cursor this API returned".into()))
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .map_err(|_| ApiError::Validation("after is not a cursor this API returned".into()))
 }
+
+/// A role name as `auth::rules` has it, for the OpenAPI document.
+struct RoleName;
+
+impl utoipa::PartialSchema for RoleName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z0-9_.:-]{1,64}$")).into()
+    }
+}
+
+impl ToSchema for RoleName {}
 
 fn roles(raw: &[String]) -> Result<Vec<String>, ApiError> {
     parse_roles(raw).map_err(|e| ApiError::Validation(format!("roles: {e}")))
