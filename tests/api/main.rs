@@ -11,6 +11,7 @@ mod cookie;
 mod database;
 mod deploy;
 mod health;
+mod junk;
 mod jwks;
 mod keys;
 mod logging;

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::password::normalize;
-use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::auth::refresh::{IssuedRefresh, RefreshToken, Rotation};
 use crate::db::{
     self,
     models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
 };
 use crate::http::cookie;
-use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
+use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit, refused_refresh_token};
 use crate::http::{ApiError, AppState, CurrentUser};
 
 pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
@@ -254,18 +254,23 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let presented = presented_refresh_token(&req, &state, &body)?;
+    // A value that is not even a refresh token costs no database query.
+    let presented = match presented_refresh_token(&req, &state, &body) {
+        Err(ApiError::InvalidRefreshToken) => return Err(refused_refresh_token(&req, &state)),
+        other => other?,
+    };
     let now = state.clock.now().naive_utc();
     let task_state = state.clone();
-    let rotated = db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now))
-        .await
-        .map_err(ApiError::from)
-        .and_then(|issued| issued.ok_or(ApiError::InvalidRefreshToken));
-    if rotated.is_err() {
-        // The refusal may have been reuse detection, which revokes the user's tokens.
-        state.users.invalidate();
+    let rotation =
+        db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?;
+    match rotation {
+        Rotation::Rotated(issued) => Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now)),
+        Rotation::Revoked(user_id) => {
+            state.users.evict(user_id);
+            Err(refused_refresh_token(&req, &state))
+        }
+        Rotation::Refused => Err(refused_refresh_token(&req, &state)),
     }
-    Ok(respond(&req, &state, HttpResponse::Ok(), &rotated?, now))
 }
 
 /// Ends the session. A bearer access token identifies the user; without one, the refresh
@@ -303,10 +308,11 @@ pub async fn logout(
             Err(ApiError::InvalidRefreshToken) if cookie.is_some() => {
                 return Ok(HttpResponse::NoContent().cookie(cookie::cleared_cookie()).finish());
             }
+            Err(ApiError::InvalidRefreshToken) => return Err(refused_refresh_token(&req, &state)),
             Err(e) => return Err(e),
         }
     };
-    state.users.invalidate();
+    state.users.evict(user);
     log::info!("logout user_id={user}");
     let mut response = HttpResponse::NoContent();
     if cookie.is_some() {
@@ -339,7 +345,7 @@ pub async fn change_password(
     }
     let new_hash = state.passwords.hash(new_password).await?;
     let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
-    state.users.invalidate();
+    state.users.evict(issued.user.id.0);
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
