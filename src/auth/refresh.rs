@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::config::RefreshSettings;
+use crate::db::accounts::roles_of;
 use crate::db::models::{SessionChange, User};
 use crate::db::{DbConnection, DbError};
 
@@ -88,9 +89,11 @@ pub enum Rotation {
     Revoked(Uuid),
 }
 
-/// A live refresh token handed to a client, with the user it belongs to.
+/// A live refresh token handed to a client, with the user it belongs to and its roles
+/// (read with the row, for the access token issued beside it).
 pub struct IssuedRefresh {
     pub user: User,
+    pub roles: Vec<String>,
     pub token: RefreshToken,
     pub expires_at: NaiveDateTime,
 }
@@ -126,6 +129,10 @@ impl RefreshSessions {
                 return self.detect_ancestor_replay(conn, presented, now);
             };
             let user_id = user.id.0;
+            // Disabling clears the session anyway; this also covers a row disabled by hand.
+            if user.disabled {
+                return Ok(Rotation::Refused);
+            }
             if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
                 if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
                     return Ok(Rotation::Refused);
@@ -134,11 +141,9 @@ impl RefreshSessions {
                 let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
                 if User::set_session_if_current(conn, user_id, &hash, &change)? {
                     log::info!("refresh token rotated user_id={user_id}");
-                    return Ok(Rotation::Rotated(Box::new(IssuedRefresh {
-                        user,
-                        token: successor,
-                        expires_at,
-                    })));
+                    let roles = roles_of(conn, user_id)?;
+                    let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+                    return Ok(Rotation::Rotated(Box::new(issued)));
                 }
                 continue;
             }
@@ -146,7 +151,9 @@ impl RefreshSessions {
             if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
                 log::info!("refresh retried within grace window user_id={user_id}");
                 let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-                return Ok(Rotation::Rotated(Box::new(IssuedRefresh { user, token: successor, expires_at })));
+                let roles = roles_of(conn, user_id)?;
+                let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+                return Ok(Rotation::Rotated(Box::new(issued)));
             }
             return revoke_replayed(conn, &user, &hash, now);
         }

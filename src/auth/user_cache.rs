@@ -151,6 +151,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             tokens_valid_after: None,
+            disabled: false,
         })
     }
 

@@ -48,12 +48,21 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub struct Claims {
     pub sub: Uuid,
     pub username: String,
+    /// The user's roles when the token was issued, sorted (possibly empty). A role taken
+    /// away revokes the tokens that carry it (see the revocation feed).
+    pub roles: Vec<String>,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
     pub jti: Uuid,
+}
+
+impl Claims {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,15 +212,16 @@ pub struct Verified {
     claims: Claims,
 }
 
-/// An entry's bytes: the token, its `kid` and the claims' strings.
+/// An entry's bytes: the token, its `kid` and the claims' strings and roles.
 #[derive(Clone)]
 struct VerifiedWeight;
 
 impl quick_cache::Weighter<Box<str>, std::sync::Arc<Verified>> for VerifiedWeight {
     fn weight(&self, token: &Box<str>, verified: &std::sync::Arc<Verified>) -> u64 {
         let claims = &verified.claims;
-        let heap =
-            token.len() + verified.kid.len() + claims.username.len() + claims.iss.len() + claims.aud.len();
+        let roles: usize = claims.roles.iter().map(|role| size_of::<String>() + role.len()).sum();
+        let strings = claims.username.len() + claims.iss.len() + claims.aud.len();
+        let heap = token.len() + verified.kid.len() + strings + roles;
         (size_of::<Box<str>>() + size_of::<Verified>() + heap) as u64
     }
 }
@@ -351,6 +361,7 @@ mod tests {
             nbf: now,
             exp: now + 900,
             jti: Uuid::nil(),
+            roles: vec!["user".into()],
         };
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());

@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken, Rotation};
+use crate::auth::rules::{validate_email, validate_username};
+use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
     self,
     models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
@@ -15,9 +17,6 @@ use crate::db::{
 use crate::http::cookie;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit, refused_refresh_token};
 use crate::http::{ApiError, AppState, CurrentUser};
-
-pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const MAX_EMAIL_LEN: usize = 254;
 
 #[derive(Deserialize)]
 pub struct SignupRequest {
@@ -49,15 +48,17 @@ pub struct UserView {
     id: Uuid,
     username: String,
     email: Option<String>,
+    roles: Vec<String>,
     created_at: String,
 }
 
-impl From<&User> for UserView {
-    fn from(user: &User) -> Self {
+impl UserView {
+    pub fn new(user: &User, roles: &[String]) -> Self {
         Self {
             id: user.id.0,
             username: user.username.clone(),
             email: user.email.clone(),
+            roles: roles.to_vec(),
             created_at: user.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }
     }
@@ -99,6 +100,7 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         access_token: state.tokens.issue(
             user.id.0,
             &user.username,
+            &issued.roles,
             now.and_utc().timestamp(),
             user.tokens_valid_after,
         ),
@@ -106,40 +108,8 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         expires_in: state.tokens.ttl_secs(),
         refresh_token: Some(issued.token.as_str().to_owned()),
         refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
-        user: UserView::from(user),
+        user: UserView::new(user, &issued.roles),
     }
-}
-
-pub fn validate_username(raw: &str) -> Result<String, ApiError> {
-    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
-        return Err(ApiError::Validation(
-            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
-        ));
-    }
-    Ok(raw.to_ascii_lowercase())
-}
-
-/// A deliberately plain syntax check: one `@`, a non-empty local part, a dotted domain of
-/// letters, digits and hyphens, no spaces. Whether it receives mail is not our concern.
-pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let invalid = || ApiError::Validation("email is not a valid address".into());
-    if raw.len() > MAX_EMAIL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
-    let domain_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-        return Err(invalid());
-    }
-    Ok(Some(raw.to_lowercase()))
 }
 
 /// Starts a new refresh session for the user, replacing any previous one.
@@ -156,7 +126,7 @@ async fn start_session(
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
-    db::run_write(&state.pool, move |conn| {
+    let roles = db::run_write(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
         match (new_password_hash, revoked_before) {
             (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
@@ -166,10 +136,11 @@ async fn start_session(
                 &change.revoking_access_tokens(valid_after),
             ),
             _ => User::set_session(conn, user_id, &change),
-        }
+        }?;
+        roles_of(conn, user_id)
     })
     .await?;
-    Ok((IssuedRefresh { user, token, expires_at }, now))
+    Ok((IssuedRefresh { user, roles, token, expires_at }, now))
 }
 
 pub async fn signup(
@@ -192,14 +163,17 @@ pub async fn signup(
         username,
         email,
         password_hash,
-        refresh_token_hash: token.hash(),
-        refresh_token_expires_at: expires_at,
+        refresh_token_hash: Some(token.hash()),
+        refresh_token_expires_at: Some(expires_at),
         created_at: now,
         updated_at: now,
+        disabled: false,
     };
-    let user = db::run_write(&state.pool, move |conn| new_user.insert(conn)).await?;
+    // Only the configured defaults: a signup never chooses its own roles.
+    let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
+    let Account { user, roles } = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     log::info!("signup user_id={}", user.id.0);
-    let issued = IssuedRefresh { user, token, expires_at };
+    let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
 }
 
@@ -228,6 +202,11 @@ pub async fn login(
     }
     let user = user.ok_or(ApiError::InvalidCredentials)?;
     state.login_throttle.record_success(&throttle_key);
+    // Told only to someone who knows the password, so it reveals nothing to a guesser.
+    if user.disabled {
+        log::info!("login refused, account disabled user_id={}", user.id.0);
+        return Err(ApiError::AccountDisabled);
+    }
     let (issued, now) = start_session(&state, user, None).await?;
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
@@ -321,8 +300,10 @@ pub async fn logout(
     Ok(response.finish())
 }
 
-pub async fn me(caller: CurrentUser) -> HttpResponse {
-    HttpResponse::Ok().json(UserView::from(caller.user.as_ref()))
+pub async fn me(caller: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let user_id = caller.user.id.0;
+    let roles = db::run(&state.pool, move |conn| roles_of(conn, user_id)).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&caller.user, &roles)))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
@@ -348,29 +329,4 @@ pub async fn change_password(
     state.users.evict(issued.user.id.0);
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_follow_the_contract_and_are_lower_cased() {
-        assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
-        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
-            assert!(validate_username(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_username(&"a".repeat(32)).is_ok());
-    }
-
-    #[test]
-    fn emails_are_checked_loosely_and_lower_cased() {
-        assert_eq!(validate_email(Some("Bob@Example.COM")).unwrap().unwrap(), "bob@example.com");
-        assert_eq!(validate_email(None).unwrap(), None);
-        for bad in
-            ["", "bob", "bob@", "@example.com", "bob@example", "bob@exa mple.com", "bob@-x.com", "bob@x..com"]
-        {
-            assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
-        }
-    }
 }
