@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 use tollgate::clock::ManualClock;
 use tollgate::db::schema::users;
 
+use crate::admin::admin_token;
 use crate::common::*;
 
 db_tests!(
     a_logout_evicts_only_the_user_who_logged_out,
     a_password_change_evicts_only_that_user,
     reuse_detection_evicts_only_the_robbed_user,
+    admin_revocations_evict_only_their_user,
     refused_refresh_tokens_change_no_cache,
     refused_refresh_tokens_are_limited_per_ip_and_correct_refreshes_never,
 );
@@ -123,6 +125,33 @@ async fn reuse_detection_evicts_only_the_robbed_user(backend: Backend) {
     assert_error(replay, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
     assert_eq!(app.user_row("alice").refresh_token_hash, None);
     for access in [field(&alice, "access_token"), field(&rotated, "access_token")] {
+        assert_refused(&app, access).await;
+    }
+    assert_bystander_still_cached(&app, &clock, &bob).await;
+}
+
+/// A forced logout, disabling and deletion by an admin: each refuses that user's token
+/// at once and leaves everyone else's cached row.
+async fn admin_revocations_evict_only_their_user(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let bob = cache_bystander(&app).await;
+    let admin = admin_token(&app, "root").await;
+    let changes = [
+        (reqwest::Method::POST, "/logout", None),
+        (reqwest::Method::PATCH, "", Some(json!({ "disabled": true }))),
+        (reqwest::Method::DELETE, "", None),
+    ];
+    for (i, (method, suffix, body)) in changes.into_iter().enumerate() {
+        let signup = app.signup(&format!("target{i}")).await;
+        let access = field(&signup, "access_token");
+        me(&app, access).await;
+        let path = format!("/admin/users/{}{suffix}", field(&signup["user"], "id"));
+        let mut request = app.client.request(method, app.url(&path)).bearer_auth(&admin);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        assert!(request.send().await.unwrap().status().is_success(), "{path}");
         assert_refused(&app, access).await;
     }
     assert_bystander_still_cached(&app, &clock, &bob).await;
