@@ -208,6 +208,9 @@ pub async fn login(
         return Err(ApiError::AccountDisabled);
     }
     let (issued, now) = start_session(&state, user, None).await?;
+    // The row just read may be newer than the cached one (say, an account re-enabled
+    // from the command line): the new token must not meet the old row.
+    state.users.evict(issued.user.id.0);
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
