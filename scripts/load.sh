@@ -3,6 +3,7 @@
 #
 #   scripts/load.sh                    # fresh SQLite database in a temporary directory
 #   DATABASE_URL=postgres://… scripts/load.sh   # the same against PostgreSQL (an empty database)
+#   JUNK_FLOOD=0 scripts/load.sh       # without the junk flood section (see junk_flood below)
 #
 # Every case runs with the same settings (DURATION, THREADS, CONNECTIONS); the figures
 # that matter are the ratios printed at the end, all taken in this one run.
@@ -125,3 +126,87 @@ printf '%-66s %8s   target %-8s %s\n' \
   "resident memory idle (MiB)" "$IDLE_MIB" "<= 20" "$(check "$IDLE_MIB" "<=" 20)" \
   "resident memory peak (MiB)" "$PEAK_MIB" "<= 100" "$(check "$PEAK_MIB" "<=" 100)" \
   "start-up to /readyz 200 (ms)" "$STARTUP_MS" "<= 200" "$(check "$STARTUP_MS" "<=" 200)"
+
+# ---------------------------------------------------------------------------------------
+# Junk flood (issue 18): /auth/me over JUNK_USERS users, every request carrying another
+# user's token, alone and then beside each kind of request anyone can send without a
+# valid token. Each junk kind runs on JUNK_CONNECTIONS connections of its own; /auth/me
+# must keep >= 0.7 x its throughput alone beside each. Rate limits stay off (as above),
+# as if the junk came from many addresses: the worst case.
+JUNK_USERS="${JUNK_USERS:-1000}"
+JUNK_DURATION="${JUNK_DURATION:-6s}"
+JUNK_CONNECTIONS="${JUNK_CONNECTIONS:-2}"
+ME_CONNECTIONS="${ME_CONNECTIONS:-16}"
+FEED_TOKEN="load-test-revocation-feed-token"
+
+# junk_users N FILE: signs up N users in parallel, writes their access tokens to FILE.
+junk_users() {
+  seq 1 "$1" | xargs -P 4 -I{} curl -fs "$BASE/auth/signup" -H 'content-type: application/json' \
+    -d "{\"username\":\"junk${RUN}u{}\",\"password\":\"junk flood password {}\"}" -o "$WORK/junk-signup-{}"
+  cat "$WORK"/junk-signup-* | sed -E 's/.*"access_token":"([^"]+)".*/\1/' > "$2"
+  rm -f "$WORK"/junk-signup-*
+}
+
+# wrk_figures OUTPUT: "req/s p50-ms p99-ms errors" (errors: non-2xx + socket errors).
+wrk_figures() {
+  local rps p50 p99 non2xx socket
+  rps="$(echo "$1" | awk '/^Requests\/sec/ { print $2 }')"
+  p50="$(echo "$1" | awk '$1 == "50%" { print $2 }' | to_ms)"
+  p99="$(echo "$1" | awk '$1 == "99%" { print $2 }' | to_ms)"
+  non2xx="$(echo "$1" | awk '/Non-2xx/ { print $5 }')"
+  socket="$(echo "$1" | awk '/Socket errors/ { gsub(",", ""); print $4 + $6 + $8 + $10 }')"
+  echo "$rps $p50 $p99 $(( ${non2xx:-0} + ${socket:-0} ))"
+}
+
+# junk_case NAME [wrk arguments of the junk…]: /auth/me over all users, beside the junk.
+declare -A JUNK_ME
+junk_case() {
+  local name="$1"; shift
+  local junk_pid="" me junk
+  if [ $# -gt 0 ]; then
+    wrk -t 1 -c "$JUNK_CONNECTIONS" -d "$JUNK_DURATION" --latency "$@" > "$WORK/junk.out" 2>&1 &
+    junk_pid=$!
+  fi
+  me="$(wrk -t 1 -c "$ME_CONNECTIONS" -d "$JUNK_DURATION" --latency \
+    -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/junk-tokens" 2>&1)"
+  read -r rps p50 p99 errors <<< "$(wrk_figures "$me")"
+  JUNK_ME[$name]="$rps"
+  junk="-"
+  if [ -n "$junk_pid" ]; then
+    wait "$junk_pid"
+    junk="$(wrk_figures "$(cat "$WORK/junk.out")" | awk '{ printf "%s req/s, p99 %s ms", $1, $3 }')"
+  fi
+  printf '%-34s %10s req/s   p50 %7s ms   p99 %7s ms   errors %-5s x%-5s junk: %s\n' \
+    "$name" "$rps" "$p50" "$p99" "$errors" "$(ratio "$rps" "${JUNK_ME[alone]:-$rps}")" "$junk"
+}
+
+junk_flood() {
+  echo
+  echo "== junk flood: /auth/me over $JUNK_USERS users ($ME_CONNECTIONS connections) beside junk" \
+    "($JUNK_CONNECTIONS connections), $JUNK_DURATION per case, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  [ -n "$SERVER_PID" ] && stop_server
+  # The users are made at a cheap argon2 cost, then the server runs at the default cost,
+  # so that junk logins and signups cost what they would in production.
+  ARGON2_MEMORY_KIB=1024 ARGON2_ITERATIONS=1 start_server
+  junk_users "$JUNK_USERS" "$WORK/junk-tokens"
+  stop_server
+  REVOCATION_FEED_TOKEN="$FEED_TOKEN" start_server
+  local taken never_issued_count
+  taken="junk${RUN}u1"
+  never_issued_count="$(wc -l < "$WORK/junk-tokens")"
+  [ "$never_issued_count" = "$JUNK_USERS" ] || { echo "made $never_issued_count of $JUNK_USERS users" >&2; exit 1; }
+  # Warm-up: every user's row and token once.
+  wrk -t 1 -c "$ME_CONNECTIONS" -d 2s -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/junk-tokens" > /dev/null
+  junk_case alone
+  junk_case "beside /healthz (control)" "$BASE/healthz"
+  junk_case "beside never-issued refresh" -s scripts/wrk/junk.lua "$BASE" -- refresh
+  junk_case "beside junk logout" -s scripts/wrk/junk.lua "$BASE" -- logout
+  junk_case "beside bad logins" -s scripts/wrk/junk.lua "$BASE" -- login
+  junk_case "beside bad signups (taken name)" -s scripts/wrk/junk.lua "$BASE" -- signup "$taken"
+  junk_case "beside JWKS" "$BASE/.well-known/jwks.json"
+  junk_case "beside revocations, wrong token" -s scripts/wrk/junk.lua "$BASE" -- revocations
+  junk_case "alone, again" 
+  echo "target: every 'beside' case >= 0.70 x alone"
+}
+
+[ "${JUNK_FLOOD:-1}" = 0 ] || junk_flood

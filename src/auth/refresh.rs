@@ -13,6 +13,7 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::config::RefreshSettings;
 use crate::db::accounts::roles_of;
@@ -77,6 +78,17 @@ pub struct RefreshSessions {
     grace: TimeDelta,
 }
 
+/// What presenting a refresh token led to.
+pub enum Rotation {
+    /// A live token (or a retry within the grace window): its successor.
+    Rotated(Box<IssuedRefresh>),
+    /// Not a live token; nothing was changed.
+    Refused,
+    /// A replay after the grace window, refused: this user's session and access tokens
+    /// were revoked.
+    Revoked(Uuid),
+}
+
 /// A live refresh token handed to a client, with the user it belongs to and its roles
 /// (read with the row, for the access token issued beside it).
 pub struct IssuedRefresh {
@@ -99,15 +111,14 @@ impl RefreshSessions {
         now + self.ttl
     }
 
-    /// Exchanges a refresh token for its successor; `None` when the token is not a live
-    /// one. See the module docs and the README's rotation rules; every branch here is one
-    /// of those rules.
+    /// Exchanges a refresh token for its successor. See the module docs and the README's
+    /// rotation rules; every branch here is one of those rules.
     pub fn rotate(
         &self,
         conn: &mut DbConnection,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<Option<IssuedRefresh>, DbError> {
+    ) -> Result<Rotation, DbError> {
         let hash = presented.hash();
         let successor = presented.successor(&self.secret);
         let successor_hash = successor.hash();
@@ -115,24 +126,24 @@ impl RefreshSessions {
         // the re-read then finds this token as the previous one, inside the grace window.
         for _ in 0..2 {
             let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
-                self.detect_ancestor_replay(conn, presented, now)?;
-                return Ok(None);
+                return self.detect_ancestor_replay(conn, presented, now);
             };
             let user_id = user.id.0;
             // Disabling clears the session anyway; this also covers a row disabled by hand.
             if user.disabled {
-                return Ok(None);
+                return Ok(Rotation::Refused);
             }
             if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
                 if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
-                    return Ok(None);
+                    return Ok(Rotation::Refused);
                 }
                 let expires_at = self.expiry(now);
                 let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
                 if User::set_session_if_current(conn, user_id, &hash, &change)? {
                     log::info!("refresh token rotated user_id={user_id}");
                     let roles = roles_of(conn, user_id)?;
-                    return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
+                    let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+                    return Ok(Rotation::Rotated(Box::new(issued)));
                 }
                 continue;
             }
@@ -141,14 +152,12 @@ impl RefreshSessions {
                 log::info!("refresh retried within grace window user_id={user_id}");
                 let expires_at = user.refresh_token_expires_at.unwrap_or(now);
                 let roles = roles_of(conn, user_id)?;
-                return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
+                let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+                return Ok(Rotation::Rotated(Box::new(issued)));
             }
-            if User::revoke_if_previous(conn, &user, &hash, now)? {
-                log::warn!("refresh token reuse detected, session revoked user_id={user_id}");
-            }
-            return Ok(None);
+            return revoke_replayed(conn, &user, &hash, now);
         }
-        Ok(None)
+        Ok(Rotation::Refused)
     }
 
     /// A token rotated more than once before is still ours: its descendants lead to the
@@ -159,7 +168,7 @@ impl RefreshSessions {
         conn: &mut DbConnection,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<(), DbError> {
+    ) -> Result<Rotation, DbError> {
         let mut descendant = presented.successor(&self.secret);
         let mut hashes = Vec::with_capacity(ANCESTRY_DEPTH);
         for _ in 0..ANCESTRY_DEPTH {
@@ -167,17 +176,14 @@ impl RefreshSessions {
             descendant = descendant.successor(&self.secret);
         }
         let Some(user) = User::find_by_previous_hashes(conn, &hashes)? else {
-            return Ok(());
+            return Ok(Rotation::Refused);
         };
         // A slow request racing its own chain's rotations is not an attack.
         if user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace) {
-            return Ok(());
+            return Ok(Rotation::Refused);
         }
         let previous = user.previous_refresh_token_hash.clone().unwrap_or_default();
-        if User::revoke_if_previous(conn, &user, &previous, now)? {
-            log::warn!("refresh token reuse detected, session revoked user_id={}", user.id.0);
-        }
-        Ok(())
+        revoke_replayed(conn, &user, &previous, now)
     }
 
     /// Ends the session a refresh token belongs to (logout by refresh token); `None` when
@@ -194,6 +200,21 @@ impl RefreshSessions {
         User::set_session(conn, user.id.0, &SessionChange::revoked(now, &user))?;
         Ok(Some(user))
     }
+}
+
+/// Revokes the session whose previous token was replayed (unless a fresh login replaced
+/// it meanwhile, see [`User::revoke_if_previous`]).
+fn revoke_replayed(
+    conn: &mut DbConnection,
+    user: &User,
+    previous_hash: &str,
+    now: NaiveDateTime,
+) -> Result<Rotation, DbError> {
+    if !User::revoke_if_previous(conn, user, previous_hash, now)? {
+        return Ok(Rotation::Refused);
+    }
+    log::warn!("refresh token reuse detected, session revoked user_id={}", user.id.0);
+    Ok(Rotation::Revoked(user.id.0))
 }
 
 #[cfg(test)]

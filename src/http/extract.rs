@@ -14,6 +14,7 @@ use tollgate_verify::BearerError;
 
 use super::error::ApiError;
 use super::state::AppState;
+use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::AccessClaims;
 use crate::db::{self, models::User};
 
@@ -123,8 +124,22 @@ fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
 
 /// Counts one signup, login or password-change attempt against the client's IP limit.
 pub fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    count_against(&state.rate_limiter, req, state)
+}
+
+/// The answer to a refresh token refused (refresh, logout): 401, or 429 once the client's
+/// IP has had more refused than its limit within the minute. Only refusals count, so a
+/// client that refreshes correctly is never limited, however much junk shares its IP.
+pub fn refused_refresh_token(req: &HttpRequest, state: &AppState) -> ApiError {
+    match count_against(&state.refresh_failures, req, state) {
+        Ok(()) => ApiError::InvalidRefreshToken,
+        Err(limited) => limited,
+    }
+}
+
+fn count_against(limiter: &RateLimiter, req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     match client_ip(req, state.trust_proxy_headers) {
-        Some(ip) => Ok(state.rate_limiter.check(ip)?),
+        Some(ip) => Ok(limiter.check(ip)?),
         None => Ok(()),
     }
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     pub users: UserCache,
     pub rate_limiter: RateLimiter,
+    /// Refresh tokens refused per client IP (refresh, logout), limited like logins.
+    pub refresh_failures: RateLimiter,
     /// Whether the client IP comes from `X-Forwarded-For` / `Forwarded`.
     pub trust_proxy_headers: bool,
     pub keys: Arc<KeyStore>,

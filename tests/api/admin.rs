@@ -35,7 +35,7 @@ fn grant(app: &TestApp, username: &str, roles: &[&str]) {
 }
 
 /// Signs up `username`, makes it an admin, logs it in and returns its access token.
-async fn admin_token(app: &TestApp, username: &str) -> String {
+pub(crate) async fn admin_token(app: &TestApp, username: &str) -> String {
     app.signup(username).await;
     grant(app, username, &["admin"]);
     let login: Value = app.login(username, PASSWORD).await.json().await.unwrap();

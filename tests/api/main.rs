@@ -15,6 +15,7 @@ mod deploy;
 mod discovery;
 mod health;
 mod introspection;
+mod junk;
 mod jwks;
 mod keys;
 mod logging;

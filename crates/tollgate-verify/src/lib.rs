@@ -197,15 +197,44 @@ pub fn verify_with<'k>(
 /// its whole life, so most checks are repeats: a hit skips the signature check, the
 /// costly part, but redoes the time checks and requires the token's key still to be one
 /// `key_for` knows (a retired key's tokens are refused at once). Only byte-identical
-/// tokens hit, so a hit is exactly as safe as verifying again.
+/// tokens hit (the key is the whole token), so a hit is exactly as safe as verifying
+/// again. A hit says nothing about revocation: the caller checks that after, on every
+/// request, as it does for a token verified afresh.
+///
+/// Bounded by memory: once `capacity_bytes` of entries are held, `quick_cache` evicts the
+/// tokens least likely to be presented again; an expired token is dropped when presented.
 pub struct VerifiedCache {
-    entries: std::sync::RwLock<HashMap<String, (String, Claims)>>,
-    capacity: usize,
+    entries: quick_cache::sync::Cache<Box<str>, std::sync::Arc<Verified>, VerifiedWeight>,
 }
 
+/// What a verified token was found to say, and by which key.
+pub struct Verified {
+    kid: String,
+    claims: Claims,
+}
+
+/// An entry's bytes: the token, its `kid` and the claims' strings and roles.
+#[derive(Clone)]
+struct VerifiedWeight;
+
+impl quick_cache::Weighter<Box<str>, std::sync::Arc<Verified>> for VerifiedWeight {
+    fn weight(&self, token: &Box<str>, verified: &std::sync::Arc<Verified>) -> u64 {
+        let claims = &verified.claims;
+        let roles: usize = claims.roles.iter().map(|role| size_of::<String>() + role.len()).sum();
+        let strings = claims.username.len() + claims.iss.len() + claims.aud.len();
+        let heap = token.len() + verified.kid.len() + strings + roles;
+        (size_of::<Box<str>>() + size_of::<Verified>() + heap) as u64
+    }
+}
+
+/// The weight of a typical entry, for sizing: an RS256 token is ~750 bytes, EdDSA ~500.
+const TYPICAL_VERIFIED_BYTES: u64 = 768;
+
 impl VerifiedCache {
-    pub fn new(capacity: usize) -> Self {
-        Self { entries: Default::default(), capacity }
+    /// A cache holding at most `capacity_bytes` of entries (about 768 bytes each).
+    pub fn new(capacity_bytes: u64) -> Self {
+        let items = (capacity_bytes / TYPICAL_VERIFIED_BYTES).max(1) as usize;
+        Self { entries: quick_cache::sync::Cache::with_weighter(items, capacity_bytes, VerifiedWeight) }
     }
 
     pub fn verify<'k>(
@@ -215,23 +244,28 @@ impl VerifiedCache {
         now: i64,
         key_for: impl Fn(&str) -> Option<&'k VerificationKey>,
     ) -> Result<Claims, Error> {
-        let hit = self.entries.read().unwrap_or_else(|p| p.into_inner()).get(token).cloned();
-        if let Some((kid, claims)) = hit {
-            key_for(&kid).ok_or(Error::UnknownKey)?;
-            rules.check_times(&claims, now)?;
-            return Ok(claims);
+        if let Some(hit) = self.entries.get(token) {
+            key_for(&hit.kid).ok_or(Error::UnknownKey)?;
+            if let Err(e) = rules.check_times(&hit.claims, now) {
+                self.entries.remove(token);
+                return Err(e);
+            }
+            return Ok(hit.claims.clone());
         }
         let claims = verify_with(token, rules, now, &key_for)?;
         let kid = token_kid(token)?;
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, (_, claims)| claims.exp >= now - rules.leeway_secs as i64);
-            if entries.len() >= self.capacity {
-                entries.clear();
-            }
-        }
-        entries.insert(token.to_owned(), (kid, claims.clone()));
+        let entry = Verified { kid, claims: claims.clone() };
+        self.entries.insert(token.into(), std::sync::Arc::new(entry));
         Ok(claims)
+    }
+
+    /// How many tokens are remembered.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -308,4 +342,55 @@ fn key_from_jwk(jwk: &serde_json::Value) -> Option<VerificationKey> {
         _ => return None,
     };
     Some(VerificationKey { algorithm, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"a test secret of at least thirty-two bytes";
+
+    fn token(sub: Uuid, now: i64) -> String {
+        let claims = Claims {
+            sub,
+            username: "someone".into(),
+            iss: "tollgate".into(),
+            aud: "tollgate".into(),
+            iat: now,
+            nbf: now,
+            exp: now + 900,
+            jti: Uuid::nil(),
+            roles: vec!["user".into()],
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = Some("k".into());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    #[test]
+    fn a_full_verified_cache_evicts_and_never_serves_another_tokens_claims() {
+        let key = VerificationKey { algorithm: Algorithm::HS256, key: DecodingKey::from_secret(SECRET) };
+        let rules = Rules::new("tollgate", "tollgate", 30);
+        let cache = VerifiedCache::new(32 * TYPICAL_VERIFIED_BYTES);
+        // jsonwebtoken checks `exp` and `nbf` on the system clock too.
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let subs: Vec<Uuid> = (0..500u128).map(Uuid::from_u128).collect();
+        let tokens: Vec<String> = subs.iter().map(|sub| token(*sub, now)).collect();
+        for _ in 0..2 {
+            for (sub, token) in subs.iter().zip(&tokens) {
+                assert_eq!(cache.verify(token, &rules, now, |_| Some(&key)).unwrap().sub, *sub);
+            }
+        }
+        assert!(cache.len() <= 64, "{}", cache.len());
+        // A hit redoes the time checks, and drops the expired token.
+        let last = tokens.last().unwrap();
+        cache.verify(last, &rules, now, |_| Some(&key)).unwrap();
+        assert!(cache.entries.get(last.as_str()).is_some());
+        assert!(cache.verify(last, &rules, now + 931, |_| Some(&key)).is_err());
+        assert!(cache.entries.get(last.as_str()).is_none());
+    }
 }

@@ -285,7 +285,7 @@ pub async fn update(
     let account = db::run_write(&state.pool, move |conn| Account::update(conn, id, change, now))
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.users.invalidate();
+    state.users.evict(id);
     admin.log("update", id);
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
@@ -304,7 +304,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
     found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
-    state.users.invalidate();
+    state.users.evict(id);
     admin.log("delete", id);
     Ok(HttpResponse::NoContent().finish())
 }
@@ -324,7 +324,7 @@ pub async fn log_out(
     let id = user_id(&path)?;
     let now = state.clock.now().naive_utc();
     found(db::run_write(&state.pool, move |conn| Account::log_out(conn, id, now)).await?)?;
-    state.users.invalidate();
+    state.users.evict(id);
     admin.log("logout", id);
     Ok(HttpResponse::NoContent().finish())
 }

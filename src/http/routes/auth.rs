@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::password::normalize;
-use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::auth::refresh::{IssuedRefresh, RefreshToken, Rotation};
 use crate::auth::rules::{validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
@@ -16,7 +16,7 @@ use crate::db::{
     models::{SessionChange, User, tokens_valid_after},
 };
 use crate::http::cookie;
-use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
+use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit, refused_refresh_token};
 use crate::http::routes::openapi::{
     BearerErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, RateLimitErrors, ServerErrors,
 };
@@ -247,6 +247,9 @@ pub async fn login(
         return Err(ApiError::AccountDisabled);
     }
     let (issued, now) = start_session(&state, user, None).await?;
+    // The row just read may be newer than the cached one (say, an account re-enabled
+    // from the command line): the new token must not meet the old row.
+    state.users.evict(issued.user.id.0);
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
@@ -274,36 +277,40 @@ fn presented_refresh_token(
         (status = 200, description = "The rotated pair", body = TokenResponse),
         (status = 401, description = "`invalid_refresh_token`", body = ErrorBody),
         (status = 403, description = "`csrf_rejected` (cookie mode)", body = ErrorBody),
-        JsonBodyErrors, DatabaseErrors, ServerErrors,
+        JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn refresh(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let presented = presented_refresh_token(&req, &state, &body)?;
+    // A value that is not even a refresh token costs no database query.
+    let presented = match presented_refresh_token(&req, &state, &body) {
+        Err(ApiError::InvalidRefreshToken) => return Err(refused_refresh_token(&req, &state)),
+        other => other?,
+    };
     let now = state.clock.now().naive_utc();
     let task_state = state.clone();
-    let rotated = db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now))
-        .await
-        .map_err(ApiError::from)
-        .and_then(|issued| issued.ok_or(ApiError::InvalidRefreshToken));
-    if rotated.is_err() {
-        // The refusal may have been reuse detection, which revokes the user's tokens.
-        state.users.invalidate();
+    let rotation =
+        db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?;
+    match rotation {
+        Rotation::Rotated(issued) => Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now)),
+        Rotation::Revoked(user_id) => {
+            state.users.evict(user_id);
+            Err(refused_refresh_token(&req, &state))
+        }
+        Rotation::Refused => Err(refused_refresh_token(&req, &state)),
     }
-    Ok(respond(&req, &state, HttpResponse::Ok(), &rotated?, now))
 }
 
 /// Ends the session. A bearer access token identifies the user; without one, the refresh
 /// token (cookie or body) does. Access tokens issued so far are revoked with it.
-/// Ends the session, identified by the bearer access token or by the refresh token.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth",
     request_body(content = Option<RefreshRequest>, description = "Without a bearer token: the refresh token"),
     security((), ("bearer" = [])),
     responses(
         (status = 204, description = "Logged out; access tokens issued so far are revoked"),
-        BearerErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+        BearerErrors, JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
         (status = 401, description = "No token, or an invalid access or refresh token", body = ErrorBody),
     ))]
 pub async fn logout(
@@ -339,10 +346,11 @@ pub async fn logout(
             Err(ApiError::InvalidRefreshToken) if cookie.is_some() => {
                 return Ok(HttpResponse::NoContent().cookie(cookie::cleared_cookie()).finish());
             }
+            Err(ApiError::InvalidRefreshToken) => return Err(refused_refresh_token(&req, &state)),
             Err(e) => return Err(e),
         }
     };
-    state.users.invalidate();
+    state.users.evict(user);
     log::info!("logout user_id={user}");
     let mut response = HttpResponse::NoContent();
     if cookie.is_some() {
@@ -391,7 +399,7 @@ pub async fn change_password(
     }
     let new_hash = state.passwords.hash(new_password).await?;
     let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
-    state.users.invalidate();
+    state.users.evict(issued.user.id.0);
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }

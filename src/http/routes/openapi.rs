@@ -145,7 +145,7 @@ pub enum AdminErrors {
     Forbidden(ErrorBody),
 }
 
-/// Signup, login and password change.
+/// Signup, login, password change, and refused refresh tokens (refresh, logout).
 #[derive(IntoResponses)]
 pub enum RateLimitErrors {
     /// `rate_limited`: too many attempts from this IP or for this username.
