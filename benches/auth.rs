@@ -18,6 +18,7 @@ use tollgate::auth::refresh::{RefreshSessions, RefreshToken};
 use tollgate::auth::tokens::AccessTokens;
 use tollgate::clock::Clock;
 use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
+use tollgate::db::accounts::{Account, NewAccount};
 use tollgate::db::models::{DbUuid, NewUser};
 use tollgate::db::{build_pool, run_migrations};
 use tollgate_verify::Rules;
@@ -47,9 +48,9 @@ fn access_tokens(c: &mut Criterion) {
         let user = Uuid::new_v4();
         let now = Utc::now().timestamp();
         c.bench_function(&format!("access token sign {name}"), |b| {
-            b.iter(|| tokens.issue(black_box(user), "alice", now, None))
+            b.iter(|| tokens.issue(black_box(user), "alice", &[], now, None))
         });
-        let token = tokens.issue(user, "alice", now, None);
+        let token = tokens.issue(user, "alice", &[], now, None);
         let ring = store.ring();
         c.bench_function(&format!("access token verify {name}"), |b| {
             b.iter(|| {
@@ -102,20 +103,20 @@ fn rotation(c: &mut Criterion) {
         let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
         let now = Utc::now().naive_utc();
         let mut token = RefreshToken::mint();
-        NewUser {
+        let user = NewUser {
             id: DbUuid(Uuid::new_v4()),
             username: "bench".into(),
             email: None,
             password_hash:
                 "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
                     .into(),
-            refresh_token_hash: token.hash(),
-            refresh_token_expires_at: sessions.expiry(now),
+            refresh_token_hash: Some(token.hash()),
+            refresh_token_expires_at: Some(sessions.expiry(now)),
             created_at: now,
             updated_at: now,
-        }
-        .insert(&mut conn)
-        .unwrap();
+            disabled: false,
+        };
+        Account::insert(&mut conn, NewAccount { user, roles: vec![] }).unwrap();
         c.bench_function(&format!("refresh rotation round trip {label}"), |b| {
             b.iter(|| {
                 let issued = sessions.rotate(&mut conn, &token, Utc::now().naive_utc()).unwrap().unwrap();

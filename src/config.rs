@@ -12,6 +12,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::auth::roles::parse_roles;
+
 /// HS256 secrets shorter than this are refused (RFC 7518 §3.2: key ≥ hash output size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
@@ -35,6 +37,8 @@ pub struct Settings {
     pub refresh_token_cookie: bool,
     /// Serve the demo page at /demo from this directory (`clients/js`).
     pub demo_ui: Option<PathBuf>,
+    /// The roles every signup gets (sorted, checked against the role rule).
+    pub default_roles: Vec<String>,
 }
 
 /// Shorter revocation feed tokens are refused.
@@ -188,6 +192,10 @@ impl Settings {
             demo_ui: env
                 .boolean("DEMO_UI", false)?
                 .then(|| PathBuf::from(env.string("DEMO_UI_DIR", "clients/js"))),
+            default_roles: parse_roles(
+                env.string("DEFAULT_ROLES", "").split(',').map(str::trim).filter(|r| !r.is_empty()),
+            )
+            .map_err(|e| env.error("DEFAULT_ROLES", e.to_string()))?,
             revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
                 Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
                     return Err(env.error(
@@ -334,6 +342,13 @@ mod tests {
         assert!(!s.trust_proxy_headers);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
+        assert!(s.default_roles.is_empty());
+    }
+
+    #[test]
+    fn default_roles_are_a_sorted_comma_separated_set() {
+        let s = settings(&[("DEFAULT_ROLES", " member, beta ,,member")]).unwrap();
+        assert_eq!(s.default_roles, ["beta", "member"]);
     }
 
     #[test]
@@ -356,6 +371,7 @@ mod tests {
             ("ARGON2_MEMORY_KIB", "1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("REVOCATION_FEED_TOKEN", "short"),
+            ("DEFAULT_ROLES", "member,Admin"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();

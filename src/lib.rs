@@ -4,6 +4,7 @@
 //! `auth` and `db`, each with its own error types. `startup` wires them into a server.
 
 pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;

@@ -65,6 +65,7 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
             allowed_origins: settings.cors_allowed_origins.clone(),
         },
         demo_ui: settings.demo_ui.clone(),
+        default_roles: settings.default_roles.clone(),
         keys,
         clock,
     })

@@ -81,7 +81,7 @@ fn fixture() -> &'static Fixture {
         let private = SigningKey::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(private.verifying_key(), public, "eddsa.pem and the JWKS disagree");
         let now = chrono::Utc::now().timestamp();
-        let issued = tokens.issue(Uuid::new_v4(), "fuzz", now, None);
+        let issued = tokens.issue(Uuid::new_v4(), "fuzz", &[], now, None);
         assert!(tokens.verify(&issued).is_ok(), "a freshly issued token must verify");
         Fixture { tokens, kid, public, private, issued }
     })

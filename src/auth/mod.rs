@@ -5,5 +5,6 @@ pub mod keys;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
+pub mod roles;
 pub mod tokens;
 pub mod user_cache;

@@ -23,6 +23,10 @@ pub const MAX_PASSWORD_CHARS: usize = 1024;
 /// the input is what keeps normalisation cheap. No valid password comes near it.
 const MAX_RAW_PASSWORD_BYTES: usize = 4 * 4 * MAX_PASSWORD_CHARS;
 
+/// The stored hash of an account that has no password yet (made by an administrator
+/// without one): nothing verifies against it, so it cannot log in until one is set.
+pub const NO_PASSWORD: &str = "!";
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum PasswordRuleError {
     TooShort,
@@ -107,11 +111,13 @@ impl PasswordHasherConfig {
     }
 
     /// Verifies a login attempt. `stored` is `None` for an unknown user: the dummy hash is
-    /// checked instead and the answer is always `false`.
+    /// checked instead and the answer is always `false`. So it is for an account that has
+    /// no password yet ([`NO_PASSWORD`]), which therefore costs the same time as any other.
     pub fn verify(&self, password: &SecretString, stored: Option<&str>, memory: &mut Memory) -> bool {
         let Ok(password) = nfkc_within_limit(password) else {
             return false;
         };
+        let stored = stored.filter(|hash| *hash != NO_PASSWORD);
         match verify_phc(password.expose_secret().as_bytes(), stored.unwrap_or(&self.dummy_hash), memory) {
             Ok(matches) => matches && stored.is_some(),
             Err(e) => {
@@ -323,6 +329,7 @@ mod tests {
         assert!(hasher.verify(&secret("correct horse"), Some(&hash), memory));
         assert!(!hasher.verify(&secret("correct horsf"), Some(&hash), memory));
         assert!(!hasher.verify(&secret("correct horse"), None, memory));
+        assert!(!hasher.verify(&secret("correct horse"), Some(NO_PASSWORD), memory));
     }
 
     #[test]

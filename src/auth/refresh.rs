@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretSlice};
 use sha2::{Digest, Sha256};
 
 use crate::config::RefreshSettings;
+use crate::db::accounts::roles_of;
 use crate::db::models::{SessionChange, User};
 use crate::db::{DbConnection, DbError};
 
@@ -76,9 +77,11 @@ pub struct RefreshSessions {
     grace: TimeDelta,
 }
 
-/// A live refresh token handed to a client, with the user it belongs to.
+/// A live refresh token handed to a client, with the user it belongs to and its roles
+/// (read with the row, for the access token issued beside it).
 pub struct IssuedRefresh {
     pub user: User,
+    pub roles: Vec<String>,
     pub token: RefreshToken,
     pub expires_at: NaiveDateTime,
 }
@@ -116,6 +119,10 @@ impl RefreshSessions {
                 return Ok(None);
             };
             let user_id = user.id.0;
+            // Disabling clears the session anyway; this also covers a row disabled by hand.
+            if user.disabled {
+                return Ok(None);
+            }
             if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
                 if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
                     return Ok(None);
@@ -124,7 +131,8 @@ impl RefreshSessions {
                 let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
                 if User::set_session_if_current(conn, user_id, &hash, &change)? {
                     log::info!("refresh token rotated user_id={user_id}");
-                    return Ok(Some(IssuedRefresh { user, token: successor, expires_at }));
+                    let roles = roles_of(conn, user_id)?;
+                    return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
                 }
                 continue;
             }
@@ -132,7 +140,8 @@ impl RefreshSessions {
             if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
                 log::info!("refresh retried within grace window user_id={user_id}");
                 let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-                return Ok(Some(IssuedRefresh { user, token: successor, expires_at }));
+                let roles = roles_of(conn, user_id)?;
+                return Ok(Some(IssuedRefresh { user, roles, token: successor, expires_at }));
             }
             if User::revoke_if_previous(conn, &user, &hash, now)? {
                 log::warn!("refresh token reuse detected, session revoked user_id={user_id}");

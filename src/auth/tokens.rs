@@ -47,11 +47,19 @@ impl AccessTokens {
 
     /// Signs a token for the user. `tokens_valid_after` is the user's revocation time: a
     /// token issued in the same second as a revocation carries it as `iat`, so that it is
-    /// not mistaken for one issued before.
-    pub fn issue(&self, user_id: Uuid, username: &str, now: i64, tokens_valid_after: Option<i64>) -> String {
+    /// not mistaken for one issued before. `roles` are sorted (as `Account` holds them).
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        roles: &[String],
+        now: i64,
+        tokens_valid_after: Option<i64>,
+    ) -> String {
         let claims = AccessClaims {
             sub: user_id,
             username: username.to_owned(),
+            roles: roles.to_vec(),
             iss: self.rules.issuer().to_owned(),
             aud: self.rules.audience().to_owned(),
             iat: now.max(tokens_valid_after.unwrap_or(now)),
@@ -100,7 +108,7 @@ mod tests {
         let manual = ManualClock::new();
         let keys = Arc::new(KeyStore::open(&settings, manual.clock()).unwrap());
         let tokens = AccessTokens::new(keys, &settings, manual.clock());
-        let token = tokens.issue(Uuid::new_v4(), "alice", manual.clock().unix(), None);
+        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.clock().unix(), None);
         manual.advance(Duration::from_secs(930));
         assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
         manual.advance(Duration::from_secs(1));

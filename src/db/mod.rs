@@ -1,3 +1,4 @@
+pub mod accounts;
 pub mod connection;
 pub mod error;
 pub mod models;

@@ -66,9 +66,12 @@ pub struct User {
     pub updated_at: NaiveDateTime,
     /// Access tokens issued (`iat`) before this unix time are revoked.
     pub tokens_valid_after: Option<i64>,
+    /// A disabled account cannot log in or refresh, and its tokens are refused.
+    pub disabled: bool,
 }
 
-/// What a new user row is made of; the refresh session starts with the account.
+/// What a new user row is made of. A signup's refresh session starts with the account;
+/// one made by an administrator has none.
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser {
@@ -76,10 +79,11 @@ pub struct NewUser {
     pub username: String,
     pub email: Option<String>,
     pub password_hash: String,
-    pub refresh_token_hash: String,
-    pub refresh_token_expires_at: NaiveDateTime,
+    pub refresh_token_hash: Option<String>,
+    pub refresh_token_expires_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub disabled: bool,
 }
 
 /// The `tokens_valid_after` of a revocation at `now`, given the user's current one: a
@@ -146,27 +150,6 @@ impl<'a> SessionChange<'a> {
     /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).
     pub fn revoking_access_tokens(self, valid_after: i64) -> Self {
         Self { tokens_valid_after: Some(Some(valid_after)), ..self }
-    }
-}
-
-impl NewUser {
-    /// Inserts the row; a taken username is reported by the unique index itself
-    /// ([`DbError::UniqueViolation`]), so two racing signups cannot both succeed.
-    pub fn insert(self, conn: &mut DbConnection) -> Result<User, DbError> {
-        diesel::insert_into(users::table).values(&self).execute(conn)?;
-        Ok(User {
-            id: self.id,
-            username: self.username,
-            email: self.email,
-            password_hash: self.password_hash,
-            refresh_token_hash: Some(self.refresh_token_hash),
-            refresh_token_expires_at: Some(self.refresh_token_expires_at),
-            previous_refresh_token_hash: None,
-            refresh_token_rotated_at: None,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            tokens_valid_after: None,
-        })
     }
 }
 

@@ -13,5 +13,16 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         tokens_valid_after -> Nullable<BigInt>,
+        disabled -> Bool,
     }
 }
+
+diesel::table! {
+    user_roles (user_id, role) {
+        user_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::joinable!(user_roles -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, user_roles);

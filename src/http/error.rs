@@ -44,6 +44,12 @@ pub enum ApiError {
     /// Cookie mode: the refresh cookie came without an allowed `Origin` and the CSRF header.
     #[error("cross-site request refused")]
     CsrfRejected,
+    /// The password was right, but the account is disabled.
+    #[error("this account is disabled")]
+    AccountDisabled,
+    /// A valid token that lacks the role the resource needs.
+    #[error("this token does not grant access to this resource")]
+    Forbidden,
     #[error("no such resource")]
     NotFound,
     #[error("method not allowed")]
@@ -91,6 +97,8 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
             ApiError::CsrfRejected => "csrf_rejected",
+            ApiError::AccountDisabled => "account_disabled",
+            ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::RequestTimeout => "request_timeout",
@@ -124,7 +132,7 @@ impl ResponseError for ApiError {
             | ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
-            ApiError::CsrfRejected => StatusCode::FORBIDDEN,
+            ApiError::CsrfRejected | ApiError::AccountDisabled | ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -34,7 +34,8 @@ impl FromRequest for CurrentUser {
 }
 
 /// Verifies the request's bearer token, then checks on the user's row that the account
-/// still exists and that the token was not issued before a logout or password change.
+/// still exists, is not disabled, and that the token was not issued before a revocation
+/// (logout, password change, a role taken away).
 pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
     let token = bearer_token(req)?.ok_or(ApiError::MissingToken)?;
     let state = req
@@ -54,7 +55,8 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
             user
         }
     };
-    if user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
+    // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
+    if user.disabled || user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
         log::debug!("revoked access token presented user_id={user_id}");
         return Err(ApiError::InvalidToken);
     }

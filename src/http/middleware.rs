@@ -46,7 +46,7 @@ pub fn request_logger() -> Logger {
 pub fn cors(origins: &[String], cookie_mode: bool) -> Cors {
     let cors = origins.iter().fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     let cors = cors
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(CSRF_HEADER)])
         .max_age(3600)
         // Other origins simply get no CORS headers; non-browser clients are unaffected.

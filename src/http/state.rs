@@ -32,4 +32,6 @@ pub struct AppState {
     pub cookie_mode: CookieMode,
     /// Where the demo page's files are, when it is served.
     pub demo_ui: Option<PathBuf>,
+    /// The roles of every signup (`DEFAULT_ROLES`).
+    pub default_roles: Vec<String>,
 }

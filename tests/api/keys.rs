@@ -1,6 +1,5 @@
 //! Staged key rotation with `tollgate keys rotate`, as running servers see it.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -15,12 +14,7 @@ const TIMINGS: &[(&str, &str)] =
     &[("ACCESS_TOKEN_TTL_SECS", "6"), ("JWT_LEEWAY_SECS", "0"), ("JWT_KEY_PUBLISH_AHEAD_SECS", "3")];
 
 fn keys_command(app: &TestApp, command: &str) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.env_clear().args(["keys", command]).current_dir(app.dir.path());
-    for (name, value) in &app.vars {
-        cmd.env(name, value);
-    }
-    let output = cmd.output().unwrap();
+    let output = app.command(&["keys", command]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
@@ -109,12 +103,7 @@ async fn hs256_has_no_key_store_to_rotate() {
         &[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", "an HS256 secret that is long enough!")],
     )
     .await;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.env_clear().args(["keys", "rotate"]).current_dir(app.dir.path());
-    for (name, value) in &app.vars {
-        cmd.env(name, value);
-    }
-    let output = cmd.output().unwrap();
+    let output = app.command(&["keys", "rotate"]).output().unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("JWT_ALGORITHM"));
 }

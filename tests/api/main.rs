@@ -5,8 +5,10 @@
 #[macro_use]
 mod common;
 
+mod admin;
 mod attacks;
 mod auth;
+mod cli;
 mod cookie;
 mod database;
 mod deploy;

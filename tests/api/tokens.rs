@@ -418,7 +418,7 @@ async fn typ_must_be_at_jwt(backend: Backend) {
 
 async fn every_claim_is_required(backend: Backend) {
     let fx = Fixture::new(backend).await;
-    for claim in ["sub", "username", "iss", "aud", "iat", "nbf", "exp", "jti"] {
+    for claim in ["sub", "username", "roles", "iss", "aud", "iat", "nbf", "exp", "jti"] {
         let token = fx.token(&fx.header, &without(&fx.claims, claim));
         fx.assert_rejected(&token, &format!("no {claim} claim")).await;
     }
@@ -449,6 +449,10 @@ async fn claims_must_have_their_json_types(backend: Backend) {
         json!({ "username": null }),
         json!({ "jti": "not-a-uuid" }),
         json!({ "jti": 7 }),
+        json!({ "roles": "admin" }),
+        json!({ "roles": [1] }),
+        json!({ "roles": null }),
+        json!({ "roles": { "admin": true } }),
     ] {
         let case = format!("claims with {change}");
         fx.assert_rejected(&fx.with_claims(change), &case).await;

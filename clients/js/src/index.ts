@@ -21,6 +21,8 @@ export interface User {
   id: string;
   username: string;
   email: string | null;
+  /** The user's roles, sorted (possibly empty); the access token's `roles` claim too. */
+  roles: string[];
   created_at: string;
 }
 

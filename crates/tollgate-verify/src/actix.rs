@@ -35,12 +35,14 @@
 //!   signature, expired, wrong issuer or audience, unknown key, revoked): 401
 //!   `invalid_token`, `WWW-Authenticate: Bearer realm="tollgate", error="invalid_token"`
 //!   ([`INVALID_TOKEN_CHALLENGE`]);
+//! - a valid token without the role a [`WithRole`] extractor needs: 403 `forbidden`;
 //! - more than one `Authorization` header: 400 `bad_request`;
 //! - no key could ever be fetched from tollgate: 503 `overloaded` with `Retry-After`;
 //! - no `Verifier` registered with the app: 500 `internal_error` (and an error log line).
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 
 use actix_web::http::{StatusCode, header};
@@ -59,6 +61,8 @@ pub enum AuthError {
     MissingToken,
     /// Not a bearer token, or the token does not verify.
     InvalidToken,
+    /// The token verified but lacks the role the route needs.
+    Forbidden,
     /// An ambiguous request, e.g. two `Authorization` headers.
     BadRequest(&'static str),
     /// tollgate's keys could never be fetched.
@@ -72,6 +76,7 @@ impl fmt::Display for AuthError {
         f.write_str(match self {
             AuthError::MissingToken => "missing bearer token",
             AuthError::InvalidToken => "invalid or expired token",
+            AuthError::Forbidden => "this token does not grant access to this resource",
             AuthError::BadRequest(message) => message,
             AuthError::KeysUnavailable => "token verification is temporarily unavailable",
             AuthError::NotConfigured => "internal error",
@@ -85,6 +90,7 @@ impl AuthError {
         match self {
             AuthError::MissingToken => "missing_token",
             AuthError::InvalidToken => "invalid_token",
+            AuthError::Forbidden => "forbidden",
             AuthError::BadRequest(_) => "bad_request",
             // tollgate's code for "cannot serve this right now, retry".
             AuthError::KeysUnavailable => "overloaded",
@@ -97,6 +103,7 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::MissingToken | AuthError::InvalidToken => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden => StatusCode::FORBIDDEN,
             AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,7 +123,7 @@ impl ResponseError for AuthError {
             AuthError::KeysUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            AuthError::BadRequest(_) | AuthError::NotConfigured => {}
+            AuthError::BadRequest(_) | AuthError::Forbidden | AuthError::NotConfigured => {}
         }
         response.json(ErrorBody::new(self.to_string(), self.code()))
     }
@@ -175,6 +182,44 @@ impl FromRequest for AuthenticatedUser {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let claims = Claims::from_request(req, payload);
         Box::pin(async move { claims.await.map(AuthenticatedUser::from) })
+    }
+}
+
+/// A role name as a type, for [`WithRole`]:
+///
+/// ```
+/// struct Editor;
+/// impl tollgate_verify::actix::Role for Editor {
+///     const NAME: &'static str = "editor";
+/// }
+/// ```
+pub trait Role {
+    const NAME: &'static str;
+}
+
+/// A caller whose token verified and carries the role `R::NAME`. Taking
+/// `WithRole<Editor>` as a handler argument lets only editors in; a valid token without
+/// the role gets 403 `forbidden`, a missing or bad one the usual 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithRole<R: Role> {
+    pub claims: Claims,
+    role: PhantomData<R>,
+}
+
+impl<R: Role> FromRequest for WithRole<R> {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let claims = Claims::from_request(req, payload);
+        Box::pin(async move {
+            let claims = claims.await?;
+            if !claims.has_role(R::NAME) {
+                log::debug!("token without role {} refused sub={}", R::NAME, claims.sub);
+                return Err(AuthError::Forbidden);
+            }
+            Ok(WithRole { claims, role: PhantomData })
+        })
     }
 }
 

@@ -48,12 +48,21 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub struct Claims {
     pub sub: Uuid,
     pub username: String,
+    /// The user's roles when the token was issued, sorted (possibly empty). A role taken
+    /// away revokes the tokens that carry it (see the revocation feed).
+    pub roles: Vec<String>,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
     pub jti: Uuid,
+}
+
+impl Claims {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

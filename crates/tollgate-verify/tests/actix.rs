@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
 use serde_json::{Value, json};
 use support::{FakeTollgate, TestKey, claims, claims_for, closed_url, now};
-use tollgate_verify::actix::AuthenticatedUser;
+use tollgate_verify::actix::{AuthenticatedUser, Role, WithRole};
 use tollgate_verify::{Claims, Verifier, VerifierConfig};
 use uuid::Uuid;
 
@@ -18,6 +18,16 @@ async fn hello(claims: Claims) -> HttpResponse {
 
 async fn whoami(user: AuthenticatedUser) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "id": user.id, "username": user.username }))
+}
+
+struct Editor;
+
+impl Role for Editor {
+    const NAME: &'static str = "editor";
+}
+
+async fn edit(editor: WithRole<Editor>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "editor": editor.claims.username }))
 }
 
 async fn maybe(claims: Option<Claims>) -> HttpResponse {
@@ -31,7 +41,8 @@ macro_rules! app {
                 .app_data($verifier)
                 .route("/hello", web::get().to(hello))
                 .route("/whoami", web::get().to(whoami))
-                .route("/maybe", web::get().to(maybe)),
+                .route("/maybe", web::get().to(maybe))
+                .route("/edit", web::get().to(edit)),
         )
         .await
     };
@@ -168,4 +179,34 @@ async fn no_keys_ever_is_503_and_no_verifier_is_500() {
     let app = test::init_service(App::new().route("/hello", web::get().to(hello))).await;
     let response = test::call_service(&app, get("/hello", &[&token]).to_request()).await;
     assert_error(response, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
+}
+
+#[actix_web::test]
+async fn a_role_extractor_lets_in_only_tokens_with_the_role() {
+    let key = TestKey::generate("key-1");
+    let tollgate = FakeTollgate::start(&[&key]).await;
+    let app = app!(Verifier::new(tollgate.config()));
+    let mut editor = claims();
+    editor["roles"] = json!(["admin", "editor"]);
+    let response =
+        test::call_service(&app, get("/edit", &[&format!("Bearer {}", key.sign(&editor))]).to_request())
+            .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(body, json!({ "editor": "alice" }));
+
+    // A valid token with other roles, none, or one that merely contains the name.
+    for roles in [json!(["admin"]), json!([]), json!(["editors", "Editor", "editor:read"])] {
+        let mut other = claims();
+        other["roles"] = roles;
+        let request = get("/edit", &[&format!("Bearer {}", key.sign(&other))]).to_request();
+        let headers =
+            assert_error(test::call_service(&app, request).await, StatusCode::FORBIDDEN, "forbidden").await;
+        assert!(headers.get("www-authenticate").is_none());
+    }
+    // Without a valid token it is the usual 401, not a 403 that would confirm the route.
+    let response = test::call_service(&app, get("/edit", &[]).to_request()).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
+    let response = test::call_service(&app, get("/edit", &["Bearer forged.token.value"]).to_request()).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }

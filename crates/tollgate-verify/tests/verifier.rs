@@ -43,7 +43,11 @@ async fn invalid_tokens_are_rejected_without_extra_fetches() {
     wrong_issuer["iss"] = json!("not-tollgate");
     let mut missing_jti = claims();
     missing_jti.as_object_mut().unwrap().remove("jti");
-    for claims in [expired, wrong_audience, wrong_issuer, missing_jti] {
+    let mut missing_roles = claims();
+    missing_roles.as_object_mut().unwrap().remove("roles");
+    let mut roles_not_a_list = claims();
+    roles_not_a_list["roles"] = json!("admin");
+    for claims in [expired, wrong_audience, wrong_issuer, missing_jti, missing_roles, roles_not_a_list] {
         let result = verifier.verify(&key.sign(&claims)).await;
         assert!(matches!(result, Err(Error::Rejected(_))), "{claims}: {result:?}");
     }

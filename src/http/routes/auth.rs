@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::password::normalize;
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
     self,
     models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
@@ -49,15 +50,17 @@ pub struct UserView {
     id: Uuid,
     username: String,
     email: Option<String>,
+    roles: Vec<String>,
     created_at: String,
 }
 
-impl From<&User> for UserView {
-    fn from(user: &User) -> Self {
+impl UserView {
+    pub fn new(user: &User, roles: &[String]) -> Self {
         Self {
             id: user.id.0,
             username: user.username.clone(),
             email: user.email.clone(),
+            roles: roles.to_vec(),
             created_at: user.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }
     }
@@ -99,6 +102,7 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         access_token: state.tokens.issue(
             user.id.0,
             &user.username,
+            &issued.roles,
             now.and_utc().timestamp(),
             user.tokens_valid_after,
         ),
@@ -106,7 +110,7 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
         expires_in: state.tokens.ttl_secs(),
         refresh_token: Some(issued.token.as_str().to_owned()),
         refresh_expires_in: (issued.expires_at - now).num_seconds().max(0),
-        user: UserView::from(user),
+        user: UserView::new(user, &issued.roles),
     }
 }
 
@@ -156,7 +160,7 @@ async fn start_session(
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
-    db::run_write(&state.pool, move |conn| {
+    let roles = db::run_write(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
         match (new_password_hash, revoked_before) {
             (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
@@ -166,10 +170,11 @@ async fn start_session(
                 &change.revoking_access_tokens(valid_after),
             ),
             _ => User::set_session(conn, user_id, &change),
-        }
+        }?;
+        Ok(roles_of(conn, user_id)?)
     })
     .await?;
-    Ok((IssuedRefresh { user, token, expires_at }, now))
+    Ok((IssuedRefresh { user, roles, token, expires_at }, now))
 }
 
 pub async fn signup(
@@ -192,14 +197,18 @@ pub async fn signup(
         username,
         email,
         password_hash,
-        refresh_token_hash: token.hash(),
-        refresh_token_expires_at: expires_at,
+        refresh_token_hash: Some(token.hash()),
+        refresh_token_expires_at: Some(expires_at),
         created_at: now,
         updated_at: now,
+        disabled: false,
     };
-    let user = db::run_write(&state.pool, move |conn| new_user.insert(conn)).await?;
+    // Only the configured defaults: a signup never chooses its own roles.
+    let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
+    let Account { user, roles } =
+        db::run_write(&state.pool, move |conn| Ok(Account::insert(conn, new)?)).await?;
     log::info!("signup user_id={}", user.id.0);
-    let issued = IssuedRefresh { user, token, expires_at };
+    let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
 }
 
@@ -228,6 +237,11 @@ pub async fn login(
     }
     let user = user.ok_or(ApiError::InvalidCredentials)?;
     state.login_throttle.record_success(&throttle_key);
+    // Told only to someone who knows the password, so it reveals nothing to a guesser.
+    if user.disabled {
+        log::info!("login refused, account disabled user_id={}", user.id.0);
+        return Err(ApiError::AccountDisabled);
+    }
     let (issued, now) = start_session(&state, user, None).await?;
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
@@ -315,8 +329,10 @@ pub async fn logout(
     Ok(response.finish())
 }
 
-pub async fn me(caller: CurrentUser) -> HttpResponse {
-    HttpResponse::Ok().json(UserView::from(caller.user.as_ref()))
+pub async fn me(caller: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let user_id = caller.user.id.0;
+    let roles = db::run(&state.pool, move |conn| roles_of(conn, user_id)).await?;
+    Ok(HttpResponse::Ok().json(UserView::new(&caller.user, &roles)))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.

@@ -1,5 +1,6 @@
 //! HTTP routes, one file per area, all registered by [`configure`].
 
+pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod health;
@@ -34,12 +35,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/demo/tollgate-client.js", web::get().to(demo::client)))
         .service(resource("/healthz", web::get().to(health::healthz)))
         .service(resource("/readyz", web::get().to(health::readyz)))
+        .configure(admin::configure)
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
 }
 
 /// A path with one method; any other method is a JSON 405.
 fn resource(path: &str, route: Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
+    methods(path, [route])
+}
+
+/// A path with these methods; any other method is a JSON 405.
+fn methods(path: &str, routes: impl IntoIterator<Item = Route>) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), |resource, route| resource.route(route))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::MethodNotAllowed) }))
 }

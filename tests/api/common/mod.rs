@@ -210,6 +210,14 @@ impl TestApp {
         self.server = server;
     }
 
+    /// The `tollgate` binary with these arguments, on this app's configuration (and so its
+    /// database and key directory) and nothing else from the environment.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"));
+        command.env_clear().args(args).current_dir(self.dir.path()).envs(&self.vars);
+        command
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -296,4 +304,12 @@ pub async fn distinct_successors(responses: Vec<Response>) -> std::collections::
         }
     }
     successors
+}
+
+/// The claims of an access token, read without verifying it (the server did).
+pub fn access_claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWS has a payload");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
+        .unwrap()
 }

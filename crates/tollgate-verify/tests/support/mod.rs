@@ -257,6 +257,7 @@ pub fn claims_for(sub: Uuid, iat: i64) -> Value {
     json!({
         "sub": sub,
         "username": "alice",
+        "roles": [],
         "iss": "tollgate",
         "aud": "tollgate",
         "iat": iat,

@@ -1,0 +1,245 @@
+//! Accounts: a user row with its roles, and every administrative change to them.
+//!
+//! Signup, the admin API, the CLI and imports all come through here, so that each rule
+//! holds whichever way a change arrives: every change is one transaction, and a change that
+//! takes a right away (a removed role, disabling, a new password, a forced logout) revokes
+//! the user's access tokens in the same transaction (`tokens_valid_after`, which the
+//! revocation feed publishes). Input is validated by the callers, with the shared rules
+//! (`auth::roles`, the username, email and password rules).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::DbError;
+use super::connection::DbConnection;
+use super::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
+use super::schema::{user_roles, users};
+
+/// A user with its roles (sorted): what tokens and user objects are made from.
+pub struct Account {
+    pub user: User,
+    pub roles: Vec<String>,
+}
+
+/// A user to create, with the roles it starts with.
+pub struct NewAccount {
+    pub user: NewUser,
+    pub roles: Vec<String>,
+}
+
+/// What an administrator may change; `None` leaves a part as it is.
+#[derive(Default)]
+pub struct AccountChange {
+    /// `Some(None)` removes the address.
+    pub email: Option<Option<String>>,
+    /// The complete new set.
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// One page of accounts in username order, and the username to continue after.
+pub struct Page {
+    pub accounts: Vec<Account>,
+    pub next: Option<String>,
+}
+
+/// The sorted roles of one user; what login and refresh put into the token.
+pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbError> {
+    let mut roles: Vec<String> =
+        user_roles::table.filter(user_roles::user_id.eq(DbUuid(id))).select(user_roles::role).load(conn)?;
+    // In Rust, not SQL: PostgreSQL would order by its collation, not bytewise.
+    roles.sort_unstable();
+    Ok(roles)
+}
+
+/// Operations on an account that does not exist answer `None` (or `false`); a taken
+/// username is [`DbError::UniqueViolation`], reported by the unique index itself, so two
+/// racing creations cannot both succeed.
+impl Account {
+    pub fn insert(conn: &mut DbConnection, new: NewAccount) -> Result<Account, DbError> {
+        let id = new.user.id.0;
+        Self::insert_batch(conn, std::slice::from_ref(&new))?;
+        Self::find(conn, id)?.ok_or_else(|| DbError::Other("a created user vanished".into()))
+    }
+
+    /// Creates many accounts in one transaction: all of them, or none if any username is
+    /// taken or anything else fails. For imports, batch by batch.
+    pub fn insert_batch(conn: &mut DbConnection, batch: &[NewAccount]) -> Result<(), DbError> {
+        conn.transaction(|conn| {
+            for new in batch {
+                diesel::insert_into(users::table).values(&new.user).execute(conn)?;
+                insert_roles(conn, new.user.id, &new.roles)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
+        let user = User::find(conn, id)?;
+        Self::with_roles(conn, user)
+    }
+
+    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {
+        let user = User::find_by_username(conn, username)?;
+        Self::with_roles(conn, user)
+    }
+
+    fn with_roles(conn: &mut DbConnection, user: Option<User>) -> Result<Option<Account>, DbError> {
+        let Some(user) = user else { return Ok(None) };
+        let roles = roles_of(conn, user.id.0)?;
+        Ok(Some(Account { user, roles }))
+    }
+
+    /// Up to `limit` accounts whose usernames sort after `after`. Keyset paging on the
+    /// username's unique index: no rows are skipped or repeated when users are created or
+    /// deleted between pages, and a page costs the same however deep it is.
+    pub fn page(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Page, DbError> {
+        let mut query =
+            users::table.order(users::username).limit(limit + 1).select(User::as_select()).into_boxed();
+        if let Some(after) = after {
+            query = query.filter(users::username.gt(after.to_owned()));
+        }
+        let mut users: Vec<User> = query.load(conn)?;
+        let more = users.len() as i64 > limit;
+        users.truncate(limit as usize);
+        let ids: Vec<DbUuid> = users.iter().map(|u| u.id).collect();
+        let mut pairs: Vec<(DbUuid, String)> = user_roles::table
+            .filter(user_roles::user_id.eq_any(ids))
+            .select((user_roles::user_id, user_roles::role))
+            .load(conn)?;
+        pairs.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let next = more.then(|| users.last().map(|u| u.username.clone())).flatten();
+        let accounts = users
+            .into_iter()
+            .map(|user| {
+                let roles = pairs.iter().filter(|(id, _)| *id == user.id).map(|(_, r)| r.clone()).collect();
+                Account { user, roles }
+            })
+            .collect();
+        Ok(Page { accounts, next })
+    }
+
+    /// Applies an administrator's change. Removing a role revokes the access tokens issued
+    /// so far (the next refresh yields tokens without it); disabling or a new password ends
+    /// the session as well.
+    pub fn update(
+        conn: &mut DbConnection,
+        id: Uuid,
+        change: AccountChange,
+        now: NaiveDateTime,
+    ) -> Result<Option<Account>, DbError> {
+        write_transaction(conn, id, now, |conn, current| {
+            let mut revoke = false;
+            let mut end_session = change.password_hash.is_some();
+            if let Some(roles) = &change.roles {
+                revoke |= replace_roles(conn, current, roles)?;
+            }
+            if let Some(disabled) = change.disabled {
+                end_session |= disabled && !current.user.disabled;
+                diesel::update(users::table.find(current.user.id))
+                    .set(users::disabled.eq(disabled))
+                    .execute(conn)?;
+            }
+            if let Some(email) = &change.email {
+                diesel::update(users::table.find(current.user.id))
+                    .set(users::email.eq(email))
+                    .execute(conn)?;
+            }
+            if let Some(hash) = &change.password_hash {
+                diesel::update(users::table.find(current.user.id))
+                    .set(users::password_hash.eq(hash))
+                    .execute(conn)?;
+            }
+            revoke_tokens(conn, &current.user, now, revoke, end_session)
+        })
+    }
+
+    /// Adds and removes roles (a role both added and removed ends up removed).
+    pub fn change_roles(
+        conn: &mut DbConnection,
+        id: Uuid,
+        add: &[String],
+        remove: &[String],
+        now: NaiveDateTime,
+    ) -> Result<Option<Account>, DbError> {
+        write_transaction(conn, id, now, |conn, current| {
+            let mut roles: Vec<String> =
+                current.roles.iter().chain(add).filter(|r| !remove.contains(r)).cloned().collect();
+            roles.sort_unstable();
+            roles.dedup();
+            let revoke = replace_roles(conn, current, &roles)?;
+            revoke_tokens(conn, &current.user, now, revoke, false)
+        })
+    }
+
+    /// Ends the session and revokes every access token issued so far.
+    pub fn log_out(conn: &mut DbConnection, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
+        write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, &current.user, now, false, true))
+            .map(|account| account.is_some())
+    }
+
+    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
+    pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<bool, DbError> {
+        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
+    }
+}
+
+/// Runs `change` on the account in a transaction and returns the account as it is after.
+/// The transaction writes first (`updated_at`): on SQLite that takes the write lock at the
+/// start, so that another process (a server beside the CLI) cannot write between this
+/// transaction's reads and its writes and make the lock upgrade fail.
+fn write_transaction(
+    conn: &mut DbConnection,
+    id: Uuid,
+    now: NaiveDateTime,
+    change: impl FnOnce(&mut DbConnection, &Account) -> Result<(), DbError>,
+) -> Result<Option<Account>, DbError> {
+    conn.transaction(|conn| {
+        let touched =
+            diesel::update(users::table.find(DbUuid(id))).set(users::updated_at.eq(now)).execute(conn)?;
+        let Some(current) = Account::find(conn, id)?.filter(|_| touched == 1) else {
+            return Ok(None);
+        };
+        change(conn, &current)?;
+        Account::find(conn, id)
+    })
+}
+
+/// One statement a row: diesel's `MultiConnection` has no multi-row `INSERT`.
+fn insert_roles(conn: &mut DbConnection, id: DbUuid, roles: &[String]) -> QueryResult<()> {
+    for role in roles {
+        diesel::insert_into(user_roles::table)
+            .values((user_roles::user_id.eq(id), user_roles::role.eq(role)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Makes `roles` the account's set; returns whether any role was taken away.
+fn replace_roles(conn: &mut DbConnection, current: &Account, roles: &[String]) -> QueryResult<bool> {
+    let id = current.user.id;
+    diesel::delete(user_roles::table.filter(user_roles::user_id.eq(id))).execute(conn)?;
+    insert_roles(conn, id, roles)?;
+    Ok(current.roles.iter().any(|role| !roles.contains(role)))
+}
+
+/// Revokes the access tokens issued so far (`revoke`), and with `end_session` the refresh
+/// token too.
+fn revoke_tokens(
+    conn: &mut DbConnection,
+    user: &User,
+    now: NaiveDateTime,
+    revoke: bool,
+    end_session: bool,
+) -> Result<(), DbError> {
+    let target = users::table.find(user.id);
+    if end_session {
+        diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn)?;
+    } else if revoke {
+        let valid_after = tokens_valid_after(now, user.tokens_valid_after);
+        diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn)?;
+    }
+    Ok(())
+}

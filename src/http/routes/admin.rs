@@ -1,0 +1,288 @@
+//! The admin API under `/admin/users`: account management for bearer tokens whose roles
+//! contain `admin`. The work is `db::accounts`', shared with the CLI; this file checks the
+//! caller, validates input as signup does, and leaves one log line per action.
+
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+use uuid::Uuid;
+
+use super::auth::{UserView, validate_email, validate_username};
+use crate::auth::password::{NO_PASSWORD, normalize};
+use crate::auth::roles::{ADMIN_ROLE, parse_roles};
+use crate::db::accounts::{Account, AccountChange, NewAccount};
+use crate::db::models::{DbUuid, NewUser};
+use crate::db::{self};
+use crate::http::extract::authenticate;
+use crate::http::{ApiError, AppState};
+
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::methods("/admin/users", [web::get().to(list), web::post().to(create)]))
+        .service(super::methods(
+            "/admin/users/{id}",
+            [web::get().to(read), web::patch().to(update), web::delete().to(delete)],
+        ))
+        .service(super::methods("/admin/users/{id}/logout", [web::post().to(log_out)]));
+}
+
+/// A caller whose access token is valid, unrevoked, and carries the `admin` role. A
+/// demoted admin's earlier tokens were revoked with the role, so the role in a token
+/// that passes is the admin's current one.
+pub struct Admin {
+    id: Uuid,
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let caller = authenticate(&req).await?;
+            if !caller.claims.has_role(ADMIN_ROLE) {
+                log::info!("admin API refused user_id={}", caller.claims.sub);
+                return Err(ApiError::Forbidden);
+            }
+            Ok(Admin { id: caller.claims.sub })
+        })
+    }
+}
+
+impl Admin {
+    /// The audit line of an action: who did what to whom, never a secret.
+    fn log(&self, action: &str, target: Uuid) {
+        log::info!("admin {action} admin_id={} target_id={target}", self.id);
+    }
+}
+
+/// A user as administrators see it: the public view plus whether it is disabled.
+/// The CLI's `user list --json` prints the same objects.
+#[derive(Serialize)]
+pub struct AdminUserView {
+    #[serde(flatten)]
+    user: UserView,
+    disabled: bool,
+}
+
+impl From<&Account> for AdminUserView {
+    fn from(account: &Account) -> Self {
+        Self { user: UserView::new(&account.user, &account.roles), disabled: account.user.disabled }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    users: Vec<AdminUserView>,
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CreateRequest {
+    username: String,
+    password: Option<SecretString>,
+    email: Option<String>,
+    roles: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub struct UpdateRequest {
+    /// Absent leaves the address; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    roles: Option<Vec<String>>,
+    disabled: Option<bool>,
+    password: Option<SecretString>,
+}
+
+/// Tells a member given as `null` (`Some(None)`) from one left out (`None`, by `default`).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::deserialize(deserializer).map(Some)
+}
+
+fn page_size(raw: Option<&str>) -> Result<i64, ApiError> {
+    let Some(raw) = raw else { return Ok(DEFAULT_PAGE_SIZE) };
+    raw.parse().ok().filter(|n| (1..=MAX_PAGE_SIZE).contains(n)).ok_or_else(|| {
+        ApiError::Validation(format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"))
+    })
+}
+
+/// Cursors are opaque to clients: the last username of the page, base64url-encoded.
+fn encode_cursor(username: &str) -> String {
+    URL_SAFE_NO_PAD.encode(username)
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| ApiError::Validation("after is not a cursor this API returned".into()))
+}
+
+fn roles(raw: &[String]) -> Result<Vec<String>, ApiError> {
+    parse_roles(raw).map_err(|e| ApiError::Validation(format!("roles: {e}")))
+}
+
+async fn password_hash(state: &AppState, password: &SecretString) -> Result<String, ApiError> {
+    let password = normalize(password).map_err(|e| ApiError::Validation(e.to_string()))?;
+    Ok(state.passwords.hash(password).await?)
+}
+
+fn found(existed: bool) -> Result<(), ApiError> {
+    if existed { Ok(()) } else { Err(ApiError::NotFound) }
+}
+
+/// A path id that is not a uuid names no user.
+fn user_id(path: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(path).map_err(|_| ApiError::NotFound)
+}
+
+pub async fn list(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_size(query.limit.as_deref())?;
+    let after = query.after.as_deref().map(decode_cursor).transpose()?;
+    let page = db::run(&state.pool, move |conn| Account::page(conn, after.as_deref(), limit)).await?;
+    Ok(HttpResponse::Ok().json(ListResponse {
+        users: page.accounts.iter().map(AdminUserView::from).collect(),
+        next: page.next.as_deref().map(encode_cursor),
+    }))
+}
+
+pub async fn read(
+    _admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let account =
+        db::run(&state.pool, move |conn| Account::find(conn, id)).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
+}
+
+pub async fn create(
+    admin: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let username = validate_username(&body.username)?;
+    let email = validate_email(body.email.as_deref())?;
+    let roles = match &body.roles {
+        Some(given) => roles(given)?,
+        None => state.default_roles.clone(),
+    };
+    let password_hash = match &body.password {
+        Some(password) => password_hash(&state, password).await?,
+        None => NO_PASSWORD.to_owned(),
+    };
+    let now = state.clock.now().naive_utc();
+    let user = NewUser {
+        id: DbUuid(Uuid::new_v4()),
+        username,
+        email,
+        password_hash,
+        refresh_token_hash: None,
+        refresh_token_expires_at: None,
+        created_at: now,
+        updated_at: now,
+        disabled: false,
+    };
+    let new = NewAccount { user, roles };
+    let account = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
+    admin.log("create", account.user.id.0);
+    Ok(HttpResponse::Created().json(AdminUserView::from(&account)))
+}
+
+pub async fn update(
+    admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: web::Json<UpdateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let body = body.into_inner();
+    let change = AccountChange {
+        email: match body.email {
+            Some(email) => Some(validate_email(email.as_deref())?),
+            None => None,
+        },
+        roles: body.roles.as_deref().map(roles).transpose()?,
+        disabled: body.disabled,
+        password_hash: match &body.password {
+            Some(password) => Some(password_hash(&state, password).await?),
+            None => None,
+        },
+    };
+    let now = state.clock.now().naive_utc();
+    let account = db::run_write(&state.pool, move |conn| Account::update(conn, id, change, now))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.users.invalidate();
+    admin.log("update", id);
+    Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
+}
+
+pub async fn delete(
+    admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
+    state.users.invalidate();
+    admin.log("delete", id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn log_out(
+    admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = user_id(&path)?;
+    let now = state.clock.now().naive_utc();
+    found(db::run_write(&state.pool, move |conn| Account::log_out(conn, id, now)).await?)?;
+    state.users.invalidate();
+    admin.log("logout", id);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_sizes_are_bounded() {
+        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(Some("1")).unwrap(), 1);
+        assert_eq!(page_size(Some("100")).unwrap(), MAX_PAGE_SIZE);
+        for bad in ["0", "101", "-1", "ten", "", "1.5"] {
+            assert!(page_size(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor("alice.b")).unwrap(), "alice.b");
+        for bad in ["!!", "a", "/w"] {
+            assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+}
