@@ -13,6 +13,7 @@ mod cookie;
 mod database;
 mod deploy;
 mod health;
+mod import;
 mod jwks;
 mod keys;
 mod logging;

@@ -6,7 +6,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::password::normalize;
+use crate::auth::identity;
+use crate::auth::password::{Verified, normalize};
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
 use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
@@ -16,9 +17,6 @@ use crate::db::{
 use crate::http::cookie;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
 use crate::http::{ApiError, AppState, CurrentUser};
-
-pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
-const MAX_EMAIL_LEN: usize = 254;
 
 #[derive(Deserialize)]
 pub struct SignupRequest {
@@ -115,66 +113,60 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
 }
 
 pub fn validate_username(raw: &str) -> Result<String, ApiError> {
-    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
-        return Err(ApiError::Validation(
-            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
-        ));
-    }
-    Ok(raw.to_ascii_lowercase())
+    identity::username(raw).map_err(|e| ApiError::Validation(e.to_string()))
 }
 
-/// A deliberately plain syntax check: one `@`, a non-empty local part, a dotted domain of
-/// letters, digits and hyphens, no spaces. Whether it receives mail is not our concern.
 pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(raw) = raw else { return Ok(None) };
-    let invalid = || ApiError::Validation("email is not a valid address".into());
-    if raw.len() > MAX_EMAIL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid());
-    }
-    let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
-    let domain_ok = domain.split('.').count() >= 2
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        });
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-        return Err(invalid());
-    }
-    Ok(Some(raw.to_lowercase()))
+    raw.map(identity::email).transpose().map_err(|e| ApiError::Validation(e.to_string()))
 }
 
-/// Starts a new refresh session for the user, replacing any previous one.
+/// What a new session does to the stored password hash.
+enum PasswordUpdate {
+    Keep,
+    /// The login verified an imported Django hash: store tollgate's argon2id instead, if
+    /// the stored hash is still the one verified (a compare-and-set, so that a password
+    /// changed meanwhile is not overwritten).
+    Rehash {
+        verified: String,
+        rehashed: String,
+    },
+    /// A password change: the new hash, and every access token issued so far is revoked.
+    Change(String),
+}
+
+/// Starts a new refresh session for the user, replacing any previous one. `None` when a
+/// rehash found the password changed since it was verified.
 async fn start_session(
     state: &web::Data<AppState>,
     mut user: User,
-    new_password_hash: Option<String>,
-) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
+    password: PasswordUpdate,
+) -> Result<Option<(IssuedRefresh, NaiveDateTime)>, ApiError> {
     let now = state.clock.now().naive_utc();
     // A password change also revokes the access tokens issued before it.
-    let revoked_before = new_password_hash.as_ref().map(|_| tokens_valid_after(now, user.tokens_valid_after));
-    user.tokens_valid_after = revoked_before.or(user.tokens_valid_after);
+    if matches!(password, PasswordUpdate::Change(_)) {
+        user.tokens_valid_after = Some(tokens_valid_after(now, user.tokens_valid_after));
+    }
+    let valid_after = user.tokens_valid_after;
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
     let roles = db::run_write(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
-        match (new_password_hash, revoked_before) {
-            (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
-                conn,
-                user_id,
-                &password_hash,
-                &change.revoking_access_tokens(valid_after),
-            ),
-            _ => User::set_session(conn, user_id, &change),
+        let started = match &password {
+            PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+            PasswordUpdate::Rehash { verified, rehashed } => {
+                User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+            }
+            PasswordUpdate::Change(new_hash) => {
+                let change = change.revoking_access_tokens(valid_after.unwrap_or_default());
+                User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
+            }
         }?;
-        Ok(roles_of(conn, user_id)?)
+        started.then(|| roles_of(conn, user_id)).transpose()
     })
     .await?;
-    Ok((IssuedRefresh { user, roles, token, expires_at }, now))
+    Ok(roles.map(|roles| (IssuedRefresh { user, roles, token, expires_at }, now)))
 }
 
 pub async fn signup(
@@ -206,7 +198,7 @@ pub async fn signup(
     // Only the configured defaults: a signup never chooses its own roles.
     let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
     let Account { user, roles } =
-        db::run_write(&state.pool, move |conn| Ok(Account::insert(conn, new)?)).await?;
+        db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
@@ -227,7 +219,8 @@ pub async fn login(
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    if !state.passwords.verify(body.password, stored).await? {
+    let verified = state.passwords.verify(body.password, stored).await?;
+    if !verified.matches() {
         state.login_throttle.record_failure(&throttle_key);
         match &user {
             Some(user) => log::info!("login failed user_id={}", user.id.0),
@@ -242,7 +235,20 @@ pub async fn login(
         log::info!("login refused, account disabled user_id={}", user.id.0);
         return Err(ApiError::AccountDisabled);
     }
-    let (issued, now) = start_session(&state, user, None).await?;
+    let password = match verified {
+        Verified::YesRehashed(rehashed) => {
+            PasswordUpdate::Rehash { verified: user.password_hash.clone(), rehashed }
+        }
+        _ => PasswordUpdate::Keep,
+    };
+    let rehashed = matches!(password, PasswordUpdate::Rehash { .. });
+    // The password verified is no longer the account's: it changed during the check.
+    let Some((issued, now)) = start_session(&state, user, password).await? else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    if rehashed {
+        log::info!("imported password hash replaced by argon2id user_id={}", issued.user.id.0);
+    }
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
@@ -349,38 +355,15 @@ pub async fn change_password(
     let user_id = caller.user.id.0;
     let user =
         db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
-    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await? {
+    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await?.matches() {
         log::info!("password change refused user_id={}", user.id.0);
         return Err(ApiError::WrongCurrentPassword);
     }
     let new_hash = state.passwords.hash(new_password).await?;
-    let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
+    let (issued, now) = start_session(&state, user, PasswordUpdate::Change(new_hash))
+        .await?
+        .ok_or_else(|| ApiError::Internal("a password change is unconditional".into()))?;
     state.users.invalidate();
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_follow_the_contract_and_are_lower_cased() {
-        assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
-        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
-            assert!(validate_username(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_username(&"a".repeat(32)).is_ok());
-    }
-
-    #[test]
-    fn emails_are_checked_loosely_and_lower_cased() {
-        assert_eq!(validate_email(Some("Bob@Example.COM")).unwrap().unwrap(), "bob@example.com");
-        assert_eq!(validate_email(None).unwrap(), None);
-        for bad in
-            ["", "bob", "bob@", "@example.com", "bob@example", "bob@exa mple.com", "bob@-x.com", "bob@x..com"]
-        {
-            assert!(validate_email(Some(bad)).is_err(), "{bad:?}");
-        }
-    }
 }
