@@ -27,22 +27,30 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# 1. Dependencies only, against a dummy crate, so that this layer stays cached until
-#    Cargo.toml or Cargo.lock changes.
+# 1. Dependencies only, against dummy sources, so that this layer stays cached until a
+#    manifest or Cargo.lock changes. Cargo loads the whole workspace (the member
+#    crates/tollgate-verify too) and every target a manifest names ([[bench]] auth,
+#    [[example]] resource_server), so each of them gets a dummy file.
+#    scripts/check-docker-context.py replays these steps to check that.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+COPY crates/tollgate-verify/Cargo.toml crates/tollgate-verify/
+RUN mkdir -p src benches crates/tollgate-verify/src crates/tollgate-verify/examples \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs \
+    && echo 'fn main() {}' > benches/auth.rs \
+    && echo 'fn main() {}' > crates/tollgate-verify/examples/resource_server.rs \
+    && touch src/lib.rs crates/tollgate-verify/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src
+    && rm -rf src benches crates/tollgate-verify/src crates/tollgate-verify/examples
 
-# 2. The real crate. The migrations are embedded at compile time
+# 2. The real crates. The migrations are embedded at compile time
 #    (embed_migrations!("migrations/sqlite") and ("migrations/postgres")), so they must
 #    be present before this build. `touch` makes sure cargo sees the real sources as
 #    newer than the dummy ones whatever timestamps COPY gave them.
 COPY migrations ./migrations
+COPY benches ./benches
+COPY crates ./crates
 COPY src ./src
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/tollgate-verify/src/lib.rs \
     && cargo build --release --locked \
     && cp target/release/tollgate /usr/local/bin/tollgate
 

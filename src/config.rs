@@ -12,7 +12,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::auth::roles::parse_roles;
+use crate::auth::rules::parse_roles;
 
 /// HS256 secrets shorter than this are refused (RFC 7518 §3.2: key ≥ hash output size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;

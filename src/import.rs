@@ -17,8 +17,7 @@ use serde_json::{Map, Value};
 use tollgate_django_hash::{DjangoHash, DjangoHashError};
 use uuid::Uuid;
 
-use crate::auth::identity;
-use crate::auth::roles::{InvalidRole, parse_roles};
+use crate::auth::rules::{InvalidRole, parse_roles, validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount};
 use crate::db::models::{DbUuid, NewUser};
 use crate::db::schema::users;
@@ -149,7 +148,7 @@ impl Importer<'_> {
         let fields = fields_of(record)?;
         let field = &self.options.username_field;
         let username = match fields.get(field) {
-            Some(Value::String(name)) => identity::username(name).map_err(|e| format!("{field}: {e}"))?,
+            Some(Value::String(name)) => validate_username(name).map_err(|e| format!("{field}: {e}"))?,
             _ => return Err(format!("record has no {field:?} string")),
         };
         if !self.seen.insert(username.clone()) {
@@ -260,7 +259,7 @@ fn account(
     let email = match fields.get("email") {
         None | Some(Value::Null) => None,
         Some(Value::String(email)) if email.is_empty() => None,
-        Some(Value::String(email)) => Some(identity::email(email).map_err(|e| e.to_string())?),
+        Some(Value::String(email)) => validate_email(Some(email)).map_err(|e| e.to_string())?,
         Some(_) => return Err("email is not a string".into()),
     };
     let flag = |name: &str, default: bool| match fields.get(name) {

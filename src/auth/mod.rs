@@ -1,10 +1,9 @@
 //! The HTTP-free core of authentication: keys, tokens, sessions, passwords, limits.
 
-pub mod identity;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
-pub mod roles;
+pub mod rules;
 pub mod tokens;
 pub mod user_cache;

@@ -11,13 +11,11 @@ use uuid::Uuid;
 
 use super::CliError;
 use crate::auth::password::{Memory, PasswordHasherConfig, normalize};
-use crate::auth::roles::parse_roles;
+use crate::auth::rules::{parse_roles, validate_email, validate_username};
 use crate::config::Settings;
 use crate::db::accounts::{Account, AccountChange, NewAccount};
-use crate::db::models::{DbUuid, NewUser};
 use crate::db::{DbConnection, DbError, Pool};
 use crate::http::routes::admin::AdminUserView;
-use crate::http::routes::auth::{validate_email, validate_username};
 use crate::import::{ImportOptions, import, read_groups};
 use crate::startup::{StartupError, migrate};
 
@@ -88,18 +86,8 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
             let email = validate_email(email.as_deref()).map_err(refused)?;
             let roles = parse_roles(&roles).map_err(refused)?;
             let password_hash = hash(settings, read_password()?)?;
-            let user = NewUser {
-                id: DbUuid(Uuid::new_v4()),
-                username,
-                email,
-                password_hash,
-                refresh_token_hash: None,
-                refresh_token_expires_at: None,
-                created_at: now,
-                updated_at: now,
-                disabled: false,
-            };
-            let account = with_conn(&pool, |conn| Ok(Account::insert(conn, NewAccount { user, roles })?))?;
+            let new = NewAccount::new(username, email, password_hash, roles, now);
+            let account = with_conn(&pool, |conn| Ok(Account::insert(conn, new)?))?;
             println!("created {} ({})", account.user.username, account.user.id.0);
         }
         UserCommand::List { json } => list(&pool, json)?,

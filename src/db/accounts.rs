@@ -5,7 +5,7 @@
 //! takes a right away (a removed role, disabling, a new password, a forced logout) revokes
 //! the user's access tokens in the same transaction (`tokens_valid_after`, which the
 //! revocation feed publishes). Input is validated by the callers, with the shared rules
-//! (`auth::roles`, the username, email and password rules).
+//! (`auth::rules` for usernames, emails and roles, `auth::password` for passwords).
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -26,6 +26,30 @@ pub struct Account {
 pub struct NewAccount {
     pub user: NewUser,
     pub roles: Vec<String>,
+}
+
+impl NewAccount {
+    /// An enabled account with no session yet, as an administrator or the CLI makes one.
+    pub fn new(
+        username: String,
+        email: Option<String>,
+        password_hash: String,
+        roles: Vec<String>,
+        now: NaiveDateTime,
+    ) -> Self {
+        let user = NewUser {
+            id: DbUuid(Uuid::new_v4()),
+            username,
+            email,
+            password_hash,
+            refresh_token_hash: None,
+            refresh_token_expires_at: None,
+            created_at: now,
+            updated_at: now,
+            disabled: false,
+        };
+        Self { user, roles }
+    }
 }
 
 /// What an administrator may change; `None` leaves a part as it is.

@@ -120,6 +120,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 /// Builds the pool without waiting for the database: requests then fail fast with 503
 /// while it is down and succeed again once it is back.
 pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
+    super::tls::init();
     if let DatabaseUrl::Sqlite(path) = &settings.url
         && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
     {

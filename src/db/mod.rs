@@ -3,6 +3,7 @@ pub mod connection;
 pub mod error;
 pub mod models;
 pub mod schema;
+pub mod tls;
 
 pub use connection::{DbConnection, Pool, build_pool, run, run_migrations, run_write};
 pub use error::DbError;

@@ -12,6 +12,7 @@ use tollgate_verify::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENG
 
 use crate::auth::password::HashError;
 use crate::auth::rate_limit::Limited;
+use crate::auth::rules::RuleError;
 use crate::auth::tokens::TokenError;
 use crate::db::DbError;
 
@@ -200,6 +201,12 @@ impl From<DbError> for ApiError {
             DbError::UniqueViolation => ApiError::UsernameTaken,
             DbError::Other(cause) => ApiError::Internal(cause),
         }
+    }
+}
+
+impl From<RuleError> for ApiError {
+    fn from(err: RuleError) -> Self {
+        ApiError::Validation(err.0)
     }
 }
 

@@ -45,6 +45,10 @@ const APP_VARIABLES: &[&str] = &[
 /// Read by docker-compose.yml (the `db` service), not by tollgate.
 const COMPOSE_VARIABLES: &[&str] = &["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"];
 
+/// Set for the container by docker-compose.yml whatever `.env` says, since a `.env` written
+/// for `cargo run` on the host names host paths and addresses; .env.example says so.
+const CONTAINER_VARIABLES: &[&str] = &["DATABASE_URL", "BIND_ADDR", "JWT_KEYS_DIR"];
+
 /// Words that mark a value as an obvious placeholder rather than a real credential.
 const PLACEHOLDER_MARKERS: &[&str] = &["dev", "example", "change"];
 
@@ -220,6 +224,48 @@ fn compose_passes_tollgate_only_variables_it_reads() {
     let env = environment(&compose["services"]["tollgate"]);
     let unknown: Vec<&String> = env.keys().filter(|name| !APP_VARIABLES.contains(&name.as_str())).collect();
     assert!(unknown.is_empty(), "tollgate does not read {unknown:?}");
+}
+
+#[test]
+fn every_variable_set_in_dot_env_reaches_the_tollgate_process() {
+    let compose = compose();
+    let tollgate = &compose["services"]["tollgate"];
+    // A `.env` that gives every variable tollgate reads a value of its own.
+    let dot_env: HashMap<String, String> =
+        APP_VARIABLES.iter().map(|name| (name.to_string(), format!("from-dot-env-{name}"))).collect();
+    let process = container_environment(tollgate, &dot_env);
+    for name in APP_VARIABLES {
+        let value = process.get(*name);
+        if CONTAINER_VARIABLES.contains(name) {
+            assert!(value.is_some_and(|v| !v.is_empty()), "docker-compose.yml gives tollgate no {name}");
+        } else {
+            assert_eq!(
+                value,
+                dot_env.get(*name),
+                "{name} set in .env does not reach tollgate unchanged under docker compose"
+            );
+        }
+    }
+}
+
+#[test]
+fn dot_env_is_optional_and_its_overrides_are_documented() {
+    let compose = compose();
+    let files = env_files(&compose["services"]["tollgate"]);
+    let dot_env = files.iter().find(|f| f.path == ".env");
+    assert!(dot_env.is_some(), "the tollgate service does not read .env through env_file: {files:?}");
+    assert!(
+        dot_env.is_some_and(|f| !f.required),
+        "`cp .env.example .env` is optional, so env_file .env needs `required: false`"
+    );
+    let text = read(".env.example").replace("\n#", " ");
+    let sentence = text
+        .split(". ")
+        .find(|s| s.contains("set by docker-compose.yml"))
+        .expect(".env.example says which variables docker-compose.yml sets itself");
+    for name in CONTAINER_VARIABLES {
+        assert!(sentence.contains(name), ".env.example does not say that docker-compose.yml sets {name}");
+    }
 }
 
 #[test]
@@ -449,7 +495,9 @@ fn dockerignore_keeps_build_output_and_secrets_out_of_the_context() {
     for needed in ["target", "data", ".git", ".env"] {
         assert!(patterns.contains(needed), ".dockerignore does not exclude {needed}");
     }
-    for needed in ["src", "migrations", "Cargo.toml", "Cargo.lock"] {
+    // The workspace member and the bench target are part of the cargo context too;
+    // scripts/check-docker-context.py replays the build stages to prove the rest.
+    for needed in ["src", "migrations", "Cargo.toml", "Cargo.lock", "crates", "benches"] {
         assert!(!patterns.contains(needed), ".dockerignore excludes {needed}, which the build needs");
     }
 }
@@ -518,6 +566,41 @@ fn environment(service: &Yaml) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+#[derive(Debug)]
+struct EnvFile {
+    path: String,
+    required: bool,
+}
+
+/// A service's `env_file`: one path, a list of paths, or a list of `{path, required}`.
+fn env_files(service: &Yaml) -> Vec<EnvFile> {
+    let entry = |item: &Yaml| match item.as_str() {
+        Some(path) => EnvFile { path: path.to_owned(), required: true },
+        None => EnvFile {
+            path: item["path"].as_str().expect("env_file entry has a path").to_owned(),
+            required: item["required"].as_bool().unwrap_or(true),
+        },
+    };
+    match &service["env_file"] {
+        Yaml::Array(items) => items.iter().map(entry).collect(),
+        Yaml::BadValue => Vec::new(),
+        single => vec![entry(single)],
+    }
+}
+
+/// The environment compose gives a service's process when `.env` holds `dot_env`: the
+/// `env_file` entries first, then `environment`, interpolated from `.env`, over them.
+fn container_environment(service: &Yaml, dot_env: &HashMap<String, String>) -> HashMap<String, String> {
+    let mut process = HashMap::new();
+    if env_files(service).iter().any(|f| f.path == ".env") {
+        process.extend(dot_env.clone());
+    }
+    for (name, raw) in environment(service) {
+        process.insert(name, interpolate(&raw, dot_env));
+    }
+    process
 }
 
 /// The healthcheck's command as one string, or `None` if there is none or it is disabled.

@@ -554,6 +554,78 @@ async fn a_password_sent_as_a_json_number_is_not_logged() {
     assert!(leaks.is_empty(), "the password in the log:\n{}", leaks.join("\n"));
 }
 
+/// Every admin action leaves one line naming the acting admin and the target, and none
+/// of the passwords or tokens it handled. The first admin is made with the CLI, on the
+/// server's own database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_actions_name_the_admin_and_the_target_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &[]);
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("RUST_LOG", "trace")
+        .args(["user", "create", "root", "--role", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cli.stdin.take().unwrap(), format!("{OLD_PASSWORD}\n").as_bytes())
+        .unwrap();
+    let cli = cli.wait_with_output().unwrap();
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let mut secrets = Secrets::default();
+    secrets.password("of the admin", OLD_PASSWORD);
+    secrets.password("set by the admin", NEW_PASSWORD);
+    secrets.password("reset by the admin", WRONG_CURRENT);
+    secrets.password_hash("of the admin", &password_hash(&database(dir.path()), "root"));
+
+    let client = reqwest::Client::new();
+    let login =
+        client.post(server.url("/auth/login")).json(&json!({ "username": "root", "password": OLD_PASSWORD }));
+    let login = json_of(login.send().await.unwrap(), StatusCode::OK).await;
+    secrets.tokens_of("of the admin", &login);
+    let admin_id = field(&login["user"], "id").to_owned();
+    let admin = field(&login, "access_token").to_owned();
+    let call = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let request = client.request(method, server.url(&path)).bearer_auth(&admin);
+        match body {
+            Some(body) => request.json(&body).send(),
+            None => request.send(),
+        }
+    };
+    let body = json!({ "username": "bob", "password": NEW_PASSWORD, "roles": ["staff"] });
+    let created = json_of(
+        call(reqwest::Method::POST, "/admin/users".into(), Some(body)).await.unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let target = field(&created, "id").to_owned();
+    let path = format!("/admin/users/{target}");
+    let patch = json!({ "password": WRONG_CURRENT, "roles": [] });
+    assert_eq!(
+        call(reqwest::Method::PATCH, path.clone(), Some(patch)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let logout = call(reqwest::Method::POST, format!("{path}/logout"), None).await.unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(call(reqwest::Method::DELETE, path, None).await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    server.wait_for_request_lines(5).await;
+    let log = server.stop();
+    for action in ["create", "update", "logout", "delete"] {
+        let line = format!("admin {action} admin_id={admin_id} target_id={target}");
+        assert_eq!(log.lines().filter(|l| l.contains(&line)).count(), 1, "{line:?} once in:\n{log}");
+    }
+    secrets.assert_absent_from(&log);
+    secrets.assert_absent_from(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&cli.stdout),
+        String::from_utf8_lossy(&cli.stderr)
+    ));
+}
+
 #[test]
 fn settings_debug_never_shows_the_hs256_secret() {
     let vars = [

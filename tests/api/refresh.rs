@@ -126,10 +126,11 @@ async fn forged_refresh_tokens_never_revoke_anything(backend: Backend) {
 }
 
 async fn refresh_tokens_expire_absolutely(backend: Backend) {
-    let app = spawn_app_with(backend, &[("REFRESH_TOKEN_TTL_SECS", "1")]).await;
+    let clock = tollgate::clock::ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[("REFRESH_TOKEN_TTL_SECS", "1")]).await;
     let signup = app.signup("grace").await;
     assert_eq!(signup["refresh_expires_in"], 1);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_millis(1100));
     assert_refresh_refused(&app, field(&signup, "refresh_token")).await;
 }
 

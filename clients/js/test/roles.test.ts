@@ -18,7 +18,7 @@ test("user.roles is on the token response, the stored user and me(), sorted like
   const roles: string[] = response.user.roles;
   assert.deepEqual(roles, ["beta", "member"]);
   assert.deepEqual(decodeJwtPayload(response.access_token)?.roles, ["beta", "member"]);
-  assert.deepEqual((await client.getTokens())?.user.roles, ["beta", "member"]);
+  assert.deepEqual((await client.getTokens())?.user?.roles, ["beta", "member"]);
   const me: User = await client.me();
   assert.deepEqual(me.roles, ["beta", "member"]);
 });

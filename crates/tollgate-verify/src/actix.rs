@@ -123,7 +123,7 @@ impl ResponseError for AuthError {
             AuthError::KeysUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            AuthError::BadRequest(_) | AuthError::Forbidden | AuthError::NotConfigured => {}
+            AuthError::Forbidden | AuthError::BadRequest(_) | AuthError::NotConfigured => {}
         }
         response.json(ErrorBody::new(self.to_string(), self.code()))
     }

@@ -11,11 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use uuid::Uuid;
 
-use super::auth::{UserView, validate_email, validate_username};
+use super::auth::UserView;
 use crate::auth::password::{NO_PASSWORD, normalize};
-use crate::auth::roles::{ADMIN_ROLE, parse_roles};
+use crate::auth::rules::{ADMIN_ROLE, parse_roles, validate_email, validate_username};
 use crate::db::accounts::{Account, AccountChange, NewAccount};
-use crate::db::models::{DbUuid, NewUser};
 use crate::db::{self};
 use crate::http::extract::authenticate;
 use crate::http::{ApiError, AppState};
@@ -193,18 +192,7 @@ pub async fn create(
         None => NO_PASSWORD.to_owned(),
     };
     let now = state.clock.now().naive_utc();
-    let user = NewUser {
-        id: DbUuid(Uuid::new_v4()),
-        username,
-        email,
-        password_hash,
-        refresh_token_hash: None,
-        refresh_token_expires_at: None,
-        created_at: now,
-        updated_at: now,
-        disabled: false,
-    };
-    let new = NewAccount { user, roles };
+    let new = NewAccount::new(username, email, password_hash, roles, now);
     let account = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     admin.log("create", account.user.id.0);
     Ok(HttpResponse::Created().json(AdminUserView::from(&account)))

@@ -6,9 +6,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::identity;
 use crate::auth::password::{Verified, normalize};
 use crate::auth::refresh::{IssuedRefresh, RefreshToken};
+use crate::auth::rules::{validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
     self,
@@ -112,14 +112,6 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
     }
 }
 
-pub fn validate_username(raw: &str) -> Result<String, ApiError> {
-    identity::username(raw).map_err(|e| ApiError::Validation(e.to_string()))
-}
-
-pub fn validate_email(raw: Option<&str>) -> Result<Option<String>, ApiError> {
-    raw.map(identity::email).transpose().map_err(|e| ApiError::Validation(e.to_string()))
-}
-
 /// What a new session does to the stored password hash.
 enum PasswordUpdate {
     Keep,
@@ -197,8 +189,7 @@ pub async fn signup(
     };
     // Only the configured defaults: a signup never chooses its own roles.
     let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
-    let Account { user, roles } =
-        db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
+    let Account { user, roles } = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))

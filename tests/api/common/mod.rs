@@ -85,6 +85,9 @@ impl TestDatabase {
             }
             Backend::Postgres(admin_url) => {
                 let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
+                // This admin connection comes before any pool: OpenSSL must not register
+                // its exit-time clean-up here either.
+                tollgate::db::tls::init();
                 let mut admin =
                     PgConnection::establish(admin_url).expect("TEST_DATABASE_URL must be reachable");
                 admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
