@@ -171,11 +171,9 @@ def test_wrong_issuer_and_audience_are_refused(verifier, clock):
     refused(verifier, sign(claims_at(clock.now, iss=REMOVE)), "token lacks the iss claim")
 
 
-def test_a_token_without_roles_passes_until_roles_are_required(issuer, verifier, clock):
-    token = sign(claims_at(clock.now, roles=REMOVE))
-    assert "roles" not in verifier.verify(token)
-    strict = Verifier(config(issuer, REQUIRE_ROLES=True), clock=clock)
-    refused(strict, token, "token lacks the roles claim")
+def test_a_token_without_roles_is_refused(verifier, clock):
+    # The contract: roles are always present, possibly empty.
+    refused(verifier, sign(claims_at(clock.now, roles=REMOVE)), "token lacks the roles claim")
 
 
 def test_exp_and_nbf_allow_the_leeway_and_no_more(verifier, clock):
