@@ -161,10 +161,12 @@ impl Importer<'_> {
 
     /// Writes the batch in one transaction, leaving out the usernames already present.
     /// A username taken between the check and the insert (a signup meanwhile) fails the
-    /// transaction; the next attempt's check then sees it.
+    /// transaction, and the next attempt's check sees it; so does SQLite's refusal to
+    /// upgrade this transaction's read lock while a running server writes.
     fn flush(&mut self) -> Result<(), DbError> {
-        const ATTEMPTS: usize = 3;
-        for attempt in 1..=ATTEMPTS {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
             let batch = &self.batch;
             let written = self.conn.transaction(|conn| {
                 let names: Vec<&str> = batch.iter().map(|a| a.user.username.as_str()).collect();
@@ -186,11 +188,10 @@ impl Importer<'_> {
                     self.batch.clear();
                     return Ok(());
                 }
-                Err(DbError::UniqueViolation) if attempt < ATTEMPTS => continue,
+                Err(DbError::UniqueViolation | DbError::Unavailable(_)) if attempt < ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
         }
-        unreachable!("the last attempt returns")
     }
 }
 

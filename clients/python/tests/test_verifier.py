@@ -247,13 +247,6 @@ def test_roles_map_to_is_staff_and_is_superuser_and_follow_changes(clock):
     assert (stored.is_staff, stored.is_superuser) == (False, False)
 
 
-def test_a_token_without_roles_leaves_the_local_flags_alone(clock):
-    claims = claims_at(clock.now, roles=["admin"])
-    user_for_claims(claims, create=True)
-    user = user_for_claims({k: v for k, v in claims.items() if k != "roles"}, create=True)
-    assert user.is_superuser
-
-
 def test_without_create_users_an_unknown_username_is_refused(clock):
     with pytest.raises(TokenError, match="no local user"):
         user_for_claims(claims_at(clock.now), create=False)
