@@ -6,11 +6,13 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
+
+pub use tollgate_verify::env::ConfigError;
+use tollgate_verify::env::Env;
 
 use crate::auth::rules::parse_roles;
 
@@ -110,21 +112,6 @@ pub struct Argon2Settings {
     pub queue_timeout: Duration,
 }
 
-/// A configuration problem: the variable and what is wrong with it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid configuration: {}: {}", self.variable, self.problem)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
 impl Settings {
     /// Reads the process environment, after loading `.env` if there is one.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -134,7 +121,7 @@ impl Settings {
 
     /// Builds settings from any variable source, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env(&lookup);
+        let env = Env::new(&lookup);
         let algorithm = parse_algorithm(&env.string("JWT_ALGORITHM", "EdDSA"))?;
         let secret = env.get("JWT_SECRET").map(SecretString::from);
         if algorithm == Algorithm::HS256 {
@@ -206,54 +193,6 @@ impl Settings {
                 token => token.map(SecretString::from),
             },
         })
-    }
-}
-
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
-
-impl Env<'_> {
-    /// The variable's value; an empty value counts as unset.
-    fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|v| !v.trim().is_empty())
-    }
-
-    fn string(&self, name: &str, default: &str) -> String {
-        self.get(name).map(|v| v.trim().to_owned()).unwrap_or_else(|| default.to_owned())
-    }
-
-    fn error(&self, variable: &'static str, problem: impl Into<String>) -> ConfigError {
-        ConfigError { variable, problem: problem.into() }
-    }
-
-    fn number<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|_| self.error(name, format!("expected a whole number, got {raw:?}"))),
-        }
-    }
-
-    fn positive<T: FromStr + Default + PartialOrd>(
-        &self,
-        name: &'static str,
-        default: T,
-    ) -> Result<T, ConfigError> {
-        let value = self.number(name, default)?;
-        if value <= T::default() {
-            return Err(self.error(name, "must be greater than 0"));
-        }
-        Ok(value)
-    }
-
-    fn boolean(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(default),
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => Ok(false),
-            Some(v) => Err(self.error(name, format!("expected true or false, got {v:?}"))),
-        }
     }
 }
 

@@ -159,6 +159,7 @@ const KEYS: &[&str] = &[
     r#""b64""#,
     r#""sub""#,
     r#""username""#,
+    r#""roles""#,
     r#""iss""#,
     r#""aud""#,
     r#""iat""#,
@@ -176,6 +177,7 @@ enum Name<'a> {
     Kid,
     Sub,
     Username,
+    Roles,
     Iss,
     Aud,
     Iat,
@@ -196,6 +198,7 @@ impl Name<'_> {
             Name::Kid => r#""kid""#.into(),
             Name::Sub => r#""sub""#.into(),
             Name::Username => r#""username""#.into(),
+            Name::Roles => r#""roles""#.into(),
             Name::Iss => r#""iss""#.into(),
             Name::Aud => r#""aud""#.into(),
             Name::Iat => r#""iat""#.into(),
@@ -244,6 +247,7 @@ impl Ctx<'_> {
             Name::Kid => s(&self.f.kid),
             Name::Sub => s(&self.sub.to_string()),
             Name::Username => s("fuzz"),
+            Name::Roles => r#"["admin","staff"]"#.into(),
             Name::Iss => s(ISSUER),
             Name::Aud => s(AUDIENCE),
             Name::Iat | Name::Nbf => self.now.to_string(),
@@ -324,8 +328,17 @@ enum Part<'a> {
 }
 
 const HEADER: &[Name<'static>] = &[Name::Alg, Name::Typ, Name::Kid];
-const CLAIMS: &[Name<'static>] =
-    &[Name::Sub, Name::Username, Name::Iss, Name::Aud, Name::Iat, Name::Nbf, Name::Exp, Name::Jti];
+const CLAIMS: &[Name<'static>] = &[
+    Name::Sub,
+    Name::Username,
+    Name::Roles,
+    Name::Iss,
+    Name::Aud,
+    Name::Iat,
+    Name::Nbf,
+    Name::Exp,
+    Name::Jti,
+];
 
 /// How a segment's bytes become text.
 #[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,7 +443,7 @@ fn check_accepted(f: &Fixture, token: &str, claims: &AccessClaims, before: i64, 
     // allowed and skipped unparsed, so the payload need not parse as a `Value`, e.g. an
     // extra `1e400`; when it does, the members must be there with the values returned.)
     if let Ok(value) = serde_json::from_slice::<Value>(&payload) {
-        for member in ["sub", "username", "iss", "aud", "iat", "nbf", "exp", "jti"] {
+        for member in ["sub", "username", "roles", "iss", "aud", "iat", "nbf", "exp", "jti"] {
             assert!(value.get(member).is_some(), "accepted without {member}: {value}");
         }
         assert_eq!(value["exp"].as_i64(), Some(claims.exp), "exp differs: {value}");

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use crate::common::*;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use tollgate::db::accounts::Account;
+use tollgate::db::DbError;
+use tollgate::db::accounts::{Account, NewAccount};
 use tollgate::db::schema::user_roles;
 
 const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
@@ -22,6 +23,7 @@ db_tests!(
     disabling_refuses_old_tokens_at_once_and_reaches_the_feed,
     removing_a_role_revokes_at_once_and_a_demoted_admin_is_refused,
     a_forced_logout_revokes_the_session_and_every_access_token,
+    a_batch_of_accounts_is_created_whole_or_not_at_all,
 );
 
 /// Gives `username` these roles directly in the database, as `tollgate user roles` would.
@@ -511,4 +513,33 @@ async fn a_forced_logout_revokes_the_session_and_every_access_token(backend: Bac
     assert!(feed_subjects(&app).await.contains(&id));
     // Only a logout: the account itself is as it was.
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// The batch insert imports build on: with roles and the disabled flag, in one transaction.
+async fn a_batch_of_accounts_is_created_whole_or_not_at_all(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("taken").await;
+    let now = chrono::Utc::now().naive_utc();
+    let account = |name: &str, roles: &[&str]| {
+        let roles = roles.iter().map(|r| (*r).to_owned()).collect();
+        NewAccount::new(name.to_owned(), None, "!".to_owned(), roles, now)
+    };
+    let mut conn = app.pool.get().unwrap();
+    let mut disabled = account("carol", &[]);
+    disabled.user.disabled = true;
+    let batch = [account("alice", &["admin", "staff"]), disabled, account("bob", &[])];
+    Account::insert_batch(&mut conn, &batch).unwrap();
+    assert_eq!(role_rows(&app, &app.user_row("alice").id.0.to_string()), ["admin", "staff"]);
+    assert!(app.user_row("carol").disabled);
+    assert!(!app.user_row("bob").disabled);
+
+    // One taken name (whatever its case was) and nothing of the batch is written.
+    let batch = [account("dave", &["staff"]), account("taken", &["admin"]), account("erin", &[])];
+    let refused = Account::insert_batch(&mut conn, &batch);
+    assert!(matches!(refused, Err(DbError::UniqueViolation)), "{:?}", refused.err());
+    for name in ["dave", "erin"] {
+        assert!(Account::find_by_username(&mut conn, name).unwrap().is_none(), "{name}");
+    }
+    let taken = app.user_row("taken");
+    assert!(role_rows(&app, &taken.id.0.to_string()).is_empty());
 }

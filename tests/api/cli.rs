@@ -18,6 +18,7 @@ db_tests!(
     disable_enable_and_delete_take_effect_on_the_running_server,
     set_password_reads_standard_input_and_ends_the_sessions,
     roles_prints_adds_and_removes_and_a_removal_revokes,
+    on_a_terminal_the_password_is_prompted_for_twice,
 );
 
 /// Runs `tollgate ARGS` on the app's configuration with `stdin` as standard input.
@@ -203,6 +204,42 @@ async fn roles_prints_adds_and_removes_and_a_removal_revokes(backend: Backend) {
     let refreshed: Value = refreshed.json().await.unwrap();
     assert_eq!(access_claims(field(&refreshed, "access_token"))["roles"], json!(["beta", "ops", "staff"]));
     assert_eq!(succeeds(&app, &["user", "roles", "alice"], ""), "beta\nops\nstaff\n");
+}
+
+/// `tollgate ARGS` on a terminal: util-linux's `script` gives it a pseudo-terminal and
+/// types `typed` into it. Returns the exit code and what the terminal showed.
+fn on_a_terminal(app: &TestApp, args: &str, typed: &str) -> (Option<i32>, String) {
+    let command = format!("'{}' {args}", env!("CARGO_BIN_EXE_tollgate"));
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .envs(&app.vars)
+        .current_dir(app.dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux's script runs");
+    child.stdin.take().unwrap().write_all(typed.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+async fn on_a_terminal_the_password_is_prompted_for_twice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (code, screen) = on_a_terminal(&app, "user create alice", &format!("{PASSWORD}\n{PASSWORD}\n"));
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains("Password: ") && screen.contains("Repeat password: "), "{screen}");
+    login(&app, "alice", PASSWORD).await;
+
+    let (code, screen) = on_a_terminal(&app, "user create bob", &format!("{PASSWORD}\nanother password\n"));
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains("do not match"), "{screen}");
+    assert_eq!(app.login("bob", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+
+    let (code, screen) = on_a_terminal(&app, "user set-password alice", "a new password\na new password\n");
+    assert_eq!(code, Some(0), "{screen}");
+    login(&app, "alice", "a new password").await;
 }
 
 #[test]

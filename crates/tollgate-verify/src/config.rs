@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::env::ConfigError;
+use crate::env::Env;
 use crate::{Clock, SystemClock};
 
 /// How a [`Verifier`](crate::Verifier) reaches tollgate and what it requires of a token.
@@ -70,20 +72,6 @@ impl fmt::Debug for VerifierConfig {
     }
 }
 
-/// A configuration variable with an unusable value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self { variable, problem: problem.into() }
-    }
-}
-
 impl VerifierConfig {
     /// The defaults, for the tollgate at `tollgate_url` (a trailing `/` is ignored).
     pub fn new(tollgate_url: impl Into<String>) -> Self {
@@ -112,15 +100,9 @@ impl VerifierConfig {
 
     /// [`from_env`](Self::from_env) with variables from `lookup` instead.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match var(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| ConfigError::new(name, format!("`{v}` is not a whole number of seconds"))),
-            }
-        };
+        let env = Env::new(&lookup);
+        let var = |name: &str| env.trimmed(name);
+        let number = |name: &'static str, default: u64| env.number(name, default);
 
         let url = var("TOLLGATE_URL")
             .ok_or_else(|| ConfigError::new("TOLLGATE_URL", "required, e.g. http://127.0.0.1:8080"))?;

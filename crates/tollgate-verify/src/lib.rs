@@ -21,6 +21,7 @@ pub use error_body::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE
 mod clock;
 #[cfg(feature = "fetch")]
 mod config;
+pub mod env;
 #[cfg(feature = "fetch")]
 mod fetch;
 #[cfg(feature = "fetch")]

@@ -12,7 +12,7 @@ use crate::auth::rules::{validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount, roles_of};
 use crate::db::{
     self,
-    models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after},
+    models::{SessionChange, User, tokens_valid_after},
 };
 use crate::http::cookie;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit};
@@ -176,19 +176,11 @@ pub async fn signup(
     let now = state.clock.now().naive_utc();
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
-    let new_user = NewUser {
-        id: DbUuid(Uuid::new_v4()),
-        username,
-        email,
-        password_hash,
-        refresh_token_hash: Some(token.hash()),
-        refresh_token_expires_at: Some(expires_at),
-        created_at: now,
-        updated_at: now,
-        disabled: false,
-    };
     // Only the configured defaults: a signup never chooses its own roles.
-    let new = NewAccount { user: new_user, roles: state.default_roles.clone() };
+    let mut new = NewAccount::new(username, email, password_hash, state.default_roles.clone(), now);
+    // The session starts with the account.
+    new.user.refresh_token_hash = Some(token.hash());
+    new.user.refresh_token_expires_at = Some(expires_at);
     let Account { user, roles } = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, roles, token, expires_at };
