@@ -178,7 +178,7 @@ impl Importer<'_> {
                     .collect();
                 let new: Vec<&NewAccount> =
                     batch.iter().filter(|a| !present.contains(&a.user.username)).collect();
-                Account::insert_batch(conn, &new)?;
+                Account::insert_batch(conn, new.iter().copied())?;
                 Ok::<_, DbError>((new.len() as u64, present.len() as u64))
             });
             match written {

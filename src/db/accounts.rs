@@ -84,13 +84,16 @@ pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbErro
 impl Account {
     pub fn insert(conn: &mut DbConnection, new: NewAccount) -> Result<Account, DbError> {
         let id = new.user.id.0;
-        Self::insert_batch(conn, &[&new])?;
+        Self::insert_batch(conn, std::slice::from_ref(&new))?;
         Self::find(conn, id)?.ok_or_else(|| DbError::Other("a created user vanished".into()))
     }
 
     /// Creates many accounts in one transaction: all of them, or none if any username is
     /// taken or anything else fails. For imports, batch by batch.
-    pub fn insert_batch(conn: &mut DbConnection, batch: &[&NewAccount]) -> Result<(), DbError> {
+    pub fn insert_batch<'a>(
+        conn: &mut DbConnection,
+        batch: impl IntoIterator<Item = &'a NewAccount>,
+    ) -> Result<(), DbError> {
         conn.transaction(|conn| {
             for new in batch {
                 diesel::insert_into(users::table).values(&new.user).execute(conn)?;
