@@ -28,19 +28,22 @@ RUN apt-get update \
 WORKDIR /app
 
 # 1. Dependencies only, against dummy sources, so that this layer stays cached until a
-#    manifest or Cargo.lock changes. Cargo loads the whole workspace (the member
-#    crates/tollgate-verify too) and every target a manifest names ([[bench]] auth,
+#    manifest or Cargo.lock changes. Cargo loads the whole workspace (the members
+#    crates/tollgate-verify and crates/tollgate-django-hash too) and every target a manifest names ([[bench]] auth,
 #    [[example]] resource_server), so each of them gets a dummy file.
 #    scripts/check-docker-context.py replays these steps to check that.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/tollgate-verify/Cargo.toml crates/tollgate-verify/
+COPY crates/tollgate-django-hash/Cargo.toml crates/tollgate-django-hash/
 RUN mkdir -p src benches crates/tollgate-verify/src crates/tollgate-verify/examples \
+        crates/tollgate-django-hash/src \
     && echo 'fn main() {}' > src/main.rs \
     && echo 'fn main() {}' > benches/auth.rs \
     && echo 'fn main() {}' > crates/tollgate-verify/examples/resource_server.rs \
-    && touch src/lib.rs crates/tollgate-verify/src/lib.rs \
+    && touch src/lib.rs crates/tollgate-verify/src/lib.rs crates/tollgate-django-hash/src/lib.rs \
     && cargo build --release --locked \
-    && rm -rf src benches crates/tollgate-verify/src crates/tollgate-verify/examples
+    && rm -rf src benches crates/tollgate-verify/src crates/tollgate-verify/examples \
+        crates/tollgate-django-hash/src
 
 # 2. The real crates. The migrations are embedded at compile time
 #    (embed_migrations!("migrations/sqlite") and ("migrations/postgres")), and so are the
@@ -53,7 +56,7 @@ COPY clients/js/dist/index.js ./clients/js/dist/index.js
 COPY benches ./benches
 COPY crates ./crates
 COPY src ./src
-RUN touch src/main.rs src/lib.rs crates/tollgate-verify/src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/tollgate-verify/src/lib.rs crates/tollgate-django-hash/src/lib.rs \
     && cargo build --release --locked \
     && cp target/release/tollgate /usr/local/bin/tollgate
 

@@ -9,4 +9,5 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod import;
 pub mod startup;

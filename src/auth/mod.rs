@@ -1,6 +1,5 @@
 //! The HTTP-free core of authentication: keys, tokens, sessions, passwords, limits.
 
-pub mod django_hash;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;

@@ -13,6 +13,7 @@ use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
+use tollgate_django_hash::{DjangoHash, DjangoHashError};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
@@ -111,18 +112,88 @@ impl PasswordHasherConfig {
     }
 
     /// Verifies a login attempt. `stored` is `None` for an unknown user: the dummy hash is
-    /// checked instead and the answer is always `false`. So it is for an account that has
-    /// no password yet ([`NO_PASSWORD`]), which therefore costs the same time as any other.
-    pub fn verify(&self, password: &SecretString, stored: Option<&str>, memory: &mut Memory) -> bool {
-        let Ok(password) = nfkc_within_limit(password) else {
-            return false;
+    /// checked instead and the answer is always no. So it is for an account that cannot log
+    /// in ([`NO_PASSWORD`], Django's unusable `!…`, a hash tollgate refuses), which
+    /// therefore costs the same time as any other.
+    ///
+    /// A hash imported from Django is checked as Django checks it: the raw password, not
+    /// normalised, and without the minimum length (a rule for new passwords only). When it
+    /// matches, the password is hashed again as argon2id, for the caller to store instead.
+    pub fn verify(&self, password: &SecretString, stored: Option<&str>, memory: &mut Memory) -> Verified {
+        let Ok(normalized) = nfkc_within_limit(password) else {
+            return Verified::No;
         };
-        let stored = stored.filter(|hash| *hash != NO_PASSWORD);
-        match verify_phc(password.expose_secret().as_bytes(), stored.unwrap_or(&self.dummy_hash), memory) {
-            Ok(matches) => matches && stored.is_some(),
-            Err(e) => {
+        let argon2 = |phc: &str, memory: &mut Memory| {
+            verify_phc(normalized.expose_secret().as_bytes(), phc, memory).unwrap_or_else(|e| {
                 log::error!("stored password hash is unusable: {e}");
                 false
+            })
+        };
+        match stored.map(StoredHash::of) {
+            Some(StoredHash::Argon2id(phc)) => {
+                if argon2(phc, memory) {
+                    Verified::Yes
+                } else {
+                    Verified::No
+                }
+            }
+            Some(StoredHash::Django(hash)) => {
+                if !hash.verify(password.expose_secret()) {
+                    return Verified::No;
+                }
+                match self.hash(&normalized, memory) {
+                    Ok(rehashed) => Verified::YesRehashed(rehashed),
+                    Err(e) => {
+                        log::error!("could not re-hash an imported password: {e}");
+                        Verified::Yes
+                    }
+                }
+            }
+            None | Some(StoredHash::CannotLogIn) => {
+                argon2(&self.dummy_hash, memory);
+                Verified::No
+            }
+        }
+    }
+}
+
+/// The outcome of a password check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Right, against a hash imported from Django: this argon2id hash is to replace it.
+    YesRehashed(String),
+}
+
+impl Verified {
+    pub fn matches(&self) -> bool {
+        !matches!(self, Verified::No)
+    }
+}
+
+/// What a `password_hash` column holds.
+enum StoredHash<'a> {
+    /// tollgate's own PHC string (`$argon2id$…`).
+    Argon2id(&'a str),
+    /// A hash imported from Django (`<algorithm>$…`), which never starts with `$`.
+    Django(DjangoHash),
+    /// No password ([`NO_PASSWORD`], Django's unusable `!…`) or a hash tollgate refuses.
+    CannotLogIn,
+}
+
+impl<'a> StoredHash<'a> {
+    fn of(stored: &'a str) -> Self {
+        if stored.starts_with('$') {
+            return StoredHash::Argon2id(stored);
+        }
+        match DjangoHash::parse(stored) {
+            Ok(hash) => StoredHash::Django(hash),
+            Err(DjangoHashError::Unusable) => StoredHash::CannotLogIn,
+            Err(e) => {
+                // The import refuses these, so one here was written by something else.
+                log::warn!("stored password hash cannot be verified: {e}");
+                StoredHash::CannotLogIn
             }
         }
     }
@@ -179,7 +250,7 @@ pub enum HashError {
 
 enum Job {
     Hash(SecretString, oneshot::Sender<Result<String, HashError>>),
-    Verify(SecretString, Option<String>, oneshot::Sender<Result<bool, HashError>>),
+    Verify(SecretString, Option<String>, oneshot::Sender<Result<Verified, HashError>>),
 }
 
 /// Where argon2 runs: `max_concurrent` dedicated threads, each with its own working
@@ -228,7 +299,11 @@ impl Passwords {
         answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?
     }
 
-    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<bool, HashError> {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<Verified, HashError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify(password, stored, reply))?;
         answer.await.map_err(|_| HashError::Failed("hashing thread stopped".into()))?
@@ -326,10 +401,10 @@ mod tests {
         let (hasher, memory) = (cheap(), &mut Memory::new());
         let hash = hasher.hash(&secret("correct horse"), memory).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
-        assert!(hasher.verify(&secret("correct horse"), Some(&hash), memory));
-        assert!(!hasher.verify(&secret("correct horsf"), Some(&hash), memory));
-        assert!(!hasher.verify(&secret("correct horse"), None, memory));
-        assert!(!hasher.verify(&secret("correct horse"), Some(NO_PASSWORD), memory));
+        assert_eq!(hasher.verify(&secret("correct horse"), Some(&hash), memory), Verified::Yes);
+        assert_eq!(hasher.verify(&secret("correct horsf"), Some(&hash), memory), Verified::No);
+        assert_eq!(hasher.verify(&secret("correct horse"), None, memory), Verified::No);
+        assert_eq!(hasher.verify(&secret("correct horse"), Some(NO_PASSWORD), memory), Verified::No);
     }
 
     #[test]
@@ -342,13 +417,13 @@ mod tests {
         // A stored hash of other costs (the crate's defaults) verifies with its own costs.
         let salt = SaltString::generate(&mut OsRng);
         let theirs = reference.hash_password(b"battery staple", &salt).unwrap().to_string();
-        assert!(hasher.verify(&secret("battery staple"), Some(&theirs), memory));
-        assert!(!hasher.verify(&secret("battery stapler"), Some(&theirs), memory));
+        assert!(hasher.verify(&secret("battery staple"), Some(&theirs), memory).matches());
+        assert!(!hasher.verify(&secret("battery stapler"), Some(&theirs), memory).matches());
         // Argon2i and garbage are refused, never a panic.
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default());
         let argon2i = argon2i.hash_password(b"battery staple", &salt).unwrap().to_string();
-        assert!(!hasher.verify(&secret("battery staple"), Some(&argon2i), memory));
-        assert!(!hasher.verify(&secret("battery staple"), Some("$argon2id$v=19$garbage"), memory));
+        assert!(!hasher.verify(&secret("battery staple"), Some(&argon2i), memory).matches());
+        assert!(!hasher.verify(&secret("battery staple"), Some("$argon2id$v=19$garbage"), memory).matches());
     }
 
     #[test]
@@ -356,6 +431,6 @@ mod tests {
         let (hasher, memory) = (cheap(), &mut Memory::new());
         let base = "x".repeat(MAX_PASSWORD_CHARS - 1);
         let hash = hasher.hash(&secret(&format!("{base}a")), memory).unwrap();
-        assert!(!hasher.verify(&secret(&format!("{base}b")), Some(&hash), memory));
+        assert!(!hasher.verify(&secret(&format!("{base}b")), Some(&hash), memory).matches());
     }
 }

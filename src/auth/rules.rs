@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-pub const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=32;
+/// Django's default username length, so that every account imported from Django fits.
+pub const MAX_USERNAME_CHARS: usize = 150;
 const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_ROLE_CHARS: usize = 64;
 /// The role that may use the admin API.
@@ -15,12 +16,17 @@ pub const ADMIN_ROLE: &str = "admin";
 #[error("{0}")]
 pub struct RuleError(pub String);
 
+/// Django's ASCII username rule: 1–150 of `[A-Za-z0-9@.+_-]`. Returns the stored form,
+/// lower-case, which makes usernames unique regardless of case; ASCII only, so that no
+/// two usernames look alike.
 pub fn validate_username(raw: &str) -> Result<String, RuleError> {
-    let valid_chars = raw.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !valid_chars || !USERNAME_CHARS.contains(&raw.chars().count()) {
-        return Err(RuleError(
-            "username must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into(),
-        ));
+    let valid_chars =
+        raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'+' | b'-' | b'_'));
+    // All ASCII, so bytes are characters.
+    if !valid_chars || !(1..=MAX_USERNAME_CHARS).contains(&raw.len()) {
+        return Err(RuleError(format!(
+            "username must be 1 to {MAX_USERNAME_CHARS} characters of letters, digits, '@', '.', '+', '-' or '_'"
+        )));
     }
     Ok(raw.to_ascii_lowercase())
 }
@@ -88,12 +94,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usernames_follow_the_contract_and_are_lower_cased() {
+    fn usernames_follow_djangos_ascii_rule_and_are_lower_cased() {
         assert_eq!(validate_username("Alice.B-c_9").unwrap(), "alice.b-c_9");
-        for bad in ["ab", &"a".repeat(33), "al ice", "alice!", "ålice", "", "a\u{0}b"] {
+        assert_eq!(validate_username("Bob+Tag@Example.com").unwrap(), "bob+tag@example.com");
+        for good in ["a", "1", "@", "+", &"a".repeat(MAX_USERNAME_CHARS)] {
+            assert!(validate_username(good).is_ok(), "{good:?}");
+        }
+        let too_long = "a".repeat(MAX_USERNAME_CHARS + 1);
+        for bad in ["", &too_long, "al ice", "alice!", "ålice", "a\u{0}b", "a/b", "a:b"] {
             assert!(validate_username(bad).is_err(), "{bad:?}");
         }
-        assert!(validate_username(&"a".repeat(32)).is_ok());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `db::accounts` as the admin API. Each command is one transaction, so it is safe beside
 //! running servers; they see the change within their user cache's TTL (a second).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Read};
 
 use chrono::{NaiveDateTime, Utc};
 use clap::Subcommand;
@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::db::accounts::{Account, AccountChange, NewAccount};
 use crate::db::{DbConnection, DbError, Pool};
 use crate::http::routes::admin::AdminUserView;
+use crate::import::{ImportOptions, import, read_groups};
 use crate::startup::{StartupError, migrate};
 
 /// Accounts read at once while listing.
@@ -49,6 +50,21 @@ pub enum UserCommand {
     Delete { username: String },
     /// Set a user's password (read like `create`'s) and end its sessions
     SetPassword { username: String },
+    /// Import users from Django's `manage.py dumpdata <app>.<UserModel>` JSON
+    ///
+    /// Passwords keep their Django hash until the first login replaces it with argon2id.
+    /// Users already present are skipped, so running it again changes nothing. Prints
+    /// `imported N, skipped M, rejected K`, then one line per rejected record.
+    Import {
+        /// The dump, or `-` for standard input
+        file: String,
+        /// The field holding the login name (e.g. `email` for a custom user model)
+        #[arg(long, value_name = "NAME", default_value = "username")]
+        username_field: String,
+        /// `dumpdata auth.group` output, for dumps whose groups are numeric ids
+        #[arg(long, value_name = "FILE")]
+        groups: Option<String>,
+    },
     /// Print a user's roles, one a line, after adding and removing any given
     Roles {
         username: String,
@@ -95,6 +111,14 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
             change(&pool, &username, AccountChange { password_hash, ..Default::default() }, now)?;
             println!("password set for {username}");
         }
+        UserCommand::Import { file, username_field, groups } => {
+            let groups = groups.map(|path| read_groups(open(&path)?).map_err(refused)).transpose()?;
+            let options = ImportOptions { username_field, groups, now };
+            let input = open(&file)?;
+            let (report, result) = with_conn(&pool, |conn| Ok(import(conn, input, &options)))?;
+            println!("{report}");
+            result.map_err(refused)?;
+        }
         UserCommand::Roles { username, add, remove } => {
             let add = parse_roles(&add).map_err(refused)?;
             let remove = parse_roles(&remove).map_err(refused)?;
@@ -106,6 +130,15 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// A file to read, `-` for standard input.
+fn open(path: &str) -> Result<Box<dyn Read>, CliError> {
+    if path == "-" {
+        return Ok(Box::new(std::io::stdin().lock()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| CliError::Refused(format!("{path}: {e}")))?;
+    Ok(Box::new(file))
 }
 
 fn refused(e: impl std::fmt::Display) -> CliError {

@@ -90,7 +90,10 @@ impl Account {
 
     /// Creates many accounts in one transaction: all of them, or none if any username is
     /// taken or anything else fails. For imports, batch by batch.
-    pub fn insert_batch(conn: &mut DbConnection, batch: &[NewAccount]) -> Result<(), DbError> {
+    pub fn insert_batch<'a>(
+        conn: &mut DbConnection,
+        batch: impl IntoIterator<Item = &'a NewAccount>,
+    ) -> Result<(), DbError> {
         conn.transaction(|conn| {
             for new in batch {
                 diesel::insert_into(users::table).values(&new.user).execute(conn)?;

@@ -236,6 +236,22 @@ impl User {
         Ok(())
     }
 
+    /// Replaces an imported hash by its argon2id re-hash and starts the session, only if
+    /// the stored hash is still `verified`: a password changed since it was verified is
+    /// neither overwritten nor logged into. Not a password change: no token is revoked.
+    pub fn rehash_and_set_session(
+        conn: &mut DbConnection,
+        id: Uuid,
+        verified: &str,
+        rehashed: &str,
+        change: &SessionChange,
+    ) -> Result<bool, DbError> {
+        let updated = diesel::update(users::table.find(DbUuid(id)).filter(users::password_hash.eq(verified)))
+            .set((users::password_hash.eq(rehashed), change))
+            .execute(conn)?;
+        Ok(updated == 1)
+    }
+
     /// `(user id, tokens_valid_after)` of the users revoked after `since`, oldest first.
     pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, DbError> {
         let rows: Vec<(DbUuid, Option<i64>)> = users::table

@@ -119,14 +119,16 @@ async fn concurrent_signups_of_many_names_all_succeed(backend: Backend) {
 
 async fn signup_validation_failures_are_422(backend: Backend) {
     let app = spawn_app(backend).await;
-    let long_name = "a".repeat(33);
+    // Django's rule: 1 to 150 of [A-Za-z0-9@.+_-].
+    let long_name = "a".repeat(151);
     let long_password = "p".repeat(1025);
     let cases = [
-        json!({ "username": "ab", "password": PASSWORD }),
+        json!({ "username": "", "password": PASSWORD }),
         json!({ "username": long_name, "password": PASSWORD }),
         json!({ "username": "bad name", "password": PASSWORD }),
         json!({ "username": "bad'--", "password": PASSWORD }),
         json!({ "username": "ålice", "password": PASSWORD }),
+        json!({ "username": "a/b", "password": PASSWORD }),
         json!({ "username": "dave", "password": "short" }),
         json!({ "username": "dave", "password": long_password }),
         json!({ "username": "dave", "password": PASSWORD, "email": "not-an-email" }),
@@ -144,6 +146,12 @@ async fn signup_validation_failures_are_422(backend: Backend) {
     let response = app.signup_response("erin", &"é".repeat(1024)).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(app.login("erin", &"é".repeat(1024)).await.status(), StatusCode::OK);
+    // Every name Django's default rule allows signs up, stored lower-case.
+    for name in ["a".to_owned(), "Bob+Tag@Example.com".to_owned(), "z".repeat(150)] {
+        let body: Value = app.signup_response(&name, PASSWORD).await.json().await.unwrap();
+        assert_eq!(body["user"]["username"], name.to_ascii_lowercase(), "{name}");
+        assert_eq!(app.login(&name, PASSWORD).await.status(), StatusCode::OK, "{name}");
+    }
 }
 
 async fn login_succeeds_case_insensitively_and_replaces_the_session(backend: Backend) {
@@ -181,7 +189,7 @@ async fn login_failures_look_the_same_for_unknown_users_and_wrong_passwords(back
         assert_error(app.login("nobody", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials")
             .await;
     let impossible_user =
-        assert_error(app.login("x", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+        assert_error(app.login("x y", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_eq!(wrong_password, unknown_user);
     assert_eq!(wrong_password, impossible_user);
     let malformed = app.post_json("/auth/login", &json!({ "username": "heidi" })).await;

@@ -22,7 +22,7 @@ db_tests!(
 );
 
 /// Runs `tollgate ARGS` on the app's configuration with `stdin` as standard input.
-fn tollgate(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+pub fn tollgate(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     let mut child = app
         .command(args)
         .stdin(Stdio::piped())
@@ -35,7 +35,7 @@ fn tollgate(app: &TestApp, args: &[&str], stdin: &str) -> Output {
 }
 
 /// Runs a command that must succeed; returns its standard output.
-fn succeeds(app: &TestApp, args: &[&str], stdin: &str) -> String {
+pub fn succeeds(app: &TestApp, args: &[&str], stdin: &str) -> String {
     let output = tollgate(app, args, stdin);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{args:?}: {stderr}");
@@ -54,7 +54,7 @@ fn refused(app: &TestApp, args: &[&str], stdin: &str) -> String {
     stderr
 }
 
-async fn login(app: &TestApp, username: &str, password: &str) -> Value {
+pub async fn login(app: &TestApp, username: &str, password: &str) -> Value {
     let response = app.login(username, password).await;
     assert_eq!(response.status(), StatusCode::OK, "{username}");
     response.json().await.unwrap()

@@ -14,6 +14,7 @@ mod database;
 mod deploy;
 mod discovery;
 mod health;
+mod import;
 mod introspection;
 mod junk;
 mod jwks;

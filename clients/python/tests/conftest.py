@@ -77,6 +77,7 @@ class Tollgate:
             "REVOCATION_FEED_TOKEN": FEED_TOKEN,
             "RUST_LOG": "warn",
         }
+        self.env = env
         self.process = subprocess.Popen([tollgate_binary()], cwd=self.dir, env=env,
                                         stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + 60
@@ -105,6 +106,19 @@ class Tollgate:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def command(self, *args):
+        """Runs `tollgate ARGS` on the server's database and keys; the completed process."""
+        return subprocess.run([tollgate_binary(), *args], cwd=self.dir, env=self.env,
+                              capture_output=True, text=True, timeout=120)
+
+    def password_hash(self, username):
+        """The stored hash, read from tollgate's own database."""
+        import sqlite3
+
+        with sqlite3.connect(self.dir / "t.db") as db:
+            row = db.execute("SELECT password_hash FROM users WHERE username = ?", (username,)).fetchone()
+        return row[0]
 
     def call(self, method, path, body=None, token=None):
         """(status, JSON body or None) of a request to tollgate."""

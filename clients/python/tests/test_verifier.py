@@ -171,11 +171,9 @@ def test_wrong_issuer_and_audience_are_refused(verifier, clock):
     refused(verifier, sign(claims_at(clock.now, iss=REMOVE)), "token lacks the iss claim")
 
 
-def test_a_token_without_roles_passes_until_roles_are_required(issuer, verifier, clock):
-    token = sign(claims_at(clock.now, roles=REMOVE))
-    assert "roles" not in verifier.verify(token)
-    strict = Verifier(config(issuer, REQUIRE_ROLES=True), clock=clock)
-    refused(strict, token, "token lacks the roles claim")
+def test_a_token_without_roles_is_refused(verifier, clock):
+    # The contract: roles are always present, possibly empty.
+    refused(verifier, sign(claims_at(clock.now, roles=REMOVE)), "token lacks the roles claim")
 
 
 def test_exp_and_nbf_allow_the_leeway_and_no_more(verifier, clock):
@@ -247,13 +245,6 @@ def test_roles_map_to_is_staff_and_is_superuser_and_follow_changes(clock):
     assert get_user_model().objects.filter(username=claims["username"]).count() == 1
     stored = get_user_model().objects.get(username=claims["username"])
     assert (stored.is_staff, stored.is_superuser) == (False, False)
-
-
-def test_a_token_without_roles_leaves_the_local_flags_alone(clock):
-    claims = claims_at(clock.now, roles=["admin"])
-    user_for_claims(claims, create=True)
-    user = user_for_claims({k: v for k, v in claims.items() if k != "roles"}, create=True)
-    assert user.is_superuser
 
 
 def test_without_create_users_an_unknown_username_is_refused(clock):

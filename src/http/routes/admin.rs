@@ -102,7 +102,7 @@ pub struct ListResponse {
 /// gets `DEFAULT_ROLES`.
 #[derive(Deserialize, ToSchema)]
 pub struct CreateRequest {
-    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]*$", example = "bob")]
+    #[schema(min_length = 1, max_length = 150, pattern = "^[A-Za-z0-9@.+_-]*$", example = "bob")]
     username: String,
     #[schema(value_type = Option<String>, min_length = 8, max_length = 1024)]
     password: Option<SecretString>,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::password::normalize;
+use crate::auth::password::{Verified, normalize};
 use crate::auth::refresh::{IssuedRefresh, RefreshToken, Rotation};
 use crate::auth::rules::{validate_email, validate_username};
 use crate::db::accounts::{Account, NewAccount, roles_of};
@@ -28,7 +28,7 @@ use crate::http::{ApiError, AppState, CurrentUser};
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
     /// Stored lower-case; unique regardless of case.
-    #[schema(min_length = 3, max_length = 32, pattern = "^[A-Za-z0-9_.-]*$", example = "alice")]
+    #[schema(min_length = 1, max_length = 150, pattern = "^[A-Za-z0-9@.+_-]*$", example = "alice")]
     username: String,
     /// Counted in characters after NFKC normalisation; never truncated.
     #[schema(value_type = String, min_length = 8, max_length = 1024, example = "correct horse battery staple")]
@@ -143,35 +143,53 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
     }
 }
 
-/// Starts a new refresh session for the user, replacing any previous one.
+/// What a new session does to the stored password hash.
+enum PasswordUpdate {
+    Keep,
+    /// The login verified an imported Django hash: store tollgate's argon2id instead, if
+    /// the stored hash is still the one verified (a compare-and-set, so that a password
+    /// changed meanwhile is not overwritten).
+    Rehash {
+        verified: String,
+        rehashed: String,
+    },
+    /// A password change: the new hash, and every access token issued so far is revoked.
+    Change(String),
+}
+
+/// Starts a new refresh session for the user, replacing any previous one. `None` when a
+/// rehash found the password changed since it was verified.
 async fn start_session(
     state: &web::Data<AppState>,
     mut user: User,
-    new_password_hash: Option<String>,
-) -> Result<(IssuedRefresh, NaiveDateTime), ApiError> {
+    password: PasswordUpdate,
+) -> Result<Option<(IssuedRefresh, NaiveDateTime)>, ApiError> {
     let now = state.clock.now().naive_utc();
     // A password change also revokes the access tokens issued before it.
-    let revoked_before = new_password_hash.as_ref().map(|_| tokens_valid_after(now, user.tokens_valid_after));
-    user.tokens_valid_after = revoked_before.or(user.tokens_valid_after);
+    if matches!(password, PasswordUpdate::Change(_)) {
+        user.tokens_valid_after = Some(tokens_valid_after(now, user.tokens_valid_after));
+    }
+    let valid_after = user.tokens_valid_after;
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
     let roles = db::run_write(&state.pool, move |conn| {
         let change = SessionChange::start(&hash, expires_at, now);
-        match (new_password_hash, revoked_before) {
-            (Some(password_hash), Some(valid_after)) => User::set_password_and_session(
-                conn,
-                user_id,
-                &password_hash,
-                &change.revoking_access_tokens(valid_after),
-            ),
-            _ => User::set_session(conn, user_id, &change),
+        let started = match &password {
+            PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+            PasswordUpdate::Rehash { verified, rehashed } => {
+                User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+            }
+            PasswordUpdate::Change(new_hash) => {
+                let change = change.revoking_access_tokens(valid_after.unwrap_or_default());
+                User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
+            }
         }?;
-        roles_of(conn, user_id)
+        started.then(|| roles_of(conn, user_id)).transpose()
     })
     .await?;
-    Ok((IssuedRefresh { user, roles, token, expires_at }, now))
+    Ok(roles.map(|roles| (IssuedRefresh { user, roles, token, expires_at }, now)))
 }
 
 /// Creates an account and starts its session.
@@ -231,7 +249,8 @@ pub async fn login(
         Err(_) => None,
     };
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    if !state.passwords.verify(body.password, stored).await? {
+    let verified = state.passwords.verify(body.password, stored).await?;
+    if !verified.matches() {
         state.login_throttle.record_failure(&throttle_key);
         match &user {
             Some(user) => log::info!("login failed user_id={}", user.id.0),
@@ -246,10 +265,23 @@ pub async fn login(
         log::info!("login refused, account disabled user_id={}", user.id.0);
         return Err(ApiError::AccountDisabled);
     }
-    let (issued, now) = start_session(&state, user, None).await?;
+    let password = match verified {
+        Verified::YesRehashed(rehashed) => {
+            PasswordUpdate::Rehash { verified: user.password_hash.clone(), rehashed }
+        }
+        _ => PasswordUpdate::Keep,
+    };
+    let rehashed = matches!(password, PasswordUpdate::Rehash { .. });
+    // The password verified is no longer the account's: it changed during the check.
+    let Some((issued, now)) = start_session(&state, user, password).await? else {
+        return Err(ApiError::InvalidCredentials);
+    };
     // The row just read may be newer than the cached one (say, an account re-enabled
     // from the command line): the new token must not meet the old row.
     state.users.evict(issued.user.id.0);
+    if rehashed {
+        log::info!("imported password hash replaced by argon2id user_id={}", issued.user.id.0);
+    }
     log::info!("login user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))
 }
@@ -393,12 +425,14 @@ pub async fn change_password(
     let user_id = caller.user.id.0;
     let user =
         db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
-    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await? {
+    if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await?.matches() {
         log::info!("password change refused user_id={}", user.id.0);
         return Err(ApiError::WrongCurrentPassword);
     }
     let new_hash = state.passwords.hash(new_password).await?;
-    let (issued, now) = start_session(&state, user, Some(new_hash)).await?;
+    let (issued, now) = start_session(&state, user, PasswordUpdate::Change(new_hash))
+        .await?
+        .ok_or_else(|| ApiError::Internal("a password change is unconditional".into()))?;
     state.users.evict(issued.user.id.0);
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))

@@ -20,8 +20,6 @@ DEFAULTS = {
     "CREATE_USERS": True,
     # Not in the contract's list: the least time between two JWKS fetches for unknown kids.
     "JWKS_COOLDOWN_SECS": 30,
-    # Refuse tokens without `roles` (every tollgate that issues roles can turn this on).
-    "REQUIRE_ROLES": False,
 }
 REQUIRED = ("JWKS_URL", "ISSUER", "AUDIENCE")
 

@@ -11,11 +11,10 @@ FLAGS = {"is_staff": "staff", "is_superuser": "admin"}
 def user_for_claims(claims, create):
     """The user with the token's username: created on first sight when `create`, with an
     unusable password (tollgate keeps the password), and with is_staff/is_superuser
-    following the roles whenever the token carries them."""
+    following the token's roles."""
     model = get_user_model()
     lookup = {model.USERNAME_FIELD: claims["username"]}
-    roles = claims.get("roles")
-    flags = {} if roles is None else {flag: role in roles for flag, role in FLAGS.items()}
+    flags = {flag: role in claims["roles"] for flag, role in FLAGS.items()}
     try:
         user = model._default_manager.get(**lookup)
     except model.DoesNotExist:

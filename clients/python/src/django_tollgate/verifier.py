@@ -235,10 +235,6 @@ class Verifier:
 
     def check_claims(self, claims):
         for name, (check, kind) in CLAIM_TYPES.items():
-            # tollgate is adding `roles` now; until every server issues it, a token without
-            # it is taken (roles unknown, local flags left alone) unless REQUIRE_ROLES is on.
-            if name == "roles" and name not in claims and not self.config["REQUIRE_ROLES"]:
-                continue
             if name not in claims:
                 raise TokenError(f"token lacks the {name} claim")
             if not check(claims[name]):

@@ -416,7 +416,7 @@ fn parse_scrypt(rest: &str) -> Result<Kind, DjangoHashError> {
 mod tests {
     use super::*;
 
-    const VECTORS: &str = include_str!("../../tests/fixtures/django/hashes.json");
+    const VECTORS: &str = include_str!("../../../tests/fixtures/django/hashes.json");
 
     fn fixture() -> serde_json::Value {
         serde_json::from_str(VECTORS).expect("hashes.json is JSON")
