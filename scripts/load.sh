@@ -143,7 +143,11 @@ FEED_TOKEN="load-test-revocation-feed-token"
 junk_users() {
   seq 1 "$1" | xargs -P 4 -I{} curl -fs "$BASE/auth/signup" -H 'content-type: application/json' \
     -d "{\"username\":\"junk${RUN}u{}\",\"password\":\"junk flood password {}\"}" -o "$WORK/junk-signup-{}"
-  cat "$WORK"/junk-signup-* | sed -E 's/.*"access_token":"([^"]+)".*/\1/' > "$2"
+  # One token a line: the bodies end without a newline, so each gets one of its own.
+  for body in "$WORK"/junk-signup-*; do
+    sed -E 's/.*"access_token":"([^"]+)".*/\1/' "$body"
+    echo
+  done > "$2"
   rm -f "$WORK"/junk-signup-*
 }
 
