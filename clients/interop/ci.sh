@@ -12,13 +12,7 @@ ALGORITHMS=(EdDSA ES256 RS256)
 FEED_TOKEN="interop-feed-token-0123456789abcdef"
 AUDIENCE="interop-api"
 
-if [ -z "${TOLLGATE_BIN:-}" ]; then
-  echo "== cargo build --bin tollgate"
-  (cd "$ROOT" && cargo build --bin tollgate --quiet)
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-  TOLLGATE_BIN="$target/debug/tollgate"
-fi
+source "$ROOT/scripts/lib/tollgate-bin.sh"
 
 echo "== npm ci"
 npm ci --no-audit --no-fund --silent

@@ -16,15 +16,7 @@ apt_install() {
 command -v npm >/dev/null || apt_install nodejs npm
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || apt_install chromium
 
-# The tests spawn the real server. .ci/run may have built it under CARGO_TARGET_DIR;
-# building again is a no-op when it is up to date.
-if [ -z "${TOLLGATE_BIN:-}" ]; then
-  echo "== cargo build --bin tollgate"
-  (cd "$ROOT" && cargo build --bin tollgate --quiet)
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-  export TOLLGATE_BIN="$target/debug/tollgate"
-fi
+source "$ROOT/scripts/lib/tollgate-bin.sh"
 
 echo "== npm ci"
 npm ci --no-audit --no-fund

@@ -6,13 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 ROOT="$(cd ../.. && pwd)"
 
-if [ -z "${TOLLGATE_BIN:-}" ]; then
-  echo "== cargo build --bin tollgate"
-  (cd "$ROOT" && cargo build --bin tollgate --quiet)
-  target="${CARGO_TARGET_DIR:-target}"
-  case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
-  export TOLLGATE_BIN="$target/debug/tollgate"
-fi
+source "$ROOT/scripts/lib/tollgate-bin.sh"
 
 VENV="${DJANGO_TOLLGATE_VENV:-${HOME:-/root}/.cache/django-tollgate/venv}"
 echo "== venv $VENV"
