@@ -1,8 +1,9 @@
-//! A short-lived cache of user rows for authentication.
+//! A short-lived cache of accounts (user rows with their roles) for authentication.
 //!
 //! Every authenticated request needs the caller's row (does the account exist, was the
-//! token revoked?). Reading it once a second per user instead of once per request keeps
-//! token checks cheap. A revocation made by this process evicts that user's row at once
+//! token revoked?), and `/auth/me` its current roles. Reading them once a second per user
+//! instead of once per request keeps token checks cheap; no request served from the cache
+//! touches the database. A revocation made by this process evicts that user's row at once
 //! ([`UserCache::evict`]), so here it takes effect immediately; one made by another
 //! instance sharing the database is seen once the row is re-read, [`USER_CACHE_TTL`]
 //! after it was last read. Nothing else removes a row early: a request that revokes
@@ -25,30 +26,32 @@ use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::db::models::User;
+use crate::db::accounts::Account;
 
 pub const USER_CACHE_TTL: TimeDelta = TimeDelta::seconds(1);
-/// Room for the rows of ~40,000 active users (a row with an email weighs ~550 bytes, see
-/// [`RowWeight`]), so that 30,000 fit with a fifth to spare for uneven shards.
-pub const USER_CACHE_BYTES: u64 = 24 << 20;
-/// Rows of this weight are what the cache is sized for: a typical one, with an email.
-const TYPICAL_ROW_BYTES: u64 = 640;
+/// Room for the accounts of ~47,000 active users (a row with an email and two roles weighs
+/// ~650 bytes, see [`RowWeight`]), so that 30,000 fit with a fifth to spare for uneven
+/// shards. A bound, not an allocation: 30,000 accounts take ~20 MB.
+pub const USER_CACHE_BYTES: u64 = 32 << 20;
+/// Accounts of this weight are what the cache is sized for: a typical one, with an email
+/// and two roles.
+const TYPICAL_ROW_BYTES: u64 = 704;
 const _: () = assert!(30_000 * TYPICAL_ROW_BYTES <= USER_CACHE_BYTES * 4 / 5);
 
 struct Entry {
     fetched: DateTime<Utc>,
-    user: Arc<User>,
+    account: Arc<Account>,
     /// Someone is already re-reading this row.
     refreshing: AtomicBool,
 }
 
-/// An entry's weight: its bytes, the row's strings included.
+/// An entry's weight: its bytes, the row's strings and the roles included.
 #[derive(Clone)]
 struct RowWeight;
 
 impl Weighter<Uuid, Arc<Entry>> for RowWeight {
     fn weight(&self, _: &Uuid, entry: &Arc<Entry>) -> u64 {
-        let user = &entry.user;
+        let Account { user, roles } = &*entry.account;
         let text = [
             Some(&user.username),
             user.email.as_ref(),
@@ -56,8 +59,10 @@ impl Weighter<Uuid, Arc<Entry>> for RowWeight {
             user.refresh_token_hash.as_ref(),
             user.previous_refresh_token_hash.as_ref(),
         ];
-        let heap: usize = text.into_iter().flatten().map(String::capacity).sum();
-        (size_of::<Uuid>() + size_of::<Entry>() + size_of::<User>() + heap) as u64
+        let heap: usize =
+            text.into_iter().chain(roles.iter().map(Some)).flatten().map(String::capacity).sum();
+        let roles = roles.capacity() * size_of::<String>();
+        (size_of::<Uuid>() + size_of::<Entry>() + size_of::<Account>() + roles + heap) as u64
     }
 }
 
@@ -79,13 +84,13 @@ impl UserCache {
         Self { clock, entries: Cache::with_weighter(rows, bytes, RowWeight), evictions: AtomicU64::default() }
     }
 
-    /// The cached row, or `None` when the caller must read it (and then `put` it).
-    pub fn get(&self, id: Uuid) -> Option<Arc<User>> {
+    /// The cached account, or `None` when the caller must read it (and then `put` it).
+    pub fn get(&self, id: Uuid) -> Option<Arc<Account>> {
         let entry = self.entries.get(&id)?;
         let age = self.clock.now() - entry.fetched;
         let usable = age < USER_CACHE_TTL
             || (age < USER_CACHE_TTL * 2 && entry.refreshing.swap(true, Ordering::AcqRel));
-        usable.then(|| entry.user.clone())
+        usable.then(|| entry.account.clone())
     }
 
     /// The value to pass to [`UserCache::put`], taken before reading the row.
@@ -93,26 +98,26 @@ impl UserCache {
         self.evictions.load(Ordering::SeqCst)
     }
 
-    /// Remembers a row read after [`UserCache::generation`] returned `generation`. If any
+    /// Remembers an account read after [`UserCache::generation`] returned `generation`. If any
     /// eviction happened since, the row may predate a revocation and is not kept: the
     /// second check, after the insert, catches an eviction that ran between the first
     /// check and the insert (it bumps the count before it removes).
-    pub fn put(&self, user: Arc<User>, generation: u64) {
+    pub fn put(&self, account: Arc<Account>, generation: u64) {
         if self.generation() != generation {
             return;
         }
-        let id = user.id.0;
-        let entry = Entry { fetched: self.clock.now(), user, refreshing: AtomicBool::new(false) };
+        let id = account.user.id.0;
+        let entry = Entry { fetched: self.clock.now(), account, refreshing: AtomicBool::new(false) };
         self.entries.insert(id, Arc::new(entry));
         if self.generation() != generation {
             self.entries.remove(&id);
         }
     }
 
-    /// Forgets the user's row, so that the next request reads the current one. Every
+    /// Forgets the user's account, so that the next request reads the current one. Every
     /// change this process makes that must count at once — each revocation (logout,
-    /// password change, refresh-token reuse, and any other) — calls this right after its
-    /// write, for that user only.
+    /// password change, refresh-token reuse, and any other) and every change of roles —
+    /// calls this right after its write, for that user only.
     pub fn evict(&self, id: Uuid) {
         self.evictions.fetch_add(1, Ordering::SeqCst);
         self.entries.remove(&id);
@@ -135,11 +140,11 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::db::models::DbUuid;
+    use crate::db::models::{DbUuid, User};
 
-    fn row(email: &str) -> Arc<User> {
+    fn row(email: &str) -> Arc<Account> {
         let at = NaiveDateTime::default();
-        Arc::new(User {
+        let user = User {
             id: DbUuid(Uuid::new_v4()),
             username: "a_typical_username".into(),
             email: Some(email.into()),
@@ -152,7 +157,8 @@ mod tests {
             updated_at: at,
             tokens_valid_after: None,
             disabled: false,
-        })
+        };
+        Arc::new(Account { user, roles: vec!["editor".into(), "support".into()] })
     }
 
     #[test]
@@ -161,7 +167,7 @@ mod tests {
             &Uuid::nil(),
             &Arc::new(Entry {
                 fetched: Utc::now(),
-                user: row("someone.with.a.long.name@example.com"),
+                account: row("someone.with.a.long.name@example.com"),
                 refreshing: AtomicBool::new(false),
             }),
         );
@@ -169,45 +175,56 @@ mod tests {
     }
 
     #[test]
+    fn thirty_thousand_active_users_stay_cached_by_default() {
+        let cache = UserCache::new(Clock::system());
+        let accounts: Vec<_> = (0..30_000).map(|i| row(&format!("someone.number.{i}@example.com"))).collect();
+        for account in &accounts {
+            cache.put(account.clone(), cache.generation());
+        }
+        let kept = accounts.iter().filter(|account| cache.get(account.user.id.0).is_some()).count();
+        assert_eq!(kept, accounts.len());
+    }
+
+    #[test]
     fn an_eviction_during_a_read_keeps_the_stale_row_out() {
         let cache = UserCache::new(Clock::system());
-        let user = row("a@example.com");
+        let account = row("a@example.com");
         let before_read = cache.generation();
-        cache.evict(user.id.0);
-        cache.put(user.clone(), before_read);
-        assert!(cache.get(user.id.0).is_none());
-        cache.put(user.clone(), cache.generation());
-        assert!(cache.get(user.id.0).is_some());
+        cache.evict(account.user.id.0);
+        cache.put(account.clone(), before_read);
+        assert!(cache.get(account.user.id.0).is_none());
+        cache.put(account.clone(), cache.generation());
+        assert!(cache.get(account.user.id.0).is_some());
     }
 
     #[test]
     fn rows_age_out_on_the_injected_clock() {
         let manual = ManualClock::new();
         let cache = UserCache::new(manual.clock());
-        let user = row("a@example.com");
-        cache.put(user.clone(), cache.generation());
+        let account = row("a@example.com");
+        cache.put(account.clone(), cache.generation());
         manual.advance(Duration::from_millis(999));
-        assert!(cache.get(user.id.0).is_some());
+        assert!(cache.get(account.user.id.0).is_some());
         manual.advance(Duration::from_millis(1));
-        assert!(cache.get(user.id.0).is_none(), "the first caller re-reads");
-        assert!(cache.get(user.id.0).is_some(), "the others use the old row meanwhile");
+        assert!(cache.get(account.user.id.0).is_none(), "the first caller re-reads");
+        assert!(cache.get(account.user.id.0).is_some(), "the others use the old row meanwhile");
         manual.advance(Duration::from_secs(1));
-        assert!(cache.get(user.id.0).is_none());
+        assert!(cache.get(account.user.id.0).is_none());
     }
 
     #[test]
     fn a_full_cache_evicts_rows_and_stays_within_its_bound() {
         let bytes = 64 * TYPICAL_ROW_BYTES;
         let cache = UserCache::with_capacity(Clock::system(), bytes);
-        let users: Vec<_> = (0..1_000).map(|i| row(&format!("u{i}@example.com"))).collect();
-        for user in &users {
-            cache.put(user.clone(), cache.generation());
+        let accounts: Vec<_> = (0..1_000).map(|i| row(&format!("u{i}@example.com"))).collect();
+        for account in &accounts {
+            cache.put(account.clone(), cache.generation());
         }
         assert!(cache.len() < 100, "{}", cache.len());
         assert!(cache.entries.weight() <= bytes);
-        for user in &users {
-            if let Some(cached) = cache.get(user.id.0) {
-                assert!(Arc::ptr_eq(&cached, user), "a row is only ever served for its own id");
+        for account in &accounts {
+            if let Some(cached) = cache.get(account.user.id.0) {
+                assert!(Arc::ptr_eq(&cached, account), "a row is only ever served for its own id");
             }
         }
     }

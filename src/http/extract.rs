@@ -16,14 +16,14 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::rate_limit::RateLimiter;
 use crate::auth::tokens::AccessClaims;
-use crate::db::{self, models::User};
+use crate::db::{self, accounts::Account};
 
-/// A caller whose bearer access token verified and was not revoked, with their user row.
-/// Taking it as a handler argument is what protects a route; failures answer 401 with a
-/// `WWW-Authenticate` challenge.
+/// A caller whose bearer access token verified and was not revoked, with their account
+/// (user row and current roles). Taking it as a handler argument is what protects a route;
+/// failures answer 401 with a `WWW-Authenticate` challenge.
 pub struct CurrentUser {
     pub claims: AccessClaims,
-    pub user: Arc<User>,
+    pub account: Arc<Account>,
 }
 
 impl FromRequest for CurrentUser {
@@ -49,24 +49,25 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<CurrentUser, ApiError> {
     let claims = state.tokens.verify(token)?;
     let user_id = claims.sub;
-    let user = match state.users.get(user_id) {
-        Some(user) => user,
+    let account = match state.users.get(user_id) {
+        Some(account) => account,
         None => {
             let generation = state.users.generation();
-            let user = db::run(&state.pool, move |conn| User::find(conn, user_id))
+            let account = db::run(&state.pool, move |conn| Account::find(conn, user_id))
                 .await?
                 .map(Arc::new)
                 .ok_or(ApiError::InvalidToken)?;
-            state.users.put(user.clone(), generation);
-            user
+            state.users.put(account.clone(), generation);
+            account
         }
     };
+    let user = &account.user;
     // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
     if user.disabled || user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
         log::debug!("revoked access token presented user_id={user_id}");
         return Err(ApiError::InvalidToken);
     }
-    Ok(CurrentUser { claims, user })
+    Ok(CurrentUser { claims, account })
 }
 
 fn state_of(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {

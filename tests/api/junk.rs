@@ -1,9 +1,11 @@
 //! What requests without a valid token may cost others: a revocation evicts only the
-//! revoked user's cached row (and still counts at once), a refused refresh token changes
-//! no cache, and refused refresh tokens are limited per client IP.
+//! revoked user's cached account (and still counts at once), a refused refresh token
+//! changes no cache, and refused refresh tokens are limited per client IP. Roles are
+//! cached with the row, and a change of roles counts at once too.
 //!
-//! Each test caches a bystander's row, then changes that row behind the server's back:
-//! as long as the server still answers with the old row, its cache entry was kept. The
+//! Each test caches a bystander's account, then changes its row and roles behind the
+//! server's back: as long as the server still answers with the old ones, its cache entry
+//! was kept. The
 //! clock is never advanced past the cache's TTL, so nothing ages out meanwhile.
 
 use std::time::Duration;
@@ -14,7 +16,7 @@ use serde_json::{Value, json};
 use tollgate::clock::ManualClock;
 use tollgate::db::schema::users;
 
-use crate::admin::admin_token;
+use crate::admin::{admin_token, grant};
 use crate::common::*;
 
 db_tests!(
@@ -22,25 +24,28 @@ db_tests!(
     a_password_change_evicts_only_that_user,
     reuse_detection_evicts_only_the_robbed_user,
     admin_revocations_evict_only_their_user,
+    role_changes_by_the_admin_api_count_at_once,
     refused_refresh_tokens_change_no_cache,
     refused_refresh_tokens_are_limited_per_ip_and_correct_refreshes_never,
 );
 
 const ORIGINAL_EMAIL: &str = "bob@example.com";
 
-/// Signs up `bob` with an email and caches his row by calling `/auth/me`; returns his
+/// Signs up `bob` with an email and caches his account by calling `/auth/me`; returns his
 /// access token.
 async fn cache_bystander(app: &TestApp) -> String {
     let body = json!({ "username": "bob", "password": PASSWORD, "email": ORIGINAL_EMAIL });
     let signup: Value = app.post_json("/auth/signup", &body).await.json().await.unwrap();
     let access = field(&signup, "access_token").to_owned();
-    assert_eq!(me(app, &access).await["email"], ORIGINAL_EMAIL);
-    // Behind the server's back: only a re-read of the row would show this.
+    let cached = me(app, &access).await;
+    assert_eq!((&cached["email"], &cached["roles"]), (&json!(ORIGINAL_EMAIL), &json!([])));
+    // Behind the server's back: only a re-read of the account would show these.
     let mut conn = app.pool.get().unwrap();
     diesel::update(users::table.filter(users::username.eq("bob")))
         .set(users::email.eq("changed@example.com"))
         .execute(&mut **conn)
         .unwrap();
+    grant(app, "bob", &["granted_behind_the_back"]);
     access
 }
 
@@ -53,9 +58,13 @@ async fn me(app: &TestApp, access: &str) -> Value {
 /// The bystander is still served from the cache; once its TTL has passed, from the
 /// database (which shows that the cache, not luck, answered before).
 async fn assert_bystander_still_cached(app: &TestApp, clock: &ManualClock, access: &str) {
-    assert_eq!(me(app, access).await["email"], ORIGINAL_EMAIL, "bob's cached row was evicted");
+    let cached = me(app, access).await;
+    assert_eq!(cached["email"], ORIGINAL_EMAIL, "bob's cached row was evicted");
+    assert_eq!(cached["roles"], json!([]), "bob's cached roles were evicted");
     clock.advance(Duration::from_secs(2));
-    assert_eq!(me(app, access).await["email"], "changed@example.com");
+    let reread = me(app, access).await;
+    assert_eq!(reread["email"], "changed@example.com");
+    assert_eq!(reread["roles"], json!(["granted_behind_the_back"]));
 }
 
 async fn assert_refused(app: &TestApp, access: &str) {
@@ -154,6 +163,33 @@ async fn admin_revocations_evict_only_their_user(backend: Backend) {
         assert!(request.send().await.unwrap().status().is_success(), "{path}");
         assert_refused(&app, access).await;
     }
+    assert_bystander_still_cached(&app, &clock, &bob).await;
+}
+
+/// `/auth/me` answers from the cached account, roles included, so the admin API's role
+/// changes must reach it at once: a role added shows in the next `/auth/me` of the same
+/// token; a role removed revokes every token that carried it, and the next session's
+/// `/auth/me` is without it.
+async fn role_changes_by_the_admin_api_count_at_once(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let bob = cache_bystander(&app).await;
+    let admin = admin_token(&app, "root").await;
+    let alice = cached_alice(&app).await;
+    let access = field(&alice, "access_token");
+    let path = format!("/admin/users/{}", field(&alice["user"], "id"));
+    let set_roles = |roles: Value| {
+        app.client.patch(app.url(&path)).bearer_auth(&admin).json(&json!({ "roles": roles })).send()
+    };
+    assert_eq!(me(&app, access).await["roles"], json!([]));
+
+    assert_eq!(set_roles(json!(["editor", "support"])).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(me(&app, access).await["roles"], json!(["editor", "support"]));
+
+    assert_eq!(set_roles(json!(["support"])).await.unwrap().status(), StatusCode::OK);
+    assert_refused(&app, access).await;
+    let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    assert_eq!(me(&app, field(&login, "access_token")).await["roles"], json!(["support"]));
     assert_bystander_still_cached(&app, &clock, &bob).await;
 }
 

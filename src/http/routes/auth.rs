@@ -353,9 +353,9 @@ pub async fn logout(
     let now = state.clock.now().naive_utc();
     let cookie = state.cookie_mode.presented_token(&req);
     let user = if bearer_token(&req)?.is_some() {
-        let user = authenticate(&req).await?.user;
-        let user_id = user.id.0;
-        let revoked = SessionChange::revoked(now, &user);
+        let account = authenticate(&req).await?.account;
+        let user_id = account.user.id.0;
+        let revoked = SessionChange::revoked(now, &account.user);
         db::run_write(&state.pool, move |conn| User::set_session(conn, user_id, &revoked)).await?;
         user_id
     } else {
@@ -397,10 +397,10 @@ pub async fn logout(
         (status = 200, description = "The caller", body = UserView),
         BearerErrors, DatabaseErrors, ServerErrors,
     ))]
-pub async fn me(caller: CurrentUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let user_id = caller.user.id.0;
-    let roles = db::run(&state.pool, move |conn| roles_of(conn, user_id)).await?;
-    Ok(HttpResponse::Ok().json(UserView::new(&caller.user, &roles)))
+pub async fn me(caller: CurrentUser) -> HttpResponse {
+    // From the cached account: every change of roles evicts it (`UserCache::evict`).
+    let Account { user, roles } = &*caller.account;
+    HttpResponse::Ok().json(UserView::new(user, roles))
 }
 
 /// Changes the password and starts a new session; the old refresh token stops working.
@@ -422,7 +422,7 @@ pub async fn change_password(
     let body = body.into_inner();
     let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
     // The current row, not the cached one: its password hash is what must match.
-    let user_id = caller.user.id.0;
+    let user_id = caller.account.user.id.0;
     let user =
         db::run(&state.pool, move |conn| User::find(conn, user_id)).await?.ok_or(ApiError::InvalidToken)?;
     if !state.passwords.verify(body.current_password, Some(user.password_hash.clone())).await?.matches() {
