@@ -7,6 +7,8 @@
 //! revocation feed publishes). Input is validated by the callers, with the shared rules
 //! (`auth::rules` for usernames, emails and roles, `auth::password` for passwords).
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use uuid::Uuid;
@@ -119,6 +121,35 @@ impl Account {
         Ok(Some(Account { user, roles }))
     }
 
+    /// The accounts of those of `ids` that exist, in no particular order; two queries
+    /// however many (the user cache re-reads its aged entries in batches).
+    pub fn find_many(conn: &mut DbConnection, ids: &[Uuid]) -> Result<Vec<Account>, DbError> {
+        let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+        let users = users::table.filter(users::id.eq_any(ids)).select(User::as_select()).load(conn)?;
+        Self::with_roles_of_all(conn, users)
+    }
+
+    /// [`Account::with_roles`] for many users at once, in their order.
+    fn with_roles_of_all(conn: &mut DbConnection, users: Vec<User>) -> Result<Vec<Account>, DbError> {
+        let ids: Vec<DbUuid> = users.iter().map(|u| u.id).collect();
+        let pairs: Vec<(DbUuid, String)> = user_roles::table
+            .filter(user_roles::user_id.eq_any(ids))
+            .select((user_roles::user_id, user_roles::role))
+            .load(conn)?;
+        let mut roles: HashMap<Uuid, Vec<String>> = HashMap::new();
+        for (id, role) in pairs {
+            roles.entry(id.0).or_default().push(role);
+        }
+        Ok(users
+            .into_iter()
+            .map(|user| {
+                let mut roles = roles.remove(&user.id.0).unwrap_or_default();
+                roles.sort_unstable();
+                Account { user, roles }
+            })
+            .collect())
+    }
+
     /// Up to `limit` accounts whose usernames sort after `after`. Keyset paging on the
     /// username's unique index: no rows are skipped or repeated when users are created or
     /// deleted between pages, and a page costs the same however deep it is.
@@ -131,21 +162,8 @@ impl Account {
         let mut users: Vec<User> = query.load(conn)?;
         let more = users.len() as i64 > limit;
         users.truncate(limit as usize);
-        let ids: Vec<DbUuid> = users.iter().map(|u| u.id).collect();
-        let mut pairs: Vec<(DbUuid, String)> = user_roles::table
-            .filter(user_roles::user_id.eq_any(ids))
-            .select((user_roles::user_id, user_roles::role))
-            .load(conn)?;
-        pairs.sort_unstable_by(|a, b| a.1.cmp(&b.1));
         let next = more.then(|| users.last().map(|u| u.username.clone())).flatten();
-        let accounts = users
-            .into_iter()
-            .map(|user| {
-                let roles = pairs.iter().filter(|(id, _)| *id == user.id).map(|(_, r)| r.clone()).collect();
-                Account { user, roles }
-            })
-            .collect();
-        Ok(Page { accounts, next })
+        Ok(Page { accounts: Self::with_roles_of_all(conn, users)?, next })
     }
 
     /// Applies an administrator's change. Removing a role revokes the access tokens issued

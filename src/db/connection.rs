@@ -27,7 +27,24 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-pub type Pool = r2d2::Pool<ConnectionManager>;
+/// The r2d2 pool (`get` and the rest through `Deref`), and one permit per connection.
+/// Database work ([`run`]) waits for a permit, asynchronously and first come first
+/// served, before it takes a thread of the blocking pool; without it, every request
+/// waiting for a connection parks a blocking thread in r2d2's `get` (dozens under load),
+/// and the threads are woken in no particular order.
+#[derive(Clone)]
+pub struct Pool {
+    connections: r2d2::Pool<ConnectionManager>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl std::ops::Deref for Pool {
+    type Target = r2d2::Pool<ConnectionManager>;
+    fn deref(&self) -> &Self::Target {
+        &self.connections
+    }
+}
+
 pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 
 /// Opens connections for the backend the URL names. Diesel's own r2d2 manager for a
@@ -126,13 +143,15 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
     {
         std::fs::create_dir_all(dir).map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
     }
-    Ok(r2d2::Pool::builder()
+    let connections = r2d2::Pool::builder()
         .max_size(settings.max_connections)
         .min_idle(Some(0))
         .connection_timeout(settings.connect_timeout)
         .test_on_check_out(false)
         .idle_timeout(Some(Duration::from_secs(300)))
-        .build_unchecked(ConnectionManager::new(settings.url.clone())))
+        .build_unchecked(ConnectionManager::new(settings.url.clone()));
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections as usize));
+    Ok(Pool { connections, permits })
 }
 
 /// Applies pending migrations; returns how many ran. Instances starting together take
@@ -179,8 +198,15 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
+    // Waiting as long as r2d2 would for a connection, and answering the same way.
+    let permit = tokio::time::timeout(pool.connection_timeout(), pool.permits.clone().acquire_owned())
+        .await
+        .map_err(|_| DbError::Unavailable("timed out waiting for a database connection".into()))?
+        .map_err(|e| DbError::Other(format!("connection permits: {e}")))?;
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || {
+        // Held until the work ends, even if the request that asked for it is gone.
+        let _permit = permit;
         let mut conn = pool.get()?;
         let writer = conn.sqlite_writer.clone().filter(|_| writes);
         let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));

@@ -11,6 +11,7 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq as _;
 use tollgate_verify::BearerError;
+use uuid::Uuid;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -49,18 +50,11 @@ pub async fn authenticate(req: &HttpRequest) -> Result<CurrentUser, ApiError> {
 pub async fn authenticate_token(state: &AppState, token: &str) -> Result<CurrentUser, ApiError> {
     let claims = state.tokens.verify(token)?;
     let user_id = claims.sub;
-    let account = match state.users.get(user_id) {
-        Some(account) => account,
-        None => {
-            let generation = state.users.generation();
-            let account = db::run(&state.pool, move |conn| Account::find(conn, user_id))
-                .await?
-                .map(Arc::new)
-                .ok_or(ApiError::InvalidToken)?;
-            state.users.put(account.clone(), generation);
-            account
-        }
-    };
+    let mut account = account_of(state, user_id).await?;
+    // The batch may have held this very user's entry: then the re-read row decides.
+    if reread_aged_accounts(state).await {
+        account = account_of(state, user_id).await?;
+    }
     let user = &account.user;
     // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
     if user.disabled || user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
@@ -68,6 +62,33 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Current
         return Err(ApiError::InvalidToken);
     }
     Ok(CurrentUser { claims, account })
+}
+
+/// The user's account from the cache, else from the database (and then cached).
+async fn account_of(state: &AppState, user_id: Uuid) -> Result<Arc<Account>, ApiError> {
+    if let Some(account) = state.users.get(user_id) {
+        return Ok(account);
+    }
+    let generation = state.users.generation(user_id);
+    let account = db::run(&state.pool, move |conn| Account::find(conn, user_id))
+        .await?
+        .map(Arc::new)
+        .ok_or(ApiError::InvalidToken)?;
+    state.users.put(account.clone(), generation);
+    Ok(account)
+}
+
+/// Re-reads a batch of aged user-cache entries, if some wait and no other request is at it
+/// (see `UserCache::take_aged`); whether it did. A failure leaves them to age out: it is
+/// not this request's, which goes on.
+async fn reread_aged_accounts(state: &AppState) -> bool {
+    let Some(batch) = state.users.take_aged() else { return false };
+    let ids = batch.ids();
+    match db::run(&state.pool, move |conn| Account::find_many(conn, &ids)).await {
+        Ok(found) => state.users.reread(batch, found),
+        Err(e) => log::warn!("re-reading cached accounts failed: {e}"),
+    }
+    true
 }
 
 fn state_of(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
