@@ -204,9 +204,12 @@ where
         .map_err(|_| DbError::Unavailable("timed out waiting for a database connection".into()))?
         .map_err(|e| DbError::Other(format!("connection permits: {e}")))?;
     let pool = pool.clone();
+    // The request's log span (its id) goes along to the blocking thread.
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         // Held until the work ends, even if the request that asked for it is gone.
         let _permit = permit;
+        let _span = span.enter();
         let mut conn = pool.get()?;
         let writer = conn.sqlite_writer.clone().filter(|_| writes);
         let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
