@@ -24,6 +24,7 @@ mod openapi;
 mod refresh;
 mod revocations;
 mod security;
+mod shared_limits;
 mod startup;
 mod tokens;
 mod verify_client;
