@@ -23,6 +23,7 @@ db_tests!(
 );
 postgres_tests!(
     failures_spread_over_two_instances_lock_the_name_on_both,
+    concurrent_failures_over_two_instances_are_all_counted,
     the_ip_limit_spread_over_two_instances_holds_on_both,
     without_shared_limits_each_instance_counts_its_own,
     expired_rows_are_deleted,
@@ -199,6 +200,23 @@ async fn failures_spread_over_two_instances_lock_the_name_on_both(backend: Backe
     // That success reset the count for both instances.
     fail_over_both(&app, &other, "alice", 9).await;
     assert_eq!(app.login("alice", PASSWORD).await.status(), StatusCode::OK);
+}
+
+async fn concurrent_failures_over_two_instances_are_all_counted(backend: Backend) {
+    let clock = ManualClock::new();
+    let (app, other) = two_instances(backend, &clock, &[]).await;
+    app.signup("erin").await;
+    assert_eq!(app.login("erin", PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(rows(&app), (0, 0), "a success with nothing on record writes nothing");
+    let bases = [&app.address, &other];
+    let logins = (0..10).map(|i| login_at(&app, bases[i % 2], "erin", "wrong password"));
+    for response in futures_util::future::join_all(logins).await {
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    // None of the ten was lost to a concurrent one: the tenth locked the name.
+    for base in bases {
+        assert_limited(login_at(&app, base, "erin", PASSWORD).await, 60).await;
+    }
 }
 
 async fn the_ip_limit_spread_over_two_instances_holds_on_both(backend: Backend) {
