@@ -1,21 +1,22 @@
 //! Micro-benchmarks of the costly steps of authentication.
 //!
-//! `cargo bench --bench auth`; with `TEST_DATABASE_URL` set, the refresh rotation is also
+//! `cargo bench --bench auth` (or `-- <filter>`, e.g. `-- "access token sign"`); with `TEST_DATABASE_URL` set, the refresh rotation is also
 //! measured on PostgreSQL. Figures and how they compare are in BENCHMARKS.md.
 
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use jsonwebtoken::Algorithm;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use tollgate::auth::keys::KeyStore;
 use tollgate::auth::password::{Memory, PasswordHasherConfig};
 use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
-use tollgate::auth::tokens::AccessTokens;
+use tollgate::auth::tokens::{ACCESS_TOKEN_TYPE, AccessClaims, AccessTokens};
 use tollgate::clock::Clock;
 use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
 use tollgate::db::accounts::{Account, NewAccount};
@@ -47,9 +48,44 @@ fn access_tokens(c: &mut Criterion) {
         let rules = Rules::new(&settings.jwt.issuer, &settings.jwt.audience, settings.jwt.leeway_secs);
         let user = Uuid::new_v4();
         let now = Utc::now().timestamp();
-        c.bench_function(&format!("access token sign {name}"), |b| {
+        let mut group = c.benchmark_group(format!("access token sign {name}"));
+        group.bench_function("kept key", |b| {
             b.iter(|| tokens.issue(black_box(user), "alice", &[], now, None))
         });
+        // How tollgate signed before: jsonwebtoken parses the key's DER for each signature.
+        let encoding = match algorithm {
+            Algorithm::HS256 => EncodingKey::from_secret(secret.as_bytes()),
+            _ => {
+                let pem =
+                    std::fs::read(Path::new(keys_dir).join(format!("{}.pem", name.to_lowercase()))).unwrap();
+                match algorithm {
+                    Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem),
+                    Algorithm::ES256 => EncodingKey::from_ec_pem(&pem),
+                    _ => EncodingKey::from_rsa_pem(&pem),
+                }
+                .unwrap()
+            }
+        };
+        let mut header = Header::new(algorithm);
+        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
+        header.kid = Some(store.ring().signing.kid.clone());
+        group.bench_function("parsed per signature", |b| {
+            b.iter(|| {
+                let claims = AccessClaims {
+                    sub: black_box(user),
+                    username: "alice".to_owned(),
+                    roles: Vec::new(),
+                    iss: settings.jwt.issuer.clone(),
+                    aud: settings.jwt.audience.clone(),
+                    iat: now,
+                    nbf: now,
+                    exp: now + tokens.ttl_secs(),
+                    jti: Uuid::new_v4(),
+                };
+                jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
+            })
+        });
+        group.finish();
         let token = tokens.issue(user, "alice", &[], now, None);
         let ring = store.ring();
         c.bench_function(&format!("access token verify {name}"), |b| {

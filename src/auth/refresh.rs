@@ -122,42 +122,38 @@ impl RefreshSessions {
         let hash = presented.hash();
         let successor = presented.successor(&self.secret);
         let successor_hash = successor.hash();
-        // A second pass happens only when a concurrent rotation won the compare-and-set;
-        // the re-read then finds this token as the previous one, inside the grace window.
-        for _ in 0..2 {
-            let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
-                return self.detect_ancestor_replay(conn, presented, now);
-            };
-            let user_id = user.id.0;
-            // Disabling clears the session anyway; this also covers a row disabled by hand.
-            if user.disabled {
-                return Ok(Rotation::Refused);
-            }
-            if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
-                if user.refresh_token_expires_at.is_none_or(|expires| expires <= now) {
-                    return Ok(Rotation::Refused);
-                }
-                let expires_at = self.expiry(now);
-                let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
-                if User::set_session_if_current(conn, user_id, &hash, &change)? {
-                    log::info!("refresh token rotated user_id={user_id}");
-                    let roles = roles_of(conn, user_id)?;
-                    let issued = IssuedRefresh { user, roles, token: successor, expires_at };
-                    return Ok(Rotation::Rotated(Box::new(issued)));
-                }
-                continue;
-            }
-            let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
-            if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
-                log::info!("refresh retried within grace window user_id={user_id}");
-                let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-                let roles = roles_of(conn, user_id)?;
-                let issued = IssuedRefresh { user, roles, token: successor, expires_at };
-                return Ok(Rotation::Rotated(Box::new(issued)));
-            }
-            return revoke_replayed(conn, &user, &hash, now);
+        // The common case, a live token, is one statement; the lookups below run only
+        // when it wrote nothing.
+        let expires_at = self.expiry(now);
+        let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
+        if let Some((user, roles)) = User::rotate_live_session(conn, &hash, now, &change)? {
+            log::info!("refresh token rotated user_id={}", user.id.0);
+            let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+            return Ok(Rotation::Rotated(Box::new(issued)));
         }
-        Ok(Rotation::Refused)
+        let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
+            return self.detect_ancestor_replay(conn, presented, now);
+        };
+        let user_id = user.id.0;
+        // Disabling clears the session anyway; this also covers a row disabled by hand.
+        if user.disabled {
+            return Ok(Rotation::Refused);
+        }
+        // Still the current token, yet not rotated above: it has expired.
+        if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
+            return Ok(Rotation::Refused);
+        }
+        // The previous token: a retry, possibly of a rotation that a concurrent request
+        // won a moment ago.
+        let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
+        if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
+            log::info!("refresh retried within grace window user_id={user_id}");
+            let expires_at = user.refresh_token_expires_at.unwrap_or(now);
+            let roles = roles_of(conn, user_id)?;
+            let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+            return Ok(Rotation::Rotated(Box::new(issued)));
+        }
+        revoke_replayed(conn, &user, &hash, now)
     }
 
     /// A token rotated more than once before is still ours: its descendants lead to the

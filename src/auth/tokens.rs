@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use jsonwebtoken::Header;
 pub use tollgate_verify::{ACCESS_TOKEN_TYPE, Claims as AccessClaims, Error as TokenError, MAX_TOKEN_LEN};
 use tollgate_verify::{Rules, VerifiedCache};
 use uuid::Uuid;
@@ -69,12 +68,7 @@ impl AccessTokens {
             exp: now + self.ttl_secs,
             jti: Uuid::new_v4(),
         };
-        let ring = self.keys.ring();
-        let mut header = Header::new(ring.signing.algorithm);
-        header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-        header.kid = Some(ring.signing.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &ring.signing.encoding)
-            .expect("signing with a key loaded from the key store cannot fail")
+        self.keys.ring().signing.sign(ACCESS_TOKEN_TYPE, &claims)
     }
 
     /// Verifies a bearer value against the keys in force (see `tollgate_verify`).

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::connection::{DbConnection, MultiBackend};
-use super::schema::users;
+use super::schema::{user_roles, users};
 
 /// A uuid stored as TEXT, the one column type both backends share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -153,6 +153,17 @@ impl<'a> SessionChange<'a> {
     }
 }
 
+diesel::define_sql_function! {
+    /// Joins a group's values with a separator; SQLite (3.44 and later) and PostgreSQL
+    /// both have it under this name.
+    #[aggregate]
+    fn string_agg(value: Text, separator: Text) -> Nullable<Text>;
+}
+
+/// What separates the roles `string_agg` joins: a character no role name has
+/// (`auth::rules::is_valid_role`).
+const ROLE_SEPARATOR: &str = ",";
+
 impl User {
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
         Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
@@ -193,19 +204,41 @@ impl User {
         Ok(())
     }
 
-    /// Writes a session change only if the current refresh token is still `expected_hash`:
-    /// the compare-and-set that makes concurrent rotations of one token yield one winner.
-    pub fn set_session_if_current(
+    /// Rotates a live session in one statement: writes `change` only if `current_hash` is
+    /// the current refresh token, unexpired at `now`, of an enabled user, and returns that
+    /// user (as changed) with its sorted roles; `None` when nothing was written. A
+    /// compare-and-set on the token itself, so that of concurrent rotations of one token
+    /// exactly one wins (on PostgreSQL the losers re-check the row after the winner
+    /// commits and find the token replaced).
+    pub fn rotate_live_session(
         conn: &mut DbConnection,
-        id: Uuid,
-        expected_hash: &str,
+        current_hash: &str,
+        now: NaiveDateTime,
         change: &SessionChange,
-    ) -> Result<bool, DbError> {
-        let updated =
-            diesel::update(users::table.find(DbUuid(id)).filter(users::refresh_token_hash.eq(expected_hash)))
-                .set(change)
-                .execute(conn)?;
-        Ok(updated == 1)
+    ) -> Result<Option<(User, Vec<String>)>, DbError> {
+        // The roles come in the same round trip, as a subquery of RETURNING.
+        let roles = user_roles::table
+            .filter(user_roles::user_id.eq(users::id))
+            .select(string_agg(user_roles::role, ROLE_SEPARATOR))
+            .single_value();
+        let live = users::table
+            .filter(users::refresh_token_hash.eq(current_hash))
+            .filter(users::refresh_token_expires_at.gt(now))
+            .filter(users::disabled.eq(false));
+        let row: Option<(User, Option<String>)> = diesel::update(live)
+            .set(change)
+            // The columns `as_select` names: a `SelectBy` cannot serve a `MultiConnection`'s
+            // RETURNING.
+            .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles))
+            .get_result(conn)
+            .optional()?;
+        Ok(row.map(|(user, roles)| {
+            let mut roles: Vec<String> =
+                roles.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();
+            // In Rust, not SQL: PostgreSQL would order by its collation, not bytewise.
+            roles.sort_unstable();
+            (user, roles)
+        }))
     }
 
     /// Revokes the session only if its previous token is still `previous_hash`, so that a

@@ -27,7 +27,7 @@ db_tests!(
 );
 
 /// Gives `username` these roles directly in the database, as `tollgate user roles` would.
-fn grant(app: &TestApp, username: &str, roles: &[&str]) {
+pub(crate) fn grant(app: &TestApp, username: &str, roles: &[&str]) {
     let mut conn = app.pool.get().unwrap();
     let id = app.user_row(username).id.0;
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();

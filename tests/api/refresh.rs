@@ -1,9 +1,19 @@
 //! Refresh-token rotation: the rules of the contract, each tried against the real app.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::admin::grant;
 use crate::common::*;
+use diesel::connection::{Connection, InstrumentationEvent};
+use diesel::prelude::*;
 use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tollgate::auth::keys::KeyStore;
+use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
+use tollgate::clock::Clock;
+use tollgate::db::schema::users;
 
 db_tests!(
     refresh_rotates_and_the_old_token_stops_working_after_grace,
@@ -14,6 +24,8 @@ db_tests!(
     forged_refresh_tokens_never_revoke_anything,
     refresh_tokens_expire_absolutely,
     refresh_input_errors_are_json,
+    the_common_rotation_is_one_statement_and_a_retry_falls_back,
+    a_session_disabled_by_hand_is_refused_and_left_alone,
 );
 
 async fn refresh_ok(app: &TestApp, token: &str) -> Value {
@@ -131,7 +143,11 @@ async fn refresh_tokens_expire_absolutely(backend: Backend) {
     let signup = app.signup("grace").await;
     assert_eq!(signup["refresh_expires_in"], 1);
     clock.advance(std::time::Duration::from_millis(1100));
-    assert_refresh_refused(&app, field(&signup, "refresh_token")).await;
+    let token = field(&signup, "refresh_token");
+    assert_refresh_refused(&app, token).await;
+    // Refused, not taken for a replay: the (dead) session is left as it was.
+    let row = app.user_row("grace");
+    assert_eq!((row.refresh_token_hash, row.tokens_valid_after), (Some(sha256_hex(token)), None));
 }
 
 async fn refresh_input_errors_are_json(backend: Backend) {
@@ -146,4 +162,72 @@ async fn refresh_input_errors_are_json(backend: Backend) {
     assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     let response = app.post_raw_json("/auth/refresh", "{not json").await;
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
+}
+
+/// Rotates `presented` on a connection of the app's database, counting the statements.
+fn rotate_counting(app: &TestApp, presented: &str) -> (Rotation, usize) {
+    let settings = app.settings();
+    let keys = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
+    let sessions = RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh);
+    let statements = Arc::new(AtomicUsize::new(0));
+    let counter = statements.clone();
+    let mut conn = app.pool.get().unwrap();
+    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    let presented = RefreshToken::parse(presented).unwrap();
+    let rotation = sessions.rotate(&mut conn, &presented, chrono::Utc::now().naive_utc()).unwrap();
+    conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+    (rotation, statements.load(Ordering::Relaxed))
+}
+
+fn rotated(rotation: Rotation) -> (String, Vec<String>) {
+    let Rotation::Rotated(issued) = rotation else { panic!("the token was not rotated") };
+    (issued.token.as_str().to_owned(), issued.roles)
+}
+
+async fn the_common_rotation_is_one_statement_and_a_retry_falls_back(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("heidi").await;
+    grant(&app, "heidi", &["staff", "billing:read", "admin"]);
+    let token = field(&signup, "refresh_token");
+    let (rotation, statements) = rotate_counting(&app, token);
+    // The update returns the row and its roles: nothing else is asked.
+    assert_eq!(statements, 1);
+    let (successor, roles) = rotated(rotation);
+    assert_eq!(roles, ["admin", "billing:read", "staff"]);
+    let row = app.user_row("heidi");
+    assert_eq!(row.refresh_token_hash, Some(sha256_hex(&successor)));
+    assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(token)));
+    // The retry finds the update refused and looks further: the same successor and roles.
+    let (retry, statements) = rotate_counting(&app, token);
+    assert!(statements > 1, "{statements}");
+    assert_eq!(rotated(retry), (successor.clone(), roles.clone()));
+    let next = refresh_ok(&app, &successor).await;
+    assert_eq!(next["user"]["roles"], json!(roles));
+}
+
+async fn a_session_disabled_by_hand_is_refused_and_left_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("ivan").await;
+    let previous = field(&signup, "refresh_token");
+    let current = refresh_ok(&app, previous).await;
+    let current = field(&current, "refresh_token");
+    // Disabling through the API clears the session; a row changed by hand keeps it.
+    let mut conn = app.pool.get().unwrap();
+    diesel::update(users::table.filter(users::username.eq("ivan")))
+        .set(users::disabled.eq(true))
+        .execute(&mut **conn)
+        .unwrap();
+    drop(conn);
+    // Neither the live token nor a retry of its predecessor within grace gets through,
+    // and neither counts as a replay.
+    assert_refresh_refused(&app, current).await;
+    assert_refresh_refused(&app, previous).await;
+    let row = app.user_row("ivan");
+    assert_eq!(row.refresh_token_hash, Some(sha256_hex(current)));
+    assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(previous)));
+    assert_eq!(row.tokens_valid_after, None);
 }

@@ -1,13 +1,14 @@
 //! One key file as the key ring needs it: signing key, public JWK, RFC 7638 `kid`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use pkcs8::DecodePrivateKey;
 use tollgate_verify::VerificationKey;
 
-use super::KeyStoreError;
+use super::{KeyStoreError, Signer};
 
 /// A key file read and parsed once.
 pub(super) struct KeyMaterial {
@@ -16,7 +17,7 @@ pub(super) struct KeyMaterial {
     pub activate_at: i64,
     pub created_at: i64,
     pub file: PathBuf,
-    pub encoding: EncodingKey,
+    pub signer: Arc<Signer>,
     pub verification: VerificationKey,
     /// The public key as published: `kid`, `alg` and `use: sig` set.
     pub jwk: Jwk,
@@ -37,6 +38,7 @@ impl KeyMaterial {
         }
         .map_err(|e| unusable(e.to_string()))?;
         let jwk = public_jwk(algorithm, pem, &encoding).map_err(unusable)?;
+        let signer = Arc::new(Signer::new(algorithm, &encoding).map_err(unusable)?);
         let kid = jwk.common.key_id.clone().unwrap_or_default();
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| unusable(e.to_string()))?;
         let created_at = std::fs::metadata(file)
@@ -50,7 +52,7 @@ impl KeyMaterial {
             activate_at,
             created_at,
             file: file.to_owned(),
-            encoding,
+            signer,
             verification: VerificationKey { algorithm, key: decoding },
             jwk,
         })

@@ -20,6 +20,7 @@
 mod jwk;
 mod lifecycle;
 mod secret;
+mod signer;
 mod store;
 
 use std::collections::HashMap;
@@ -27,14 +28,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, EncodingKey};
 use secrecy::SecretSlice;
 use tollgate_verify::VerificationKey;
 pub use tollgate_verify::algorithm_name;
 
 pub use self::lifecycle::KeyState;
 use self::lifecycle::timeline;
+pub use self::signer::Signer;
 use self::store::KeyDir;
 use crate::clock::Clock;
 use crate::config::JwtSettings;
@@ -47,7 +49,8 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct SigningKey {
     pub kid: String,
     pub algorithm: Algorithm,
-    pub encoding: EncodingKey,
+    /// Parsed when the key file was read, not for each signature.
+    pub signer: Arc<Signer>,
 }
 
 /// The keys in force at one moment; swapped whole when the key directory or time changes.
@@ -235,7 +238,7 @@ fn build_ring(source: &Source, now: i64) -> Result<KeyRing, KeyStoreError> {
         signing: SigningKey {
             kid: active.kid.clone(),
             algorithm: active.algorithm,
-            encoding: active.encoding.clone(),
+            signer: active.signer.clone(),
         },
         verifying: live.iter().map(|k| (k.kid.clone(), k.verification.clone())).collect(),
         jwks: jwks_document(JwkSet { keys: live.iter().map(|k| k.jwk.clone()).collect() }),

@@ -2,6 +2,7 @@
 //! the refresh secret that keys each refresh token's successor.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,7 +15,7 @@ use sha2::Sha256;
 use tollgate_verify::VerificationKey;
 
 use super::store::load_or_create_file;
-use super::{KeyStoreError, SigningKey};
+use super::{KeyStoreError, Signer, SigningKey};
 
 const REFRESH_SECRET_FILE: &str = "refresh-secret";
 const REFRESH_SECRET_BYTES: usize = 32;
@@ -25,7 +26,9 @@ const REFRESH_SECRET_BYTES: usize = 32;
 pub(super) fn from_jwt_secret(secret: &SecretString) -> (SigningKey, VerificationKey, SecretSlice<u8>) {
     let secret = secret.expose_secret().as_bytes();
     let kid = URL_SAFE_NO_PAD.encode(&hmac(secret, b"tollgate hs256 key id")[..16]);
-    let signing = SigningKey { kid, algorithm: Algorithm::HS256, encoding: EncodingKey::from_secret(secret) };
+    let signer = Signer::new(Algorithm::HS256, &EncodingKey::from_secret(secret))
+        .expect("HMAC takes keys of any length");
+    let signing = SigningKey { kid, algorithm: Algorithm::HS256, signer: Arc::new(signer) };
     let verification = VerificationKey { algorithm: Algorithm::HS256, key: DecodingKey::from_secret(secret) };
     (signing, verification, SecretSlice::from(hmac(secret, b"tollgate refresh successor")))
 }

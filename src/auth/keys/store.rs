@@ -86,7 +86,7 @@ impl KeyDir {
     }
 }
 
-fn generate_pem(algorithm: Algorithm) -> Result<Vec<u8>, KeyStoreError> {
+pub(super) fn generate_pem(algorithm: Algorithm) -> Result<Vec<u8>, KeyStoreError> {
     let pem = match algorithm {
         Algorithm::EdDSA => ed25519_dalek::SigningKey::generate(&mut OsRng).to_pkcs8_pem(LineEnding::LF),
         Algorithm::ES256 => p256::SecretKey::random(&mut OsRng).to_pkcs8_pem(LineEnding::LF),
