@@ -44,11 +44,12 @@ impl ToSql<Text, MultiBackend> for DbUuid {
     }
 }
 
-impl FromSql<Text, MultiBackend> for DbUuid {
-    fn from_sql(
-        bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
-        let text = bytes.from_sql::<String, Text>()?;
+impl<DB: Backend> FromSql<Text, DB> for DbUuid
+where
+    String: FromSql<Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        let text = String::from_sql(bytes)?;
         Ok(DbUuid(Uuid::parse_str(&text)?))
     }
 }
@@ -273,8 +274,14 @@ impl User {
             // RETURNING.
             .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles));
         // A rotation's change always sets the same columns, so its SQL never varies.
-        let row: Option<(User, Option<String>)> =
-            PreparedOnce::<_, RotateLiveSession>::new(update).get_result(conn).optional()?;
+        let update = PreparedOnce::<_, RotateLiveSession>::new(update);
+        // On the backend's own connection: through the `MultiConnection`, the SQL of even a
+        // prepared statement is built again for every execution.
+        let row: Option<(User, Option<String>)> = match conn {
+            DbConnection::Sqlite(conn) => update.get_result(conn),
+            DbConnection::Postgres(conn) => update.get_result(conn),
+        }
+        .optional()?;
         Ok(row.map(|(user, roles)| {
             let mut roles: Vec<String> =
                 roles.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();
