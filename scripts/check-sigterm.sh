@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts tollgate on PostgreSQL and stops it with SIGTERM, many times, and fails unless
 # every run exits 0. A graceful stop must not crash in OpenSSL's exit-time clean-up
-# while pooled libpq connections still live on other threads (issue 17, point 3).
+# while pooled libpq connections still live on other threads (issue 17, point 3). The
+# separate metrics listener (METRICS_BIND_ADDR) runs too and must stop with it.
 #
 #   scripts/check-sigterm.sh [RUNS]
 #
@@ -28,6 +29,7 @@ psql -q -d "$admin_url" -c "CREATE DATABASE $database" >/dev/null
 
 export DATABASE_URL="${admin_url%/*}/$database"
 export BIND_ADDR=127.0.0.1:0
+export METRICS_BIND_ADDR=127.0.0.1:0
 export JWT_KEYS_DIR="$work/keys"
 export RUST_LOG=info
 
@@ -48,6 +50,8 @@ for run in $(seq 1 "$runs"); do
     cat "$log" >&2
     exit 1
   fi
+  metrics_port="$(sed -n 's/.*serving metrics on [0-9.]*:\([0-9]*\).*/\1/p' "$log")"
+  curl -fsS -o /dev/null "http://127.0.0.1:$metrics_port/metrics"
   # Several requests at once, so that the pool holds several open connections.
   requests=()
   for _ in 1 2 3 4; do

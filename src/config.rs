@@ -43,6 +43,20 @@ pub struct Settings {
     pub public_url: String,
     /// The roles every signup gets (sorted, checked against the role rule).
     pub default_roles: Vec<String>,
+    /// Where `/metrics` is served instead of on `bind_addr`, if anywhere.
+    pub metrics_bind_addr: Option<SocketAddr>,
+    pub log_format: LogFormat,
+    /// How long, after SIGTERM, in-flight requests have to finish.
+    pub shutdown_timeout: Duration,
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `[time LEVEL target request_id=…] message`, for people.
+    Text,
+    /// One JSON object a line, for log collectors.
+    Json,
 }
 
 /// Where the demo page's files come from.
@@ -165,7 +179,13 @@ impl Settings {
                 max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
                 connect_timeout: Duration::from_secs(env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?),
             },
-            bind_addr: parse_bind_addr(&bind_addr)?,
+            bind_addr: parse_bind_addr("BIND_ADDR", &bind_addr)?,
+            metrics_bind_addr: env
+                .trimmed("METRICS_BIND_ADDR")
+                .map(|raw| parse_bind_addr("METRICS_BIND_ADDR", &raw))
+                .transpose()?,
+            log_format: parse_log_format(&env.string("LOG_FORMAT", "text"))?,
+            shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 30)?),
             public_url: parse_public_url(&env.string("PUBLIC_URL", &format!("http://{bind_addr}")))?,
             jwt: JwtSettings {
                 algorithm,
@@ -245,11 +265,22 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, ConfigError> {
     Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
 }
 
-fn parse_bind_addr(raw: &str) -> Result<SocketAddr, ConfigError> {
-    raw.to_socket_addrs().ok().and_then(|mut addrs| addrs.next()).ok_or_else(|| ConfigError {
-        variable: "BIND_ADDR",
-        problem: format!("expected HOST:PORT, got {raw:?}"),
-    })
+fn parse_bind_addr(variable: &'static str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    raw.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| ConfigError { variable, problem: format!("expected HOST:PORT, got {raw:?}") })
+}
+
+fn parse_log_format(raw: &str) -> Result<LogFormat, ConfigError> {
+    match raw {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(ConfigError {
+            variable: "LOG_FORMAT",
+            problem: format!("expected text or json, got {other:?}"),
+        }),
+    }
 }
 
 /// An absolute http(s) URL without query or fragment; a trailing `/` is dropped so that
@@ -318,6 +349,17 @@ mod tests {
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
         assert_eq!(s.demo_ui, None);
         assert!(s.default_roles.is_empty());
+        assert_eq!(s.metrics_bind_addr, None);
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn metrics_get_their_own_listener_and_logs_can_be_json() {
+        let s = settings(&[("METRICS_BIND_ADDR", "127.0.0.1:9100"), ("LOG_FORMAT", "json")]).unwrap();
+        assert_eq!(s.metrics_bind_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(settings(&[("METRICS_BIND_ADDR", "")]).unwrap().metrics_bind_addr, None);
     }
 
     #[test]
@@ -365,6 +407,9 @@ mod tests {
             ("REVOCATION_FEED_TOKEN", "short"),
             ("PUBLIC_URL", "nowhere"),
             ("DEFAULT_ROLES", "member,Admin"),
+            ("METRICS_BIND_ADDR", "nowhere"),
+            ("LOG_FORMAT", "bogus"),
+            ("SHUTDOWN_TIMEOUT_SECS", "-1"),
         ];
         for (variable, value) in cases {
             let err = settings(&[(variable, value)]).unwrap_err();

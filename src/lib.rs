@@ -10,4 +10,5 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod import;
+pub mod logging;
 pub mod startup;

@@ -1,6 +1,6 @@
 //! Wiring: from [`Settings`] (and a [`Clock`]) to a running server.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,10 @@ use crate::clock::Clock;
 use crate::config::{ConfigError, Settings};
 use crate::db::{self, Pool};
 use crate::http::cookie::CookieMode;
-use crate::http::middleware::{cors, csrf_guard, json_error_body, request_logger, security_headers};
+use crate::http::metrics::Metrics;
+use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
 use crate::http::routes::discovery::IssuerMetadata;
+use crate::http::routes::metrics::{MetricsListener, metrics};
 use crate::http::{AppState, routes};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,8 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         issuer_metadata: IssuerMetadata::new(settings),
         demo_ui: settings.demo_ui.clone(),
         default_roles: settings.default_roles.clone(),
+        metrics: Metrics::new(),
+        metrics_bind_addr: settings.metrics_bind_addr,
         keys,
         clock,
     })
@@ -77,6 +81,8 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
 pub struct Application {
     port: u16,
     server: Server,
+    /// The listener of `METRICS_BIND_ADDR`, if set: its port and server.
+    metrics: Option<(u16, Server)>,
 }
 
 impl Application {
@@ -92,41 +98,96 @@ impl Application {
             log::info!("applied {applied} migration(s)");
         }
         let state = web::Data::new(app_state(&settings, pool, clock)?);
-        let listener = TcpListener::bind(settings.bind_addr)
-            .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?;
-        let port =
-            listener.local_addr().map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?.port();
+        let (listener, port) = bind(settings.bind_addr)?;
         let origins = settings.cors_allowed_origins.clone();
         let cookie_mode = settings.refresh_token_cookie;
+        let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(app_state.clone())
                 .configure(routes::configure)
                 .wrap(from_fn(csrf_guard))
                 .wrap(cors(&origins, cookie_mode))
                 .wrap(security_headers())
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
-                .wrap(request_logger())
+                .wrap(from_fn(observe))
         })
         .client_request_timeout(settings.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
+        .shutdown_timeout(settings.shutdown_timeout.as_secs())
         .listen(listener)
         .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
         .run();
+        let metrics =
+            settings.metrics_bind_addr.map(|addr| metrics_server(addr, state, &settings)).transpose()?;
+        // Last, so that whoever waits for this line finds every listener bound.
         log::info!("listening on {}:{port}", settings.bind_addr.ip());
-        Ok(Self { port, server })
+        Ok(Self { port, server, metrics })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Stops the server from elsewhere (tests, signal handling).
+    /// The port of the metrics listener, when `METRICS_BIND_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
+    /// Stops the server from elsewhere (tests, signal handling); the metrics listener
+    /// follows it.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
+    /// Runs until the main server stops (SIGTERM, SIGINT, or its handle), then stops the
+    /// metrics listener, which serves until then, so that a drain can be watched.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
+        let result = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            task.await.map_err(std::io::Error::other)??;
+        }
+        result
     }
+}
+
+fn bind(addr: SocketAddr) -> Result<(TcpListener, u16), StartupError> {
+    let listener = TcpListener::bind(addr).map_err(|e| StartupError::Bind(addr.to_string(), e))?;
+    let port = listener.local_addr().map_err(|e| StartupError::Bind(addr.to_string(), e))?.port();
+    Ok((listener, port))
+}
+
+/// `/metrics` alone, on its own address (one an operator keeps off the public network).
+/// It takes no signals itself: [`Application::run_until_stopped`] stops it after the
+/// main server.
+fn metrics_server(
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+    settings: &Settings,
+) -> Result<(u16, Server), StartupError> {
+    let (listener, port) = bind(addr)?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(MetricsListener)
+            .service(web::resource("/metrics").route(web::get().to(metrics)))
+            .default_service(web::to(routes::not_found))
+            .wrap(security_headers())
+            .wrap(ErrorHandlers::new().default_handler(json_error_body))
+            .wrap(from_fn(observe))
+    })
+    .workers(1)
+    .disable_signals()
+    .client_request_timeout(settings.client_timeout)
+    .shutdown_timeout(settings.shutdown_timeout.as_secs())
+    .listen(listener)
+    .map_err(|e| StartupError::Bind(addr.to_string(), e))?
+    .run();
+    log::info!("serving metrics on {}:{port}", addr.ip());
+    Ok((port, server))
 }

@@ -14,6 +14,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 use tollgate_django_hash::{DjangoHash, DjangoHashError};
+use tracing::Span;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
@@ -259,7 +260,8 @@ enum Job {
 /// idle. Jobs wait in a bounded queue; one that waited longer than the queue timeout, or
 /// that finds the queue full, is refused with 503 `overloaded` instead of being hashed.
 pub struct Passwords {
-    jobs: SyncSender<(Instant, Job)>,
+    /// Each job with when it was queued and the log span (the request) it belongs to.
+    jobs: SyncSender<(Instant, Span, Job)>,
     waiting: Arc<AtomicUsize>,
 }
 
@@ -269,7 +271,8 @@ const WAITING_PER_THREAD: usize = 32;
 impl Passwords {
     pub fn start(settings: &Argon2Settings) -> Result<Self, argon2::Error> {
         let hasher = Arc::new(PasswordHasherConfig::new(settings)?);
-        let (jobs, queue) = sync_channel::<(Instant, Job)>(settings.max_concurrent * WAITING_PER_THREAD);
+        let (jobs, queue) =
+            sync_channel::<(Instant, Span, Job)>(settings.max_concurrent * WAITING_PER_THREAD);
         let queue = Arc::new(Mutex::new(queue));
         let waiting = Arc::new(AtomicUsize::new(0));
         for index in 0..settings.max_concurrent {
@@ -282,7 +285,8 @@ impl Passwords {
                     let mut memory = Memory::new();
                     loop {
                         let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((queued_at, job)) = next else { return };
+                        let Ok((queued_at, span, job)) = next else { return };
+                        let _span = span.enter();
                         waiting.fetch_sub(1, Ordering::AcqRel);
                         let stale = queued_at.elapsed() > queue_timeout;
                         run_job(&hasher, job, stale, &mut memory);
@@ -311,7 +315,7 @@ impl Passwords {
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
         self.waiting.fetch_add(1, Ordering::AcqRel);
-        self.jobs.try_send((Instant::now(), job)).map_err(|e| {
+        self.jobs.try_send((Instant::now(), Span::current(), job)).map_err(|e| {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             match e {
                 TrySendError::Full(_) => overloaded(),

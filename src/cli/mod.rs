@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Settings;
+use crate::logging;
 use crate::startup::{Application, StartupError, migrate};
 
 #[derive(Parser)]
@@ -71,8 +72,11 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// The settings, and the logger they configure: every command logs only after both.
 fn settings() -> Result<Settings, CliError> {
-    Ok(Settings::from_env().map_err(StartupError::from)?)
+    let settings = Settings::from_env().map_err(StartupError::from)?;
+    logging::init(settings.log_format);
+    Ok(settings)
 }
 
 fn serve() -> Result<(), CliError> {

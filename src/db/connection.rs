@@ -180,7 +180,10 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
+    // The request's log span (its id) goes along to the blocking thread.
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
         let mut conn = pool.get()?;
         let writer = conn.sqlite_writer.clone().filter(|_| writes);
         let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));

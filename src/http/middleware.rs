@@ -1,30 +1,37 @@
-//! What wraps every request: the CSRF guard, security headers, CORS, the request log, and
-//! the last-resort JSON body for error responses that do not have one.
+//! What wraps every request: its id, log span, log line and metrics; the CSRF guard,
+//! security headers, CORS, and the last-resort JSON body for error responses that do not
+//! have one.
+
+use std::time::Instant;
 
 use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{self, HeaderName};
-use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, Logger, Next};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::{DefaultHeaders, ErrorHandlerResponse, Next};
 use actix_web::{ResponseError, web};
+use tracing::Instrument;
 
 use super::cookie::{CSRF_HEADER, REFRESH_COOKIE};
 use super::error::ApiError;
+use super::metrics::UNMATCHED_ROUTE;
 use super::state::AppState;
 
 /// Refuses any request that presents the refresh cookie without passing the CSRF check,
-/// before a handler sees it.
+/// before a handler sees it. The refusal is a response, not an error, so that the layers
+/// above (headers, CORS, [`observe`]) treat it like any other.
 pub async fn csrf_guard(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>()
         && state.cookie_mode.enabled
         && req.cookie(REFRESH_COOKIE).is_some()
+        && let Err(refused) = state.cookie_mode.check(req.headers())
     {
-        state.cookie_mode.check(req.headers())?;
+        return Ok(req.error_response(refused).map_into_right_body());
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 /// Headers every response carries: no MIME sniffing, and no caching of anything (token
@@ -35,12 +42,67 @@ pub fn security_headers() -> DefaultHeaders {
         .add((header::CACHE_CONTROL, "no-store"))
 }
 
-/// One line per request: method, path (never the query string, which may carry secrets),
-/// status and duration.
-pub fn request_logger() -> Logger {
-    Logger::new("%{method}xi %{path}xi %s %Dms")
-        .custom_request_replace("method", |req| req.method().to_string())
-        .custom_request_replace("path", |req| req.path().to_owned())
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id taken from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// The outermost layer. Gives the request its id (the client's `X-Request-Id` when it
+/// sent one sane value, else a new uuid), runs everything below in a log span that
+/// carries it, and then writes the request's log line (method, path, never the query
+/// string, which may carry secrets, status and duration), counts it in the metrics and
+/// returns the id in `X-Request-Id`, on every answer, errors included.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let id = request_id(req.headers());
+    let span = tracing::error_span!("request", request_id = %id);
+    // No layer below answers with an `Err` (the CSRF guard answers with a response, and
+    // handlers' errors are responses already), so every answer passes here.
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let elapsed = started.elapsed();
+    let status = res.status();
+    let request = res.request();
+    span.in_scope(|| {
+        // `Debug` of an `ApiError` names its code only, never request input.
+        if let Some(error) = res.response().error() {
+            tracing::debug!("Error in response: {error:?}");
+        }
+        tracing::info!(
+            "{} {} {} {:.3}ms",
+            request.method(),
+            request.path(),
+            status.as_u16(),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    });
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        let route = request.match_pattern();
+        state.metrics.request(route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    Ok(res)
+}
+
+/// The client's request id if it sent exactly one of at most [`MAX_REQUEST_ID_LEN`]
+/// characters of `[A-Za-z0-9._-]` (safe in any log line and header), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    let mut values = headers.get_all(REQUEST_ID_HEADER);
+    match (values.next(), values.next()) {
+        (Some(value), None) if is_sane_request_id(value.as_bytes()) => {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        }
+        _ => uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string(),
+    }
+}
+
+fn is_sane_request_id(id: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 pub fn cors(origins: &[String], cookie_mode: bool) -> Cors {
@@ -48,6 +110,8 @@ pub fn cors(origins: &[String], cookie_mode: bool) -> Cors {
     let cors = cors
         .allowed_methods(["GET", "POST", "PATCH", "DELETE"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static(CSRF_HEADER)])
+        // So that a front end can quote the id of a failed request.
+        .expose_headers([REQUEST_ID_HEADER])
         .max_age(3600)
         // Other origins simply get no CORS headers; non-browser clients are unaffected.
         .block_on_origin_mismatch(false);

@@ -3,6 +3,7 @@
 pub mod cookie;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod middleware;
 pub mod routes;
 pub mod state;

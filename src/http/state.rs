@@ -1,10 +1,12 @@
 //! What every handler shares, built once at start-up (see `startup`).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
 use super::cookie::CookieMode;
+use super::metrics::Metrics;
 use super::routes::discovery::IssuerMetadata;
 use crate::auth::keys::KeyStore;
 use crate::auth::password::Passwords;
@@ -38,4 +40,7 @@ pub struct AppState {
     pub demo_ui: Option<DemoUi>,
     /// The roles of every signup (`DEFAULT_ROLES`).
     pub default_roles: Vec<String>,
+    pub metrics: Metrics,
+    /// Where `/metrics` is served when not on the main listener (`METRICS_BIND_ADDR`).
+    pub metrics_bind_addr: Option<SocketAddr>,
 }

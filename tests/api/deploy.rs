@@ -40,6 +40,9 @@ const APP_VARIABLES: &[&str] = &[
     "REFRESH_TOKEN_COOKIE",
     "DEMO_UI",
     "DEMO_UI_DIR",
+    "METRICS_BIND_ADDR",
+    "SHUTDOWN_TIMEOUT_SECS",
+    "LOG_FORMAT",
     "RUST_LOG",
 ];
 

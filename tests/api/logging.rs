@@ -2,6 +2,8 @@
 //! session; afterwards every byte it wrote to stderr is searched for every password,
 //! token, token hash, password hash and key it ever handled. The same log must also hold
 //! the auth events and one line per request, so that an empty or lost log cannot pass.
+//! Each test runs in both `LOG_FORMAT`s; every line must be in the format asked for, and
+//! every line of a request must carry its id.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -29,10 +31,88 @@ const WRONG_CURRENT: &str = "Wrong-Current-Passw0rd-delta";
 const UNKNOWN_USER_PASSWORD: &str = "Unknown-User-Passw0rd-echo";
 const HS256_SECRET: &str = "hs256-secret-that-must-never-be-logged-x";
 
+/// Defines `$name::text` and `$name::json` for each named `async fn(Format)`.
+macro_rules! in_both_formats {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn text() {
+                super::$name(super::Format::Text).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn json() {
+                super::$name(super::Format::Json).await
+            }
+        }
+    )*};
+}
+
+in_both_formats!(
+    a_whole_session_leaves_no_secret_in_the_log,
+    the_hs256_secret_is_never_logged,
+    refused_bodies_do_not_bring_their_secrets_into_the_log,
+    a_password_sent_as_a_json_number_is_not_logged,
+    admin_actions_name_the_admin_and_the_target_and_no_secret,
+    every_line_of_a_request_carries_its_id,
+);
+
+/// `LOG_FORMAT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// One log line, taken apart.
+pub struct Line {
+    pub message: String,
+    pub request_id: Option<String>,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Json => "json",
+        }
+    }
+
+    /// Panics unless the line is in this format: `[time LEVEL target fields] message`, or
+    /// one JSON object with at least `timestamp`, `level`, `target` and `message`.
+    pub fn parse(self, line: &str) -> Line {
+        match self {
+            Format::Text => {
+                let (head, message) = line
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.split_once("] "))
+                    .unwrap_or_else(|| panic!("not a text log line: {line:?}"));
+                let request_id = head
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("request_id="))
+                    .map(str::to_owned);
+                Line { message: message.to_owned(), request_id }
+            }
+            Format::Json => {
+                let object: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}"));
+                for key in ["timestamp", "level", "target", "message"] {
+                    assert!(object[key].is_string(), "no {key} in {line}");
+                }
+                Line {
+                    message: object["message"].as_str().unwrap_or_default().to_owned(),
+                    request_id: object["request_id"].as_str().map(str::to_owned),
+                }
+            }
+        }
+    }
+}
+
 /// A running `tollgate` binary whose stderr is captured, every byte of it.
-struct Server {
-    child: Child,
-    port: u16,
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    format: Format,
     log: Arc<Mutex<Vec<u8>>>,
     reader: Option<JoinHandle<()>>,
 }
@@ -40,12 +120,13 @@ struct Server {
 impl Server {
     /// Starts the binary in `dir` with nothing but these variables (and cheap argon2),
     /// and waits for the `listening on HOST:PORT` line.
-    fn start(dir: &Path, vars: &[(&str, &str)]) -> Self {
+    pub fn start(dir: &Path, format: Format, vars: &[(&str, &str)]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
         command
             .current_dir(dir)
             .env_clear()
             .env("RUST_LOG", "trace")
+            .env("LOG_FORMAT", format.name())
             .env("BIND_ADDR", "127.0.0.1:0")
             .env("ARGON2_MEMORY_KIB", "1024")
             .env("ARGON2_ITERATIONS", "1")
@@ -79,7 +160,7 @@ impl Server {
                 }
             }
         });
-        let mut server = Self { child, port: 0, log, reader: Some(reader) };
+        let mut server = Self { child, port: 0, format, log, reader: Some(reader) };
         match port_rx.recv_timeout(Duration::from_secs(120)) {
             Ok(port) => server.port = port,
             Err(_) => panic!("tollgate did not report its port; stderr:\n{}", server.stop()),
@@ -87,31 +168,46 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Every line of the log so far, taken apart (and so checked against the format).
+    pub fn lines(&self) -> Vec<Line> {
+        self.log_text().lines().map(|line| self.format.parse(line)).collect()
     }
 
     /// The request logger writes its line once the response is complete, which may be
     /// after the client has read it: wait until all `count` lines are there.
     async fn wait_for_request_lines(&self, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while request_lines(&self.log_text()).len() < count && Instant::now() < deadline {
+        while request_lines(&self.lines()).len() < count && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    /// Kills the process and returns everything it wrote to stderr.
-    fn stop(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Waits for the process to exit (after a signal, say); returns how, and its log.
+    pub fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
         if let Some(reader) = self.reader.take() {
             reader.join().unwrap();
         }
-        self.log_text()
+        (status, self.log_text())
+    }
+
+    /// Kills the process and returns everything it wrote to stderr, each line checked
+    /// against the format.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let (_, log) = self.wait();
+        for line in log.lines() {
+            self.format.parse(line);
+        }
+        log
     }
 }
 
@@ -124,17 +220,22 @@ impl Drop for Server {
 
 fn listening_port(line: &str) -> Option<u16> {
     let address = line.split("listening on ").nth(1)?;
-    address.rsplit(':').next()?.trim().parse().ok()
+    address
+        .split(|c: char| !c.is_ascii_digit() && c != '.' && c != ':')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The request lines of the log as `METHOD PATH STATUS`, duration dropped: lines whose
 /// message is exactly `METHOD /path STATUS <duration>ms`.
-fn request_lines(log: &str) -> Vec<String> {
-    let mut found: Vec<String> = log
-        .lines()
+fn request_lines(lines: &[Line]) -> Vec<String> {
+    let mut found: Vec<String> = lines
+        .iter()
         .filter_map(|line| {
-            let message = line.split_once("] ").map_or(line, |(_, m)| m);
-            let words: Vec<&str> = message.split_whitespace().collect();
+            let words: Vec<&str> = line.message.split_whitespace().collect();
             let [method, path, status, duration] = words.as_slice() else {
                 return None;
             };
@@ -260,10 +361,9 @@ fn assert_logged(log: &str, needle: &str, times: usize) {
     assert!(found >= times, "expected {needle:?} at least {times} time(s), found {found}; log:\n{log}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_whole_session_leaves_no_secret_in_the_log() {
+async fn a_whole_session_leaves_no_secret_in_the_log(format: Format) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), format, &[]);
     let client = reqwest::Client::new();
     let post = |path: &str, body: Value| client.post(server.url(path)).json(&body).send();
     let mut secrets = Secrets::default();
@@ -406,17 +506,17 @@ async fn a_whole_session_leaves_no_secret_in_the_log() {
     assert_logged(&log, &format!("refresh token rotated user_id={user_id}"), 1);
     assert_logged(&log, &format!("password changed user_id={user_id}"), 1);
     assert_logged(&log, &format!("logout user_id={user_id}"), 2);
-    assert_eq!(request_lines(&log), sorted(&requests), "log:\n{log}");
+    assert_eq!(request_lines(&server.lines()), sorted(&requests), "log:\n{log}");
     for fragment in ["?token=", "&refresh_token=", "/auth/me?", "/healthz?"] {
         assert!(!log.contains(fragment), "a query string was logged:\n{log}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_hs256_secret_is_never_logged() {
+async fn the_hs256_secret_is_never_logged(format: Format) {
     assert_eq!(HS256_SECRET.len(), 40);
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", HS256_SECRET)]);
+    let mut server =
+        Server::start(dir.path(), format, &[("JWT_ALGORITHM", "HS256"), ("JWT_SECRET", HS256_SECRET)]);
     let client = reqwest::Client::new();
     let mut secrets = Secrets::default();
     secrets.add("JWT_SECRET", HS256_SECRET);
@@ -470,15 +570,14 @@ async fn the_hs256_secret_is_never_logged() {
     assert_logged(&log, &format!("signup user_id={user_id}"), 1);
     assert_logged(&log, &format!("login failed user_id={user_id}"), 1);
     assert_logged(&log, &format!("refresh token rotated user_id={user_id}"), 1);
-    assert_eq!(request_lines(&log), sorted(&requests), "log:\n{log}");
+    assert_eq!(request_lines(&server.lines()), sorted(&requests), "log:\n{log}");
 }
 
 /// Bodies the service refuses still carry secrets: their error messages, logged at debug
 /// level, must not quote them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_bodies_do_not_bring_their_secrets_into_the_log() {
+async fn refused_bodies_do_not_bring_their_secrets_into_the_log(format: Format) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), format, &[]);
     let client = reqwest::Client::new();
     let mut secrets = Secrets::default();
     secrets.password("old", OLD_PASSWORD);
@@ -526,17 +625,16 @@ async fn refused_bodies_do_not_bring_their_secrets_into_the_log() {
     server.wait_for_request_lines(cases.len() + 1).await;
     let log = server.stop();
     secrets.assert_absent_from(&log);
-    assert_eq!(request_lines(&log).len(), cases.len() + 1, "log:\n{log}");
+    assert_eq!(request_lines(&server.lines()).len(), cases.len() + 1, "log:\n{log}");
     assert_logged(&log, "Error in response", cases.len());
 }
 
 /// A client that sends a numeric password as a JSON number gets 422; the serde message
 /// quotes the number, and it must not reach the log even at debug level.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_password_sent_as_a_json_number_is_not_logged() {
+async fn a_password_sent_as_a_json_number_is_not_logged(format: Format) {
     const NUMERIC_PASSWORD: u64 = 918_273_645_546_372_819;
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), format, &[]);
     let client = reqwest::Client::new();
     for path in ["/auth/signup", "/auth/login"] {
         let response = client
@@ -549,7 +647,7 @@ async fn a_password_sent_as_a_json_number_is_not_logged() {
     }
     server.wait_for_request_lines(2).await;
     let log = server.stop();
-    assert_eq!(request_lines(&log).len(), 2, "log:\n{log}");
+    assert_eq!(request_lines(&server.lines()).len(), 2, "log:\n{log}");
     let leaks: Vec<&str> = log.lines().filter(|l| l.contains(&NUMERIC_PASSWORD.to_string())).collect();
     assert!(leaks.is_empty(), "the password in the log:\n{}", leaks.join("\n"));
 }
@@ -557,14 +655,14 @@ async fn a_password_sent_as_a_json_number_is_not_logged() {
 /// Every admin action leaves one line naming the acting admin and the target, and none
 /// of the passwords or tokens it handled. The first admin is made with the CLI, on the
 /// server's own database.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_actions_name_the_admin_and_the_target_and_no_secret() {
+async fn admin_actions_name_the_admin_and_the_target_and_no_secret(format: Format) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), format, &[]);
     let mut cli = Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .current_dir(dir.path())
         .env_clear()
         .env("RUST_LOG", "trace")
+        .env("LOG_FORMAT", format.name())
         .args(["user", "create", "root", "--role", "admin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -624,6 +722,56 @@ async fn admin_actions_name_the_admin_and_the_target_and_no_secret() {
         String::from_utf8_lossy(&cli.stdout),
         String::from_utf8_lossy(&cli.stderr)
     ));
+}
+
+/// The lines of a request carry its id: the handler's own, those written on the blocking
+/// pool (the refresh rotation runs there) and the request line; and every auth event has
+/// one.
+async fn every_line_of_a_request_carries_its_id(format: Format) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), format, &[]);
+    let client = reqwest::Client::new();
+    let post = |path: &str, id: &str, body: Value| {
+        client.post(server.url(path)).header("x-request-id", id).json(&body).send()
+    };
+    let signup = post("/auth/signup", "signup-1", json!({ "username": "erin", "password": OLD_PASSWORD }))
+        .await
+        .unwrap();
+    let signup = json_of(signup, StatusCode::CREATED).await;
+    let user_id = field(&signup["user"], "id").to_owned();
+    let refresh = json!({ "refresh_token": field(&signup, "refresh_token") });
+    let refreshed = post("/auth/refresh", "refresh.2", refresh).await.unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let failed = post("/auth/login", "login_3", json!({ "username": "erin", "password": WRONG_PASSWORD }))
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    // An id that is not sane is replaced, and the log has the replacement.
+    let insane = post("/auth/login", "no spaces", json!({ "username": "erin", "password": WRONG_PASSWORD }))
+        .await
+        .unwrap();
+    let replaced = insane.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(replaced, "no spaces");
+    server.wait_for_request_lines(4).await;
+    server.stop();
+
+    let lines = server.lines();
+    let messages_of = |id: &str| -> Vec<String> {
+        lines.iter().filter(|l| l.request_id.as_deref() == Some(id)).map(|l| l.message.clone()).collect()
+    };
+    for (id, event, request) in [
+        ("signup-1", format!("signup user_id={user_id}"), "POST /auth/signup 201"),
+        ("refresh.2", format!("refresh token rotated user_id={user_id}"), "POST /auth/refresh 200"),
+        ("login_3", format!("login failed user_id={user_id}"), "POST /auth/login 401"),
+        (replaced.as_str(), format!("login failed user_id={user_id}"), "POST /auth/login 401"),
+    ] {
+        let messages = messages_of(id);
+        assert!(messages.contains(&event), "{event:?} without request id {id}: {messages:?}");
+        assert!(messages.iter().any(|m| m.starts_with(request)), "no request line for {id}: {messages:?}");
+    }
+    for line in lines.iter().filter(|l| l.message.contains("user_id=") || l.message.starts_with("POST ")) {
+        assert!(line.request_id.is_some(), "a line of a request without its id: {:?}", line.message);
+    }
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod jwks;
 mod keys;
 mod logging;
 mod openapi;
+mod operations;
 mod refresh;
 mod revocations;
 mod security;

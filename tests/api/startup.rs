@@ -117,6 +117,9 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         ("BIND_ADDR", "EdDSA", &[("BIND_ADDR", "not an address")]),
         ("JWT_KEYS_DIR", "EdDSA", &[("JWT_KEYS_DIR", "badkeys")]),
         ("PUBLIC_URL", "EdDSA", &[("PUBLIC_URL", "auth.example.com")]),
+        ("LOG_FORMAT", "EdDSA", &[("LOG_FORMAT", "bogus")]),
+        ("METRICS_BIND_ADDR", "EdDSA", &[("METRICS_BIND_ADDR", "not an address")]),
+        ("SHUTDOWN_TIMEOUT_SECS", "EdDSA", &[("SHUTDOWN_TIMEOUT_SECS", "soon")]),
     ];
     for (variable, algorithm, extra) in cases {
         let mut vars = vec![("JWT_ALGORITHM", *algorithm)];

@@ -61,6 +61,14 @@ impl Admin {
     fn log(&self, action: &str, target: Uuid) {
         log::info!("admin {action} admin_id={} target_id={target}", self.id);
     }
+
+    /// An action that changed a stored user: the cached row goes at once, so that a
+    /// revocation it made (a role taken away, disabled, deleted, logged out) takes effect
+    /// on the next request, then the audit line.
+    fn changed(&self, state: &AppState, action: &str, target: Uuid) {
+        state.users.evict(target);
+        self.log(action, target);
+    }
 }
 
 /// A user as administrators see it: the public view plus whether it is disabled.
@@ -285,8 +293,7 @@ pub async fn update(
     let account = db::run_write(&state.pool, move |conn| Account::update(conn, id, change, now))
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.users.evict(id);
-    admin.log("update", id);
+    admin.changed(&state, "update", id);
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
@@ -304,8 +311,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
     found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
-    state.users.evict(id);
-    admin.log("delete", id);
+    admin.changed(&state, "delete", id);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -324,8 +330,7 @@ pub async fn log_out(
     let id = user_id(&path)?;
     let now = state.clock.now().naive_utc();
     found(db::run_write(&state.pool, move |conn| Account::log_out(conn, id, now)).await?)?;
-    state.users.evict(id);
-    admin.log("logout", id);
+    admin.changed(&state, "logout", id);
     Ok(HttpResponse::NoContent().finish())
 }
 

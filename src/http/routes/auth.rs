@@ -17,6 +17,7 @@ use crate::db::{
 };
 use crate::http::cookie;
 use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit, refused_refresh_token};
+use crate::http::metrics::{LoginResult, RefreshResult};
 use crate::http::routes::openapi::{
     BearerErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, RateLimitErrors, ServerErrors,
 };
@@ -220,6 +221,7 @@ pub async fn signup(
     new.user.refresh_token_hash = Some(token.hash());
     new.user.refresh_token_expires_at = Some(expires_at);
     let Account { user, roles } = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
+    state.metrics.signup();
     log::info!("signup user_id={}", user.id.0);
     let issued = IssuedRefresh { user, roles, token, expires_at };
     Ok(respond(&req, &state, HttpResponse::Created(), &issued, now))
@@ -235,6 +237,17 @@ pub async fn signup(
         JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn login(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let metrics = state.clone();
+    let result = log_in(req, state, body).await;
+    metrics.metrics.login(LoginResult::of(&result));
+    result
+}
+
+async fn log_in(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
@@ -316,6 +329,17 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let metrics = state.clone();
+    let result = rotate(req, state, body).await;
+    metrics.metrics.refresh(RefreshResult::of(&result));
+    result
+}
+
+async fn rotate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     // A value that is not even a refresh token costs no database query.
     let presented = match presented_refresh_token(&req, &state, &body) {
         Err(ApiError::InvalidRefreshToken) => return Err(refused_refresh_token(&req, &state)),
@@ -328,6 +352,7 @@ pub async fn refresh(
     match rotation {
         Rotation::Rotated(issued) => Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now)),
         Rotation::Revoked(user_id) => {
+            state.metrics.refresh_reuse_detected();
             state.users.evict(user_id);
             Err(refused_refresh_token(&req, &state))
         }

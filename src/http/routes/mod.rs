@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
+pub mod metrics;
 pub mod openapi;
 pub mod revocations;
 
@@ -44,7 +45,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             async move { method_not_allowed(&allow) }
         })));
     }
-    cfg.default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound) }));
+    cfg.default_service(web::to(not_found));
+}
+
+/// The answer to a path no route takes.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
 }
 
 /// A path and one of its methods. [`endpoints`] is the route table: `configure` registers
@@ -96,6 +102,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::GET, "/docs/{file}", openapi::docs_file),
         Endpoint::new(Method::GET, "/healthz", health::healthz),
         Endpoint::new(Method::GET, "/readyz", health::readyz),
+        Endpoint::new(Method::GET, "/metrics", metrics::metrics),
     ]
 }
 

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi, ToSchema};
 
-use super::{admin, auth, demo, discovery, health, introspect, jwks, revocations};
+use super::{admin, auth, demo, discovery, health, introspect, jwks, metrics, revocations};
 use crate::http::ApiError;
 
 #[derive(OpenApi)]
@@ -39,6 +39,7 @@ use crate::http::ApiError;
         discovery::oauth_authorization_server,
         health::healthz,
         health::readyz,
+        metrics::metrics,
         demo::page,
         demo::client,
         openapi_json,
@@ -50,7 +51,7 @@ use crate::http::ApiError;
         (name = "auth", description = "Accounts, sessions and tokens"),
         (name = "admin", description = "Account management, for access tokens with the `admin` role"),
         (name = "services", description = "For other services: keys, discovery, revocations, introspection"),
-        (name = "operations", description = "Health checks, documentation and the demo page"),
+        (name = "operations", description = "Health checks, metrics, documentation and the demo page"),
     )
 )]
 pub struct ApiDoc;

@@ -110,6 +110,8 @@ impl Drop for TestDatabase {
 
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener's address, when the test set `METRICS_BIND_ADDR`.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub pool: Pool,
     pub keys_dir: PathBuf,
@@ -172,10 +174,11 @@ async fn spawn_on_clock(
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
-    let (address, server) = start(&vars, &clock);
+    let (address, metrics_address, server) = launch(&vars, &clock);
     let settings = settings_from(&vars);
     let pool = build_pool(&settings.database).unwrap();
-    TestApp { address, client: reqwest::Client::new(), pool, keys_dir, vars, clock, server, database, dir }
+    let client = reqwest::Client::new();
+    TestApp { address, metrics_address, client, pool, keys_dir, vars, clock, server, database, dir }
 }
 
 /// The settings an app on this database and key directory would run with.
@@ -188,11 +191,21 @@ fn settings_from(vars: &HashMap<String, String>) -> Settings {
 }
 
 fn start(vars: &HashMap<String, String>, clock: &Clock) -> (String, actix_web::dev::ServerHandle) {
+    let (address, _, handle) = launch(vars, clock);
+    (address, handle)
+}
+
+/// Starts an app; returns its address, its metrics listener's (if any) and its handle.
+fn launch(
+    vars: &HashMap<String, String>,
+    clock: &Clock,
+) -> (String, Option<String>, actix_web::dev::ServerHandle) {
     let app = Application::build_with(settings_from(vars), clock.clone()).expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_address = app.metrics_port().map(|port| format!("http://127.0.0.1:{port}"));
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    (address, handle)
+    (address, metrics_address, handle)
 }
 
 impl TestApp {
@@ -208,8 +221,9 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database and key directory.
     pub async fn restart(&mut self) {
         self.server.stop(true).await;
-        let (address, server) = start(&self.vars, &self.clock);
+        let (address, metrics_address, server) = launch(&self.vars, &self.clock);
         self.address = address;
+        self.metrics_address = metrics_address;
         self.server = server;
     }
 
