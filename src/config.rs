@@ -28,6 +28,9 @@ pub struct Settings {
     pub argon2: Argon2Settings,
     /// Signup + login attempts per client IP per minute; 0 disables the limit.
     pub auth_rate_limit_per_min: u32,
+    /// On PostgreSQL, keep the per-IP limit and the login lockout in the database, so that
+    /// instances sharing it share one limit (ignored on SQLite: one process, memory).
+    pub shared_abuse_limits: bool,
     pub trust_proxy_headers: bool,
     pub cors_allowed_origins: Vec<String>,
     /// A client must send its request head within this time, or be disconnected.
@@ -205,6 +208,7 @@ impl Settings {
             },
             argon2,
             auth_rate_limit_per_min: env.number("AUTH_RATE_LIMIT_PER_MIN", 30)?,
+            shared_abuse_limits: env.boolean("SHARED_ABUSE_LIMITS", true)?,
             trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
             client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
@@ -344,6 +348,7 @@ mod tests {
         assert_eq!((s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism), (19_456, 2, 1));
         assert_eq!(s.auth_rate_limit_per_min, 30);
         assert!(!s.trust_proxy_headers);
+        assert!(s.shared_abuse_limits);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
         assert_eq!(s.client_timeout, Duration::from_secs(10));
         assert_eq!(s.public_url, "http://127.0.0.1:8080");
@@ -402,6 +407,7 @@ mod tests {
             ("ACCESS_TOKEN_TTL_SECS", "0"),
             ("BIND_ADDR", "nowhere"),
             ("TRUST_PROXY_HEADERS", "maybe"),
+            ("SHARED_ABUSE_LIMITS", "yes please"),
             ("ARGON2_MEMORY_KIB", "1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
             ("REVOCATION_FEED_TOKEN", "short"),

@@ -10,12 +10,12 @@ use actix_web::{App, HttpServer, web};
 
 use crate::auth::keys::{KeyStore, KeyStoreError};
 use crate::auth::password::Passwords;
-use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
+use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
-use crate::config::{ConfigError, Settings};
+use crate::config::{ConfigError, DatabaseUrl, Settings};
 use crate::db::{self, Pool};
 use crate::http::cookie::CookieMode;
 use crate::http::metrics::Metrics;
@@ -53,13 +53,12 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
     let passwords = Passwords::start(&settings.argon2)
         .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
     Ok(AppState {
+        limits: abuse_limits(settings, &pool, &clock),
         pool,
         tokens: AccessTokens::new(keys.clone(), &settings.jwt, clock.clone()),
         sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
         passwords,
-        login_throttle: LoginThrottle::new(clock.clone()),
         users: UserCache::new(clock.clone()),
-        rate_limiter: RateLimiter::new(settings.auth_rate_limit_per_min, clock.clone()),
         refresh_failures: RateLimiter::new(settings.auth_rate_limit_per_min, clock.clone()),
         trust_proxy_headers: settings.trust_proxy_headers,
         jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
@@ -76,6 +75,18 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         keys,
         clock,
     })
+}
+
+/// In the database on PostgreSQL, where several instances may share it (unless
+/// `SHARED_ABUSE_LIMITS=false`); in memory on SQLite, whose one process is all there is.
+fn abuse_limits(settings: &Settings, pool: &Pool, clock: &Clock) -> AbuseLimits {
+    let per_minute = settings.auth_rate_limit_per_min;
+    match settings.database.url {
+        DatabaseUrl::Postgres(_) if settings.shared_abuse_limits => {
+            AbuseLimits::shared(pool.clone(), per_minute, clock.clone())
+        }
+        _ => AbuseLimits::local(per_minute, clock.clone()),
+    }
 }
 
 pub struct Application {

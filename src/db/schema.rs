@@ -26,3 +26,22 @@ diesel::table! {
 
 diesel::joinable!(user_roles -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, user_roles);
+
+// The abuse limits' tables (src/auth/rate_limit/shared.rs, PostgreSQL only). The list of
+// recent failures is left out: an array on PostgreSQL, which `MultiConnection` does not map.
+diesel::table! {
+    ip_attempts (ip) {
+        ip -> Text,
+        attempts -> Integer,
+        expires_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_failures (username_key) {
+        username_key -> Text,
+        lockouts -> Integer,
+        locked_until_ms -> Nullable<BigInt>,
+        expires_at_ms -> BigInt,
+    }
+}

@@ -11,7 +11,7 @@ use actix_web::{HttpResponse, ResponseError};
 use tollgate_verify::{ErrorBody, INVALID_TOKEN_CHALLENGE, MISSING_TOKEN_CHALLENGE};
 
 use crate::auth::password::HashError;
-use crate::auth::rate_limit::Limited;
+use crate::auth::rate_limit::{LimitError, Limited};
 use crate::auth::rules::RuleError;
 use crate::auth::tokens::TokenError;
 use crate::db::DbError;
@@ -222,6 +222,15 @@ impl From<HashError> for ApiError {
 impl From<Limited> for ApiError {
     fn from(limited: Limited) -> Self {
         ApiError::RateLimited { retry_after_secs: limited.retry_after_secs }
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(err: LimitError) -> Self {
+        match err {
+            LimitError::Limited(limited) => limited.into(),
+            LimitError::Database(err) => err.into(),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::rate_limit::RateLimiter;
+use crate::auth::rate_limit::LoginAttempt;
 use crate::auth::tokens::AccessClaims;
 use crate::db::{self, accounts::Account};
 
@@ -144,25 +144,31 @@ fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
     req.peer_addr().map(|addr| addr.ip())
 }
 
-/// Counts one signup, login or password-change attempt against the client's IP limit.
-pub fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    count_against(&state.rate_limiter, req, state)
+/// Counts one signup or password-change attempt against the client's IP limit.
+pub async fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    let ip = client_ip(req, state.trust_proxy_headers);
+    Ok(state.limits.attempt(ip).await?)
+}
+
+/// Counts one login attempt against the client's IP limit, refused while the username is
+/// locked; report the outcome to [`AppState::limits`] with the attempt returned.
+pub async fn login_limit(
+    req: &HttpRequest,
+    state: &AppState,
+    username: &str,
+) -> Result<LoginAttempt, ApiError> {
+    let ip = client_ip(req, state.trust_proxy_headers);
+    Ok(state.limits.login_attempt(ip, username).await?)
 }
 
 /// The answer to a refresh token refused (refresh, logout): 401, or 429 once the client's
 /// IP has had more refused than its limit within the minute. Only refusals count, so a
 /// client that refreshes correctly is never limited, however much junk shares its IP.
 pub fn refused_refresh_token(req: &HttpRequest, state: &AppState) -> ApiError {
-    match count_against(&state.refresh_failures, req, state) {
-        Ok(()) => ApiError::InvalidRefreshToken,
-        Err(limited) => limited,
-    }
-}
-
-fn count_against(limiter: &RateLimiter, req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    match client_ip(req, state.trust_proxy_headers) {
-        Some(ip) => Ok(limiter.check(ip)?),
-        None => Ok(()),
+    let limited = client_ip(req, state.trust_proxy_headers).map(|ip| state.refresh_failures.check(ip));
+    match limited {
+        Some(Err(limited)) => limited.into(),
+        Some(Ok(())) | None => ApiError::InvalidRefreshToken,
     }
 }
 

@@ -10,7 +10,7 @@ use super::metrics::Metrics;
 use super::routes::discovery::IssuerMetadata;
 use crate::auth::keys::KeyStore;
 use crate::auth::password::Passwords;
-use crate::auth::rate_limit::{LoginThrottle, RateLimiter};
+use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
@@ -24,10 +24,13 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub sessions: RefreshSessions,
     pub passwords: Passwords,
-    pub login_throttle: LoginThrottle,
     pub users: UserCache,
-    pub rate_limiter: RateLimiter,
-    /// Refresh tokens refused per client IP (refresh, logout), limited like logins.
+    /// Signup, login and password-change attempts per client IP, failed logins per username.
+    pub limits: AbuseLimits,
+    /// Refresh tokens refused per client IP (refresh, logout), limited like logins. Kept
+    /// per process even where the limits above are shared: it holds off junk floods,
+    /// which no instance should pay a database write for, while guessing a refresh token
+    /// is hopeless at any rate.
     pub refresh_failures: RateLimiter,
     /// Whether the client IP comes from `X-Forwarded-For` / `Forwarded`.
     pub trust_proxy_headers: bool,

@@ -25,6 +25,7 @@ mod operations;
 mod refresh;
 mod revocations;
 mod security;
+mod shared_limits;
 mod startup;
 mod tokens;
 mod verify_client;

@@ -16,7 +16,9 @@ use crate::db::{
     models::{SessionChange, User, tokens_valid_after},
 };
 use crate::http::cookie;
-use crate::http::extract::{authenticate, bearer_token, json_body, rate_limit, refused_refresh_token};
+use crate::http::extract::{
+    authenticate, bearer_token, json_body, login_limit, rate_limit, refused_refresh_token,
+};
 use crate::http::metrics::{LoginResult, RefreshResult};
 use crate::http::routes::openapi::{
     BearerErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, RateLimitErrors, ServerErrors,
@@ -205,7 +207,7 @@ pub async fn signup(
     state: web::Data<AppState>,
     body: web::Json<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&req, &state)?;
+    rate_limit(&req, &state).await?;
     let body = body.into_inner();
     let username = validate_username(&body.username)?;
     let email = validate_email(body.email.as_deref())?;
@@ -252,10 +254,8 @@ async fn log_in(
     state: web::Data<AppState>,
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&req, &state)?;
     let body = body.into_inner();
-    let throttle_key = body.username.to_ascii_lowercase();
-    state.login_throttle.check(&throttle_key)?;
+    let attempt = login_limit(&req, &state, &body.username).await?;
     // An impossible username is looked up no further, but still costs one hash below.
     let user = match validate_username(&body.username) {
         Ok(username) => db::run(&state.pool, move |conn| User::find_by_username(conn, &username)).await?,
@@ -264,7 +264,7 @@ async fn log_in(
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verified = state.passwords.verify(body.password, stored).await?;
     if !verified.matches() {
-        state.login_throttle.record_failure(&throttle_key);
+        state.limits.login_failed(&attempt).await?;
         match &user {
             Some(user) => log::info!("login failed user_id={}", user.id.0),
             None => log::info!("login failed for an unknown username"),
@@ -272,7 +272,7 @@ async fn log_in(
         return Err(ApiError::InvalidCredentials);
     }
     let user = user.ok_or(ApiError::InvalidCredentials)?;
-    state.login_throttle.record_success(&throttle_key);
+    state.limits.login_succeeded(&attempt).await?;
     // Told only to someone who knows the password, so it reveals nothing to a guesser.
     if user.disabled {
         log::info!("login refused, account disabled user_id={}", user.id.0);
@@ -443,7 +443,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     body: web::Json<PasswordChangeRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    rate_limit(&req, &state)?;
+    rate_limit(&req, &state).await?;
     let body = body.into_inner();
     let new_password = normalize(&body.new_password).map_err(|e| ApiError::Validation(format!("new {e}")))?;
     // The current row, not the cached one: its password hash is what must match.
