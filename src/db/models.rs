@@ -1,14 +1,17 @@
 //! The `users` row and every query on it.
 
 use chrono::NaiveDateTime;
+use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Text;
 use diesel::sqlite::Sqlite;
 use std::io::Write;
+use std::marker::PhantomData;
 use uuid::Uuid;
 
 use super::DbError;
@@ -41,11 +44,12 @@ impl ToSql<Text, MultiBackend> for DbUuid {
     }
 }
 
-impl FromSql<Text, MultiBackend> for DbUuid {
-    fn from_sql(
-        bytes: <MultiBackend as diesel::backend::Backend>::RawValue<'_>,
-    ) -> deserialize::Result<Self> {
-        let text = bytes.from_sql::<String, Text>()?;
+impl<DB: Backend> FromSql<Text, DB> for DbUuid
+where
+    String: FromSql<Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        let text = String::from_sql(bytes)?;
         Ok(DbUuid(Uuid::parse_str(&text)?))
     }
 }
@@ -164,6 +168,45 @@ diesel::define_sql_function! {
 /// (`auth::rules::is_valid_role`).
 const ROLE_SEPARATOR: &str = ",";
 
+/// A statement that diesel would prepare anew for every execution (it never keeps an
+/// UPDATE, since a changeset's columns may differ from one execution to the next), marked
+/// as one whose SQL is the same every time, so that each connection prepares it once and
+/// keeps it, keyed by `Id`. For statements built the same way on every call only.
+struct PreparedOnce<Q, Id> {
+    query: Q,
+    id: PhantomData<Id>,
+}
+
+impl<Q, Id> PreparedOnce<Q, Id> {
+    fn new(query: Q) -> Self {
+        Self { query, id: PhantomData }
+    }
+}
+
+impl<Q: Query, Id> Query for PreparedOnce<Q, Id> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q: QueryFragment<DB>, Id, DB: Backend> QueryFragment<DB> for PreparedOnce<Q, Id> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.query.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q, Id: 'static> QueryId for PreparedOnce<Q, Id> {
+    type QueryId = Id;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Q, Id, Conn> RunQueryDsl<Conn> for PreparedOnce<Q, Id> {}
+
+/// The key of [`User::rotate_live_session`]'s statement.
+struct RotateLiveSession;
+
 impl User {
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
         Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
@@ -225,13 +268,20 @@ impl User {
             .filter(users::refresh_token_hash.eq(current_hash))
             .filter(users::refresh_token_expires_at.gt(now))
             .filter(users::disabled.eq(false));
-        let row: Option<(User, Option<String>)> = diesel::update(live)
+        let update = diesel::update(live)
             .set(change)
             // The columns `as_select` names: a `SelectBy` cannot serve a `MultiConnection`'s
             // RETURNING.
-            .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles))
-            .get_result(conn)
-            .optional()?;
+            .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles));
+        // A rotation's change always sets the same columns, so its SQL never varies.
+        let update = PreparedOnce::<_, RotateLiveSession>::new(update);
+        // On the backend's own connection: through the `MultiConnection`, the SQL of even a
+        // prepared statement is built again for every execution.
+        let row: Option<(User, Option<String>)> = match conn {
+            DbConnection::Sqlite(conn) => update.get_result(conn),
+            DbConnection::Postgres(conn) => update.get_result(conn),
+        }
+        .optional()?;
         Ok(row.map(|(user, roles)| {
             let mut roles: Vec<String> =
                 roles.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();

@@ -55,6 +55,7 @@ in_both_formats!(
     a_password_sent_as_a_json_number_is_not_logged,
     admin_actions_name_the_admin_and_the_target_and_no_secret,
     every_line_of_a_request_carries_its_id,
+    a_hashing_thread_logs_with_the_request_id,
 );
 
 /// `LOG_FORMAT`.
@@ -772,6 +773,27 @@ async fn every_line_of_a_request_carries_its_id(format: Format) {
     for line in lines.iter().filter(|l| l.message.contains("user_id=") || l.message.starts_with("POST ")) {
         assert!(line.request_id.is_some(), "a line of a request without its id: {:?}", line.message);
     }
+}
+
+/// With a zero queue timeout every hash is refused on the hashing thread itself, which
+/// logs why: that line too has the id of the request it belongs to.
+async fn a_hashing_thread_logs_with_the_request_id(format: Format) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), format, &[("ARGON2_QUEUE_TIMEOUT_MS", "0")]);
+    let login = reqwest::Client::new()
+        .post(server.url("/auth/login"))
+        .header("x-request-id", "hash-4")
+        .json(&json!({ "username": "frank", "password": WRONG_PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::SERVICE_UNAVAILABLE);
+    server.wait_for_request_lines(1).await;
+    server.stop();
+    let refusals: Vec<Line> =
+        server.lines().into_iter().filter(|l| l.message.contains("password hashing overloaded")).collect();
+    assert_eq!(refusals.len(), 1, "{}", server.log_text());
+    assert_eq!(refusals[0].request_id.as_deref(), Some("hash-4"));
 }
 
 #[test]

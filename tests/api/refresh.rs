@@ -164,23 +164,45 @@ async fn refresh_input_errors_are_json(backend: Backend) {
     assert_error(response, StatusCode::BAD_REQUEST, "invalid_json").await;
 }
 
-/// Rotates `presented` on a connection of the app's database, counting the statements.
-fn rotate_counting(app: &TestApp, presented: &str) -> (Rotation, usize) {
-    let settings = app.settings();
-    let keys = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
-    let sessions = RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh);
-    let statements = Arc::new(AtomicUsize::new(0));
-    let counter = statements.clone();
-    let mut conn = app.pool.get().unwrap();
-    conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-        if matches!(event, InstrumentationEvent::StartQuery { .. }) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    let presented = RefreshToken::parse(presented).unwrap();
-    let rotation = sessions.rotate(&mut conn, &presented, chrono::Utc::now().naive_utc()).unwrap();
-    conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
-    (rotation, statements.load(Ordering::Relaxed))
+/// Rotates refresh tokens on one connection of the app's database, counting what each
+/// rotation asks of the database.
+struct CountingRotations {
+    sessions: RefreshSessions,
+    conn: tollgate::db::connection::PooledConnection,
+    /// Statements run, and statements prepared to be kept, since the last rotation.
+    counts: Arc<[AtomicUsize; 2]>,
+}
+
+impl CountingRotations {
+    fn new(app: &TestApp) -> Self {
+        let settings = app.settings();
+        let keys = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
+        let sessions = RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh);
+        let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+        let counter = counts.clone();
+        let mut conn = app.pool.get().unwrap();
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { .. } => _ = counter[0].fetch_add(1, Ordering::Relaxed),
+            InstrumentationEvent::CacheQuery { .. } => _ = counter[1].fetch_add(1, Ordering::Relaxed),
+            _ => {}
+        });
+        Self { sessions, conn, counts }
+    }
+
+    /// The rotation, the statements it ran and how many of them it prepared to keep.
+    fn rotate(&mut self, presented: &str) -> (Rotation, usize, usize) {
+        let presented = RefreshToken::parse(presented).unwrap();
+        let rotation =
+            self.sessions.rotate(&mut self.conn, &presented, chrono::Utc::now().naive_utc()).unwrap();
+        let [run, prepared] = &*self.counts;
+        (rotation, run.swap(0, Ordering::Relaxed), prepared.swap(0, Ordering::Relaxed))
+    }
+}
+
+impl Drop for CountingRotations {
+    fn drop(&mut self) {
+        self.conn.set_instrumentation(|_: InstrumentationEvent<'_>| {});
+    }
 }
 
 fn rotated(rotation: Rotation) -> (String, Vec<String>) {
@@ -193,20 +215,26 @@ async fn the_common_rotation_is_one_statement_and_a_retry_falls_back(backend: Ba
     let signup = app.signup("heidi").await;
     grant(&app, "heidi", &["staff", "billing:read", "admin"]);
     let token = field(&signup, "refresh_token");
-    let (rotation, statements) = rotate_counting(&app, token);
-    // The update returns the row and its roles: nothing else is asked.
-    assert_eq!(statements, 1);
+    let mut rotations = CountingRotations::new(&app);
+    // The update returns the row and its roles: nothing else is asked. It is prepared
+    // once for the connection...
+    let (rotation, statements, prepared) = rotations.rotate(token);
+    assert_eq!((statements, prepared), (1, 1));
     let (successor, roles) = rotated(rotation);
     assert_eq!(roles, ["admin", "billing:read", "staff"]);
     let row = app.user_row("heidi");
     assert_eq!(row.refresh_token_hash, Some(sha256_hex(&successor)));
     assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(token)));
     // The retry finds the update refused and looks further: the same successor and roles.
-    let (retry, statements) = rotate_counting(&app, token);
+    let (retry, statements, _) = rotations.rotate(token);
     assert!(statements > 1, "{statements}");
     assert_eq!(rotated(retry), (successor.clone(), roles.clone()));
-    let next = refresh_ok(&app, &successor).await;
-    assert_eq!(next["user"]["roles"], json!(roles));
+    // ...and the next rotation on it uses the statement prepared the first time.
+    let (next, statements, prepared) = rotations.rotate(&successor);
+    assert_eq!((statements, prepared), (1, 0));
+    let (next, _) = rotated(next);
+    let last = refresh_ok(&app, &next).await;
+    assert_eq!(last["user"]["roles"], json!(roles));
 }
 
 async fn a_session_disabled_by_hand_is_refused_and_left_alone(backend: Backend) {
