@@ -95,8 +95,18 @@ async fn a_login_flood_is_bounded_and_token_checks_keep_answering(backend: Backe
         }
     }
     assert!(overloaded > 0, "30 concurrent logins on one slot with a 50 ms queue must shed some");
-    // The flood left nothing behind: the next login works.
-    assert_eq!(app.login("dave", PASSWORD).await.status(), StatusCode::OK);
+    // The flood left nothing behind: the next login works. On a saturated machine the
+    // idle-priority hashing thread may still miss the 50 ms queue timeout, which is the
+    // overload answer doing its job, so only `overloaded` may come before the 200.
+    let mut after = app.login("dave", PASSWORD).await;
+    for _ in 0..10 {
+        if after.status() != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert_error(after, StatusCode::SERVICE_UNAVAILABLE, "overloaded").await;
+        after = app.login("dave", PASSWORD).await;
+    }
+    assert_eq!(after.status(), StatusCode::OK);
 }
 
 async fn cors_answers_only_configured_origins(backend: Backend) {
