@@ -5,8 +5,8 @@
 //! instead of once per request keeps token checks cheap; a request served from the cache
 //! touches no database. A revocation or change of roles made by this process evicts that
 //! user's entry at once ([`UserCache::evict`]), so here it takes effect immediately; one
-//! made by another instance sharing the database is seen once the entry is re-read,
-//! within [`USER_CACHE_TTL`] (twice that at most) of its last read. Nothing else removes
+//! made by another instance sharing the database is seen once the entry is re-read or
+//! re-validated, within [`USER_CACHE_TTL`] (twice that at most) of its last check. Nothing else removes
 //! an entry early: a request that revokes nothing leaves the cache as it is.
 //!
 //! The cache is bounded by memory ([`USER_CACHE_BYTES`]); when full, `quick_cache`
@@ -14,14 +14,20 @@
 //! injected [`Clock`], never on the cache's own, so tests move time instead of sleeping.
 //!
 //! An entry older than the TTL is still served, for at most another TTL, while it waits
-//! to be re-read: such entries queue, and one request at a time takes up to
-//! [`REREAD_BATCH`] of them ([`UserCache::take_aged`]) and re-reads them in one query.
+//! to be re-validated: such entries queue, and one request at a time takes up to
+//! [`REREAD_BATCH`] of them ([`UserCache::take_aged`]) and checks them in one light query
+//! ([`Account::freshness_of`]: per user only `updated_at`, the revocation columns and the
+//! roles, not the row). An unchanged entry is renewed; a changed or deleted one is
+//! dropped, and the next request reads it itself ([`UserCache::revalidate`]).
 //! With many active users, one read per user per second would otherwise be a query each;
-//! and no request waits for a busy user's entry to be re-read. Only an entry older than
-//! twice the TTL (its re-read failed, or was refused after an eviction) is not served: the
-//! caller reads it itself.
+//! and no request waits for a busy user's entry to be re-read. The entries of users seen
+//! within [`KEPT_FRESH_FOR`] are queued as they age whether or not they are asked for
+//! meanwhile (a sweep twice a TTL), so that a user who calls every few seconds still
+//! finds a fresh entry. Only an entry older than twice the TTL (not kept fresh, its
+//! re-read failed, or was refused after an eviction) is not served: the caller reads it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -30,7 +36,7 @@ use quick_cache::sync::Cache;
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::db::accounts::Account;
+use crate::db::accounts::{Account, Freshness};
 
 pub const USER_CACHE_TTL: TimeDelta = TimeDelta::seconds(1);
 /// Room for the accounts of ~47,000 active users (a row with an email and two roles weighs
@@ -41,6 +47,8 @@ pub const USER_CACHE_BYTES: u64 = 32 << 20;
 /// and two roles.
 const TYPICAL_ROW_BYTES: u64 = 704;
 const _: () = assert!(30_000 * TYPICAL_ROW_BYTES <= USER_CACHE_BYTES * 4 / 5);
+/// A user's entry is re-read as it ages for this long after their last request.
+pub const KEPT_FRESH_FOR: TimeDelta = TimeDelta::seconds(30);
 /// At most this many aged entries are re-read in one query.
 pub const REREAD_BATCH: usize = 500;
 /// Evictions are counted per group of users, so that one user's eviction refuses only the
@@ -48,10 +56,21 @@ pub const REREAD_BATCH: usize = 500;
 const EVICTION_GROUPS: usize = 64;
 
 struct Entry {
-    fetched: DateTime<Utc>,
+    /// When the account was read or last re-validated (microseconds on the clock); a
+    /// re-validation renews it in place, with no allocation.
+    fetched_us: AtomicI64,
     account: Arc<Account>,
-    /// The entry is queued for a re-read, or being re-read.
+    /// The entry is queued for a re-validation, or being re-validated.
     queued: AtomicBool,
+    /// When the user last asked for it (milliseconds on the clock, to within a tenth of a
+    /// second: rarer writes keep a busy user's entry from bouncing between cores).
+    used_ms: AtomicI64,
+}
+
+impl Entry {
+    fn age(&self, now: DateTime<Utc>) -> TimeDelta {
+        TimeDelta::microseconds(now.timestamp_micros() - self.fetched_us.load(Ordering::Acquire))
+    }
 }
 
 /// An entry's weight: its bytes, the row's strings and the roles included.
@@ -86,11 +105,13 @@ pub struct UserCache {
     aged_len: AtomicUsize,
     /// A request is re-reading a batch of them.
     rereading: AtomicBool,
+    /// When the last sweep for aged entries of recent users ran (milliseconds).
+    swept_ms: AtomicI64,
 }
 
-/// A batch of aged entries to re-read, taken by [`UserCache::take_aged`]: pass its
-/// [`AgedBatch::ids`] to [`Account::find_many`] and what that found to
-/// [`UserCache::reread`]. Until it is dropped, no other request takes a batch.
+/// A batch of aged entries to re-validate, taken by [`UserCache::take_aged`]: pass its
+/// [`AgedBatch::ids`] to [`Account::freshness_of`] and what that found to
+/// [`UserCache::revalidate`]. Until it is dropped, no other request takes a batch.
 pub struct AgedBatch<'a> {
     cache: &'a UserCache,
     /// Each user with the generation taken before the read.
@@ -124,6 +145,7 @@ impl UserCache {
             aged: Mutex::default(),
             aged_len: AtomicUsize::default(),
             rereading: AtomicBool::default(),
+            swept_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -131,21 +153,52 @@ impl UserCache {
     /// An entry past the TTL is queued for a re-read (see [`UserCache::take_aged`]).
     pub fn get(&self, id: Uuid) -> Option<Arc<Account>> {
         let entry = self.entries.get(&id)?;
-        let age = self.clock.now() - entry.fetched;
+        let now = self.clock.now();
+        let age = entry.age(now);
         if age >= USER_CACHE_TTL * 2 {
             return None;
         }
-        if age >= USER_CACHE_TTL && !entry.queued.swap(true, Ordering::AcqRel) {
+        let now_ms = now.timestamp_millis();
+        if now_ms - entry.used_ms.load(Ordering::Relaxed) >= 100 {
+            entry.used_ms.store(now_ms, Ordering::Relaxed);
+        }
+        if age >= USER_CACHE_TTL {
+            self.queue(id, &entry);
+        }
+        Some(entry.account.clone())
+    }
+
+    fn queue(&self, id: Uuid, entry: &Entry) {
+        if !entry.queued.swap(true, Ordering::AcqRel) {
             let mut queue = self.aged_queue();
             queue.push(id);
             self.aged_len.store(queue.len(), Ordering::Release);
         }
-        Some(entry.account.clone())
+    }
+
+    /// Queues the aged entries of users seen within [`KEPT_FRESH_FOR`], at most twice a
+    /// TTL, by whichever request finds a sweep due.
+    fn sweep_if_due(&self) {
+        let now = self.clock.now();
+        let now_ms = now.timestamp_millis();
+        let swept = self.swept_ms.load(Ordering::Acquire);
+        let due = now_ms.saturating_sub(swept) >= (USER_CACHE_TTL / 2).num_milliseconds();
+        if !due || self.swept_ms.compare_exchange(swept, now_ms, Ordering::AcqRel, Ordering::Acquire).is_err()
+        {
+            return;
+        }
+        let recent_ms = (now - KEPT_FRESH_FOR).timestamp_millis();
+        for (id, entry) in self.entries.iter() {
+            if entry.age(now) >= USER_CACHE_TTL && entry.used_ms.load(Ordering::Relaxed) >= recent_ms {
+                self.queue(id, &entry);
+            }
+        }
     }
 
     /// The aged entries to re-read, at most [`REREAD_BATCH`], unless there are none or
     /// another request is re-reading already.
     pub fn take_aged(&self) -> Option<AgedBatch<'_>> {
+        self.sweep_if_due();
         if self.aged_len.load(Ordering::Acquire) == 0 || self.rereading.swap(true, Ordering::AcqRel) {
             return None;
         }
@@ -159,17 +212,23 @@ impl UserCache {
         (!batch.users.is_empty()).then_some(batch)
     }
 
-    /// Remembers what a batch's re-read found; a user it did not find (deleted) is
-    /// forgotten, so that the next request reads it and is refused.
-    pub fn reread(&self, batch: AgedBatch<'_>, found: Vec<Account>) {
-        let mut found: std::collections::HashMap<Uuid, Account> =
-            found.into_iter().map(|account| (account.user.id.0, account)).collect();
+    /// Renews, in place, the entries of a batch that [`Freshness`] (read after the batch
+    /// was taken) says are still right; drops the others, so that the next request reads
+    /// them itself: changed (by another instance, or by hand), or not found (deleted).
+    /// An entry whose user's group saw an eviction since the batch was taken is left to
+    /// age out, as [`UserCache::put`] would refuse it; if the eviction comes after the
+    /// check, it removes the entry anyway (renewing one no longer in the cache is harmless).
+    pub fn revalidate(&self, batch: AgedBatch<'_>, found: Vec<Freshness>) {
+        let mut found: HashMap<Uuid, Freshness> = found.into_iter().map(|f| (f.id, f)).collect();
+        let now_us = self.clock.now().timestamp_micros();
         for (id, generation) in &batch.users {
-            match found.remove(id) {
-                Some(account) => self.put(Arc::new(account), *generation),
-                None => {
-                    self.entries.remove(id);
-                }
+            let Some(entry) = self.entries.get(id) else { continue };
+            if !found.remove(id).is_some_and(|freshness| freshness.matches(&entry.account)) {
+                self.entries.remove(id);
+            } else if self.generation(*id) == *generation {
+                // A re-validation is no request: `used_ms` stays the user's last one.
+                entry.fetched_us.store(now_us, Ordering::Release);
+                entry.queued.store(false, Ordering::Release);
             }
         }
     }
@@ -196,7 +255,13 @@ impl UserCache {
         if self.generation(id) != generation {
             return;
         }
-        let entry = Entry { fetched: self.clock.now(), account, queued: AtomicBool::new(false) };
+        let now = self.clock.now();
+        let entry = Entry {
+            fetched_us: AtomicI64::new(now.timestamp_micros()),
+            account,
+            queued: AtomicBool::new(false),
+            used_ms: AtomicI64::new(now.timestamp_millis()),
+        };
         self.entries.insert(id, Arc::new(entry));
         if self.generation(id) != generation {
             self.entries.remove(&id);
@@ -250,14 +315,52 @@ mod tests {
         Arc::new(Account { user, roles: vec!["editor".into(), "support".into()] })
     }
 
+    fn freshness(account: &Account) -> Freshness {
+        let user = &account.user;
+        Freshness {
+            id: user.id.0,
+            updated_at: user.updated_at,
+            tokens_valid_after: user.tokens_valid_after,
+            disabled: user.disabled,
+            // The database's order, not the account's.
+            roles: (!account.roles.is_empty())
+                .then(|| account.roles.iter().rev().map(String::as_str).collect::<Vec<_>>().join(",")),
+        }
+    }
+
+    #[test]
+    fn a_changed_account_is_dropped_when_revalidated() {
+        let manual = ManualClock::new();
+        let cache = UserCache::new(manual.clock());
+        let accounts: Vec<_> = (0..5).map(|i| row(&format!("u{i}@example.com"))).collect();
+        for account in &accounts {
+            cache.put(account.clone(), cache.generation(account.user.id.0));
+        }
+        manual.advance(Duration::from_secs(1));
+        for account in &accounts {
+            assert!(cache.get(account.user.id.0).is_some());
+        }
+        let mut found: Vec<_> = accounts.iter().map(|a| freshness(a)).collect();
+        found[0].updated_at += TimeDelta::seconds(1);
+        found[1].tokens_valid_after = Some(1);
+        found[2].disabled = true;
+        found[3].roles = Some("editor".into());
+        cache.revalidate(cache.take_aged().unwrap(), found);
+        for account in &accounts[..4] {
+            assert!(cache.get(account.user.id.0).is_none(), "changed: the next request reads it");
+        }
+        assert!(cache.get(accounts[4].user.id.0).is_some(), "the roles match in any order");
+    }
+
     #[test]
     fn thirty_thousand_typical_rows_fit_by_default() {
         let weight = RowWeight.weight(
             &Uuid::nil(),
             &Arc::new(Entry {
-                fetched: Utc::now(),
+                fetched_us: AtomicI64::default(),
                 account: row("someone.with.a.long.name@example.com"),
                 queued: AtomicBool::new(false),
+                used_ms: AtomicI64::default(),
             }),
         );
         assert!(weight <= TYPICAL_ROW_BYTES, "{weight}");
@@ -306,13 +409,36 @@ mod tests {
         let batch = cache.take_aged().unwrap();
         assert_eq!(batch.ids(), [alice.user.id.0, bob.user.id.0], "each queued once");
         assert!(cache.take_aged().is_none(), "one batch at a time");
-        let reread = Account { user: alice.user.clone(), roles: vec!["new".into()] };
         // Bob was not found: deleted meanwhile.
-        cache.reread(batch, vec![reread]);
-        assert_eq!(cache.get(alice.user.id.0).unwrap().roles, ["new"]);
+        cache.revalidate(batch, vec![freshness(&alice)]);
+        assert!(Arc::ptr_eq(&cache.get(alice.user.id.0).unwrap(), &alice), "unchanged: renewed");
         assert!(cache.get(bob.user.id.0).is_none());
-        manual.advance(Duration::from_secs(2));
+        manual.advance(Duration::from_millis(1999));
+        assert!(cache.get(alice.user.id.0).is_some(), "renewed when re-validated");
+        manual.advance(Duration::from_millis(1));
         assert!(cache.get(alice.user.id.0).is_none(), "twice the TTL: the caller reads it");
+    }
+
+    #[test]
+    fn recent_users_entries_are_reread_as_they_age_unasked() {
+        let manual = ManualClock::new();
+        let cache = UserCache::new(manual.clock());
+        let (recent, gone) = (row("a@example.com"), row("b@example.com"));
+        cache.put(gone.clone(), cache.generation(gone.user.id.0));
+        manual.advance(KEPT_FRESH_FOR.to_std().unwrap());
+        cache.put(recent.clone(), cache.generation(recent.user.id.0));
+        manual.advance(Duration::from_secs(1));
+        let batch = cache.take_aged().unwrap();
+        assert_eq!(batch.ids(), [recent.user.id.0], "only the user seen within KEPT_FRESH_FOR");
+        cache.revalidate(batch, vec![freshness(&recent)]);
+        manual.advance(Duration::from_millis(1500));
+        assert!(cache.get(recent.user.id.0).is_some(), "kept fresh: not older than twice the TTL");
+        assert!(cache.get(gone.user.id.0).is_none());
+        let batch = cache.take_aged().unwrap();
+        cache.revalidate(batch, vec![freshness(&recent)]);
+        // Re-reads are no requests: once KEPT_FRESH_FOR has passed since the last, no more.
+        manual.advance(KEPT_FRESH_FOR.to_std().unwrap() + Duration::from_secs(1));
+        assert!(cache.take_aged().is_none());
     }
 
     #[test]
@@ -326,7 +452,7 @@ mod tests {
         assert!(cache.get(id).is_some());
         let batch = cache.take_aged().unwrap();
         cache.evict(id);
-        cache.reread(batch, vec![Account { user: account.user.clone(), roles: vec![] }]);
+        cache.revalidate(batch, vec![freshness(&account)]);
         assert!(cache.get(id).is_none());
     }
 

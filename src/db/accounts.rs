@@ -24,6 +24,40 @@ pub struct Account {
     pub roles: Vec<String>,
 }
 
+/// What decides whether a cached [`Account`] is still right, read for many users in one
+/// light query ([`Account::freshness_of`]) instead of their rows: every write the service
+/// makes to a user bumps `updated_at`; revocations (`tokens_valid_after`, `disabled`) and
+/// roles are compared in their own right, so that a change made by hand shows too.
+pub struct Freshness {
+    pub id: Uuid,
+    pub updated_at: NaiveDateTime,
+    pub tokens_valid_after: Option<i64>,
+    pub disabled: bool,
+    /// The roles joined by commas, in no particular order; `None` for none.
+    pub roles: Option<String>,
+}
+
+impl Freshness {
+    /// Whether `account` is what this says the user's account is now.
+    pub fn matches(&self, account: &Account) -> bool {
+        let user = &account.user;
+        if user.id.0 != self.id
+            || user.updated_at != self.updated_at
+            || user.tokens_valid_after != self.tokens_valid_after
+            || user.disabled != self.disabled
+        {
+            return false;
+        }
+        let mut roles: Vec<&str> = self.roles.as_deref().map(|r| r.split(',').collect()).unwrap_or_default();
+        // `account.roles` is sorted bytewise; the aggregate's order is the database's.
+        roles.sort_unstable();
+        roles.len() == account.roles.len() && roles.iter().zip(&account.roles).all(|(a, b)| a == b)
+    }
+}
+
+/// What [`Account::freshness_of`] reads: a [`Freshness`] in column order.
+type FreshnessRow = (DbUuid, NaiveDateTime, Option<i64>, bool, Option<String>);
+
 /// A user to create, with the roles it starts with.
 pub struct NewAccount {
     pub user: NewUser,
@@ -121,12 +155,33 @@ impl Account {
         Ok(Some(Account { user, roles }))
     }
 
-    /// The accounts of those of `ids` that exist, in no particular order; two queries
-    /// however many (the user cache re-reads its aged entries in batches).
-    pub fn find_many(conn: &mut DbConnection, ids: &[Uuid]) -> Result<Vec<Account>, DbError> {
+    /// The [`Freshness`] of those of `ids` that exist, in no particular order: one query,
+    /// no strings but the roles.
+    pub fn freshness_of(conn: &mut DbConnection, ids: &[Uuid]) -> Result<Vec<Freshness>, DbError> {
+        // `string_agg` is PostgreSQL's and SQLite's (3.44 on).
+        const ROLES: &str = "(SELECT string_agg(user_roles.role, ',') FROM user_roles \
+                             WHERE user_roles.user_id = users.id)";
         let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-        let users = users::table.filter(users::id.eq_any(ids)).select(User::as_select()).load(conn)?;
-        Self::with_roles_of_all(conn, users)
+        let rows: Vec<FreshnessRow> = users::table
+            .filter(users::id.eq_any(ids))
+            .select((
+                users::id,
+                users::updated_at,
+                users::tokens_valid_after,
+                users::disabled,
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(ROLES),
+            ))
+            .load(conn)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, updated_at, tokens_valid_after, disabled, roles)| Freshness {
+                id: id.0,
+                updated_at,
+                tokens_valid_after,
+                disabled,
+                roles,
+            })
+            .collect())
     }
 
     /// [`Account::with_roles`] for many users at once, in their order.

@@ -78,14 +78,14 @@ async fn account_of(state: &AppState, user_id: Uuid) -> Result<Arc<Account>, Api
     Ok(account)
 }
 
-/// Re-reads a batch of aged user-cache entries, if some wait and no other request is at it
+/// Re-validates a batch of aged user-cache entries, if some wait and no other request is at it
 /// (see `UserCache::take_aged`); whether it did. A failure leaves them to age out: it is
 /// not this request's, which goes on.
 async fn reread_aged_accounts(state: &AppState) -> bool {
     let Some(batch) = state.users.take_aged() else { return false };
     let ids = batch.ids();
-    match db::run(&state.pool, move |conn| Account::find_many(conn, &ids)).await {
-        Ok(found) => state.users.reread(batch, found),
+    match db::run(&state.pool, move |conn| Account::freshness_of(conn, &ids)).await {
+        Ok(found) => state.users.revalidate(batch, found),
         Err(e) => log::warn!("re-reading cached accounts failed: {e}"),
     }
     true

@@ -11,6 +11,7 @@ db_tests!(
     the_feed_lists_revocations_after_since,
     the_feed_needs_its_token_and_is_off_without_one,
     a_revocation_reaches_other_instances_within_their_cache_ttl,
+    an_entry_kept_fresh_still_shows_a_role_changed_by_hand_within_the_ttl,
 );
 
 async fn feed(app: &TestApp, since: i64, token: &str) -> reqwest::Response {
@@ -131,4 +132,62 @@ async fn a_revocation_reaches_other_instances_within_their_cache_ttl(backend: Ba
         StatusCode::UNAUTHORIZED,
         "the other instance never saw the logout"
     );
+}
+
+/// An aged entry is re-validated (not re-read) and renewed while nothing changed; a role
+/// granted behind the server's back, with no `updated_at` bump, still shows at the next
+/// check, and a logout on another instance too.
+async fn an_entry_kept_fresh_still_shows_a_role_changed_by_hand_within_the_ttl(backend: Backend) {
+    let clock = tollgate::clock::ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let (other, _handle) = app.start_sibling();
+    let signup = app.signup("erin").await;
+    let access = field(&signup, "access_token");
+    let me = || async {
+        let response = app.get_with_bearer("/auth/me", access).await;
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(me().await.1["roles"], json!([]));
+    assert_fresh(&app, "erin");
+    for _ in 0..3 {
+        clock.advance(std::time::Duration::from_millis(1100));
+        let (status, body) = me().await;
+        assert_eq!((status, &body["roles"]), (StatusCode::OK, &json!([])), "renewed, unchanged");
+    }
+    // By hand: `updated_at` stays as it was.
+    {
+        use diesel::prelude::*;
+        use tollgate::db::schema::user_roles;
+        let mut conn = app.pool.get().unwrap();
+        let before = app.user_row("erin");
+        diesel::insert_into(user_roles::table)
+            .values((user_roles::user_id.eq(before.id), user_roles::role.eq("granted_by_hand")))
+            .execute(&mut **conn)
+            .unwrap();
+        assert_eq!(app.user_row("erin").updated_at, before.updated_at);
+    }
+    assert_eq!(me().await.1["roles"], json!([]), "still served from the cache");
+    clock.advance(std::time::Duration::from_millis(1100));
+    assert_eq!(me().await.1["roles"], json!(["granted_by_hand"]), "the re-validation saw the role");
+    let logout = app.client.post(format!("{other}/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(me().await.0, StatusCode::OK, "served from the cache until it ages");
+    clock.advance(std::time::Duration::from_millis(1100));
+    assert_eq!(me_status(&app, access).await, StatusCode::UNAUTHORIZED, "the re-validation saw the logout");
+    // Several roles, as the database aggregates them.
+    crate::admin::grant(&app, "erin", &["zz_second", "a_third"]);
+    assert_fresh(&app, "erin");
+}
+
+/// The light re-validation query agrees with the account as read in full, roles included
+/// (whatever order the database aggregates them in).
+fn assert_fresh(app: &TestApp, username: &str) {
+    use tollgate::db::accounts::Account;
+    let mut conn = app.pool.get().unwrap();
+    let id = app.user_row(username).id.0;
+    let account = Account::find(&mut conn, id).unwrap().unwrap();
+    let found = Account::freshness_of(&mut conn, &[id, uuid::Uuid::new_v4()]).unwrap();
+    assert_eq!(found.len(), 1, "only the user that exists");
+    assert!(found[0].matches(&account), "roles {:?} vs {:?}", found[0].roles, account.roles);
 }
