@@ -1,6 +1,6 @@
 //! Connections to either backend behind one type, pooled by r2d2.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -9,6 +9,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::DbError;
+use super::writer::Writer;
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -27,7 +28,8 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-/// The r2d2 pool (`get` and the rest through `Deref`), and one permit per connection.
+/// The r2d2 pool (`get` and the rest through `Deref`), one permit per connection, and on
+/// SQLite the one writer ([`Writer`]), which has a connection of its own.
 /// Database work ([`run`]) waits for a permit, asynchronously and first come first
 /// served, before it takes a thread of the blocking pool; without it, every request
 /// waiting for a connection parks a blocking thread in r2d2's `get` (dozens under load),
@@ -36,6 +38,7 @@ pub enum DbConnection {
 pub struct Pool {
     connections: r2d2::Pool<ConnectionManager>,
     permits: Arc<tokio::sync::Semaphore>,
+    writer: Option<Writer>,
 }
 
 impl std::ops::Deref for Pool {
@@ -52,11 +55,6 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
-    /// SQLite has one writer at a time, and a writer that finds the database locked sleeps
-    /// in steps of milliseconds; under load those sleeps line up into a convoy. Writers of
-    /// this process therefore queue here instead, where the next one wakes the moment the
-    /// previous finishes. (Other processes on the same file still meet the busy timeout.)
-    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,15 +65,16 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
     #[error("cannot create the SQLite directory {0}: {1}")]
     Directory(String, std::io::Error),
+    #[error("cannot start the SQLite writer thread: {0}")]
+    Writer(std::io::Error),
 }
 
 impl ConnectionManager {
     pub fn new(url: DatabaseUrl) -> Self {
-        let sqlite_writer = matches!(url, DatabaseUrl::Sqlite(_)).then(Arc::default);
-        Self { url, sqlite_writer }
+        Self { url }
     }
 
-    fn establish(&self) -> Result<DbConnection, ConnectError> {
+    pub(super) fn establish(&self) -> Result<DbConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),
             DatabaseUrl::Sqlite(path) => {
@@ -97,7 +96,6 @@ impl ConnectionManager {
 pub struct PoolConnection {
     conn: DbConnection,
     broken: bool,
-    sqlite_writer: Option<Arc<Mutex<()>>>,
 }
 
 impl std::ops::Deref for PoolConnection {
@@ -118,11 +116,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<PoolConnection, ConnectError> {
-        Ok(PoolConnection {
-            conn: self.establish()?,
-            broken: false,
-            sqlite_writer: self.sqlite_writer.clone(),
-        })
+        Ok(PoolConnection { conn: self.establish()?, broken: false })
     }
 
     fn is_valid(&self, conn: &mut PoolConnection) -> Result<(), ConnectError> {
@@ -151,7 +145,13 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
         .idle_timeout(Some(Duration::from_secs(300)))
         .build_unchecked(ConnectionManager::new(settings.url.clone()));
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections as usize));
-    Ok(Pool { connections, permits })
+    let writer = match &settings.url {
+        DatabaseUrl::Sqlite(_) => {
+            Some(Writer::spawn(ConnectionManager::new(settings.url.clone())).map_err(ConnectError::Writer)?)
+        }
+        DatabaseUrl::Postgres(_) => None,
+    };
+    Ok(Pool { connections, permits, writer })
 }
 
 /// Applies pending migrations; returns how many ran. Instances starting together take
@@ -181,19 +181,23 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
-    run_on_pool(pool, false, work).await
+    run_on_pool(pool, work).await
 }
 
-/// [`run`] for work that writes: on SQLite, this process's writers take turns.
+/// [`run`] for work that writes: on SQLite, it goes to the one writer and commits with
+/// the writes queued beside it; on PostgreSQL, it runs on a pooled connection.
 pub async fn run_write<T, F>(pool: &Pool, work: F) -> Result<T, DbError>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
-    run_on_pool(pool, true, work).await
+    match &pool.writer {
+        Some(writer) => writer.run(work).await,
+        None => run_on_pool(pool, work).await,
+    }
 }
 
-async fn run_on_pool<T, F>(pool: &Pool, writes: bool, work: F) -> Result<T, DbError>
+async fn run_on_pool<T, F>(pool: &Pool, work: F) -> Result<T, DbError>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
@@ -211,8 +215,6 @@ where
         let _permit = permit;
         let _span = span.enter();
         let mut conn = pool.get()?;
-        let writer = conn.sqlite_writer.clone().filter(|_| writes);
-        let _turn = writer.as_ref().map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
         let result = work(&mut conn);
         conn.broken |= matches!(result, Err(DbError::Unavailable(_)));
         result

@@ -2,7 +2,7 @@
 
 use diesel::result::{DatabaseErrorKind, Error};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DbError {
     /// The database went away, or stayed locked past the busy timeout: worth a retry.
     #[error("database unavailable: {0}")]
