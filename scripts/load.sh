@@ -15,6 +15,7 @@
 # ratio made from it counts as missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/ready.sh
 
 DURATION="${DURATION:-10s}"
 THREADS="${THREADS:-2}"
@@ -53,10 +54,7 @@ PEAK_KIB=0
 start_server() {
   "$BIN" > "$WORK/server.log" 2>&1 &
   SERVER_PID=$!
-  until curl -fs "$BASE/readyz" > /dev/null 2>&1; do
-    kill -0 "$SERVER_PID" 2> /dev/null || { cat "$WORK/server.log"; exit 1; }
-    sleep 0.005
-  done
+  wait_ready "$SERVER_PID" "$WORK/server.log" "$BASE/readyz"
 }
 # Users made in bulk are hashed at a cheap cost; the server then restarts at the default.
 start_cheap_server() { ARGON2_MEMORY_KIB=8 ARGON2_ITERATIONS=1 start_server; }

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Interleaved A/B of release binaries on SQLite: the builds take turns, ROUNDS times, so
+# that a noisy machine weighs on all of them alike (BENCHMARKS.md, "Group commit on SQLite").
+#
+#   scripts/ab.sh OLD/tollgate NEW/tollgate          # 1,000 users
+#   USERS=30000 ROUNDS=3 scripts/ab.sh A B C
+#
+# Each turn: a fresh database, USERS users at a cheap argon2 cost, a 3 s warm-up that
+# presents every token, then DURATION of /auth/me over the users' tokens and DURATION of
+# refresh along CHAINS chains (wrk, 2 threads, 32 connections).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/ready.sh
+
+USERS="${USERS:-1000}" CHAINS="${CHAINS:-128}" ROUNDS="${ROUNDS:-2}" DURATION="${DURATION:-5s}"
+PORT="${PORT:-18931}"
+BASE="http://127.0.0.1:$PORT"
+[ "$#" -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
+
+WORK="" SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2> /dev/null && wait "$SERVER_PID" 2> /dev/null
+  [ -n "$WORK" ] && rm -rf "$WORK"
+  return 0
+}
+trap cleanup EXIT
+
+# figure OUTPUT: req/s and p99 of a wrk run, "errors" if it had any.
+figure() {
+  awk '/Requests\/sec/ { rps = $2 } $1 == "99%" { p99 = $2 } /Non-2xx|Socket errors/ { bad = " ERRORS" }
+       END { printf "%s req/s (p99 %s)%s", rps, p99, bad }' <<< "$1"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  for bin in "$@"; do
+    WORK="$(mktemp -d)"
+    DATABASE_URL="sqlite://$WORK/ab.db" JWT_KEYS_DIR="$WORK/keys" BIND_ADDR="127.0.0.1:$PORT" \
+      AUTH_RATE_LIMIT_PER_MIN=0 RUST_LOG=warn ARGON2_MEMORY_KIB=8 ARGON2_ITERATIONS=1 \
+      "$bin" > "$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$SERVER_PID" "$WORK/server.log" "$BASE/readyz"
+    scripts/signup_users.py "$BASE" "$USERS" "ab$round" "$WORK/access" "$WORK/refresh"
+    head -n "$CHAINS" "$WORK/refresh" > "$WORK/chains"
+    wrk -t2 -c32 -d3s -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/access" > /dev/null
+    me="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/access")"
+    refresh="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/refresh.lua "$BASE/auth/refresh" -- "$WORK/chains" 2 2>&1)"
+    echo "round $round $bin: /auth/me $(figure "$me"), refresh $(figure "$refresh")"
+    cleanup
+    WORK="" SERVER_PID=""
+  done
+done
