@@ -208,25 +208,26 @@ impl<Q, Id, Conn> RunQueryDsl<Conn> for PreparedOnce<Q, Id> {}
 struct RotateLiveSession;
 
 impl User {
+    // The lookups by a unique key load their one row rather than ask for `first()`: the
+    // bundled SQLite plans `LIMIT ?` with the bound value and so prepares the statement
+    // again at every execution (20% of `/auth/me` at 30,000 users, BENCHMARKS.md).
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
-        Ok(users::table.find(DbUuid(id)).select(User::as_select()).first(conn).optional()?)
+        let rows = users::table.find(DbUuid(id)).select(User::as_select()).load(conn)?;
+        Ok(rows.into_iter().next())
     }
 
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
-        Ok(users::table
-            .filter(users::username.eq(username))
-            .select(User::as_select())
-            .first(conn)
-            .optional()?)
+        let rows = users::table.filter(users::username.eq(username)).select(User::as_select()).load(conn)?;
+        Ok(rows.into_iter().next())
     }
 
     /// The user whose current or previous refresh token has this hash.
     pub fn find_by_refresh_hash(conn: &mut DbConnection, hash: &str) -> Result<Option<User>, DbError> {
-        Ok(users::table
+        let rows = users::table
             .filter(users::refresh_token_hash.eq(hash).or(users::previous_refresh_token_hash.eq(hash)))
             .select(User::as_select())
-            .first(conn)
-            .optional()?)
+            .load(conn)?;
+        Ok(rows.into_iter().next())
     }
 
     /// The user whose previous refresh token has one of these hashes.
