@@ -137,20 +137,19 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
     {
         std::fs::create_dir_all(dir).map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
     }
+    let manager = ConnectionManager::new(settings.url.clone());
+    let writer = match &settings.url {
+        DatabaseUrl::Sqlite(_) => Some(Writer::spawn(manager.clone()).map_err(ConnectError::Writer)?),
+        DatabaseUrl::Postgres(_) => None,
+    };
     let connections = r2d2::Pool::builder()
         .max_size(settings.max_connections)
         .min_idle(Some(0))
         .connection_timeout(settings.connect_timeout)
         .test_on_check_out(false)
         .idle_timeout(Some(Duration::from_secs(300)))
-        .build_unchecked(ConnectionManager::new(settings.url.clone()));
+        .build_unchecked(manager);
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections as usize));
-    let writer = match &settings.url {
-        DatabaseUrl::Sqlite(_) => {
-            Some(Writer::spawn(ConnectionManager::new(settings.url.clone())).map_err(ConnectError::Writer)?)
-        }
-        DatabaseUrl::Postgres(_) => None,
-    };
     Ok(Pool { connections, permits, writer })
 }
 
