@@ -4,10 +4,12 @@
 #
 #   scripts/ab.sh OLD/tollgate NEW/tollgate          # 1,000 users
 #   USERS=30000 ROUNDS=3 scripts/ab.sh A B C
+#   POSTGRES=postgres://postgres@127.0.0.1:5432 scripts/ab.sh A B   # on PostgreSQL
 #
 # Each turn: a fresh database, USERS users at a cheap argon2 cost, a 3 s warm-up that
 # presents every token, then DURATION of /auth/me over the users' tokens and DURATION of
-# refresh along CHAINS chains (wrk, 2 threads, 32 connections).
+# refresh along CHAINS chains (wrk, 2 threads, 32 connections). With POSTGRES (a server's
+# URL, no database), each turn gets a fresh database on that server instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ready.sh
@@ -17,10 +19,11 @@ PORT="${PORT:-18931}"
 BASE="http://127.0.0.1:$PORT"
 [ "$#" -ge 1 ] || { echo "usage: $0 BINARY [BINARY ...]" >&2; exit 2; }
 
-WORK="" SERVER_PID=""
+WORK="" SERVER_PID="" PG_DB=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2> /dev/null && wait "$SERVER_PID" 2> /dev/null
   [ -n "$WORK" ] && rm -rf "$WORK"
+  [ -n "$PG_DB" ] && dropdb --if-exists --maintenance-db="$POSTGRES/postgres" "$PG_DB"
   return 0
 }
 trap cleanup EXIT
@@ -34,7 +37,13 @@ figure() {
 for round in $(seq 1 "$ROUNDS"); do
   for bin in "$@"; do
     WORK="$(mktemp -d)"
-    DATABASE_URL="sqlite://$WORK/ab.db" JWT_KEYS_DIR="$WORK/keys" BIND_ADDR="127.0.0.1:$PORT" \
+    url="sqlite://$WORK/ab.db"
+    if [ -n "${POSTGRES:-}" ]; then
+      PG_DB="tollgate_ab_$(date +%s%N)"
+      createdb --maintenance-db="$POSTGRES/postgres" "$PG_DB"
+      url="$POSTGRES/$PG_DB"
+    fi
+    DATABASE_URL="$url" JWT_KEYS_DIR="$WORK/keys" BIND_ADDR="127.0.0.1:$PORT" \
       AUTH_RATE_LIMIT_PER_MIN=0 RUST_LOG=warn ARGON2_MEMORY_KIB=8 ARGON2_ITERATIONS=1 \
       "$bin" > "$WORK/server.log" 2>&1 &
     SERVER_PID=$!
@@ -46,6 +55,6 @@ for round in $(seq 1 "$ROUNDS"); do
     refresh="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/refresh.lua "$BASE/auth/refresh" -- "$WORK/chains" 2 2>&1)"
     echo "round $round $bin: /auth/me $(figure "$me"), refresh $(figure "$refresh")"
     cleanup
-    WORK="" SERVER_PID=""
+    WORK="" SERVER_PID="" PG_DB=""
   done
 done

@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::config::RefreshSettings;
 use crate::db::accounts::roles_of;
-use crate::db::models::{SessionChange, User};
+use crate::db::models::{LiveRotation, SessionChange, User};
+use crate::db::rotations::Rotations;
 use crate::db::{DbConnection, DbError};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
@@ -118,6 +119,21 @@ impl RefreshSessions {
         now + self.ttl
     }
 
+    /// The common case alone, in a batch with other requests' on PostgreSQL
+    /// ([`Rotations`]): `presented` rotated if it was live; `None` leaves the decision to
+    /// [`RefreshSessions::rotate`] (the token is not live, or the batch failed).
+    pub async fn rotate_live_in_batch(
+        &self,
+        rotations: &Rotations,
+        presented: &RefreshToken,
+        now: NaiveDateTime,
+    ) -> Option<IssuedRefresh> {
+        let (live, successor) = self.live_rotation(presented, now);
+        let expires_at = live.expires_at;
+        let (user, roles) = rotations.rotate(live).await?;
+        Some(rotated(user, roles, successor, expires_at))
+    }
+
     /// Exchanges a refresh token for its successor. See the module docs and the README's
     /// rotation rules; every branch here is one of those rules.
     pub fn rotate(
@@ -126,19 +142,14 @@ impl RefreshSessions {
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Rotation, DbError> {
-        let hash = presented.hash();
-        let successor = presented.successor(&self.secret);
-        let successor_hash = successor.hash();
         // The common case, a live token, is one statement; the lookups below run only
         // when it wrote nothing.
-        let expires_at = self.expiry(now);
-        let change = SessionChange::rotated(&successor_hash, expires_at, &hash, now);
-        if let Some((user, roles)) = User::rotate_live_session(conn, &hash, now, &change)? {
-            log::info!("refresh token rotated user_id={}", user.id.0);
-            let issued = IssuedRefresh { user, roles, token: successor, expires_at };
-            return Ok(Rotation::Rotated(Box::new(issued)));
+        let (live, successor) = self.live_rotation(presented, now);
+        if let Some((user, roles)) = User::rotate_live_session(conn, &live)? {
+            return Ok(Rotation::Rotated(Box::new(rotated(user, roles, successor, live.expires_at))));
         }
-        let Some(user) = User::find_by_refresh_hash(conn, &hash)? else {
+        let LiveRotation { current_hash: hash, successor_hash, .. } = &live;
+        let Some(user) = User::find_by_refresh_hash(conn, hash)? else {
             return self.detect_ancestor_replay(conn, presented, now);
         };
         let user_id = user.id.0;
@@ -147,20 +158,32 @@ impl RefreshSessions {
             return Ok(Rotation::Refused);
         }
         // Still the current token, yet not rotated above: it has expired.
-        if user.refresh_token_hash.as_deref() == Some(hash.as_str()) {
+        if user.refresh_token_hash.as_ref() == Some(hash) {
             return Ok(Rotation::Refused);
         }
         // The previous token: a retry, possibly of a rotation that a concurrent request
         // won a moment ago.
         let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
-        if within_grace && user.refresh_token_hash.as_deref() == Some(successor_hash.as_str()) {
+        if within_grace && user.refresh_token_hash.as_ref() == Some(successor_hash) {
             log::info!("refresh retried within grace window user_id={user_id}");
             let expires_at = user.refresh_token_expires_at.unwrap_or(now);
             let roles = roles_of(conn, user_id)?;
             let issued = IssuedRefresh { user, roles, token: successor, expires_at };
             return Ok(Rotation::Rotated(Box::new(issued)));
         }
-        revoke_replayed(conn, &user, &hash, now)
+        revoke_replayed(conn, &user, hash, now)
+    }
+
+    /// The statement's inputs for rotating `presented` at `now`, and the successor.
+    fn live_rotation(&self, presented: &RefreshToken, now: NaiveDateTime) -> (LiveRotation, RefreshToken) {
+        let successor = presented.successor(&self.secret);
+        let live = LiveRotation {
+            current_hash: presented.hash(),
+            successor_hash: successor.hash(),
+            expires_at: self.expiry(now),
+            now,
+        };
+        (live, successor)
     }
 
     /// A token rotated more than once before is still ours: its descendants lead to the
@@ -203,6 +226,11 @@ impl RefreshSessions {
         User::set_session(conn, user.id.0, &SessionChange::revoked(now, &user))?;
         Ok(Some(user))
     }
+}
+
+fn rotated(user: User, roles: Vec<String>, token: RefreshToken, expires_at: NaiveDateTime) -> IssuedRefresh {
+    log::info!("refresh token rotated user_id={}", user.id.0);
+    IssuedRefresh { user, roles, token, expires_at }
 }
 
 /// Revokes the session whose previous token was replayed (unless a fresh login replaced

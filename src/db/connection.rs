@@ -9,6 +9,7 @@ use diesel::r2d2::R2D2Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 use super::DbError;
+use super::rotations::Rotations;
 use super::writer::Writer;
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
@@ -28,8 +29,9 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-/// The r2d2 pool (`get` and the rest through `Deref`), one permit per connection, and on
-/// SQLite the one writer ([`Writer`]), which has a connection of its own.
+/// The r2d2 pool (`get` and the rest through `Deref`), one permit per connection, and a
+/// thread with a connection of its own for writes: on SQLite the one writer ([`Writer`]),
+/// on PostgreSQL the batched rotations ([`Rotations`]).
 /// Database work ([`run`]) waits for a permit, asynchronously and first come first
 /// served, before it takes a thread of the blocking pool; without it, every request
 /// waiting for a connection parks a blocking thread in r2d2's `get` (dozens under load),
@@ -38,7 +40,23 @@ pub enum DbConnection {
 pub struct Pool {
     connections: r2d2::Pool<ConnectionManager>,
     permits: Arc<tokio::sync::Semaphore>,
-    writer: Option<Writer>,
+    writes: Writes,
+}
+
+#[derive(Clone)]
+enum Writes {
+    Sqlite(Writer),
+    Postgres(Rotations),
+}
+
+impl Pool {
+    /// PostgreSQL's batched rotations; `None` on SQLite, where every write is batched.
+    pub fn rotations(&self) -> Option<&Rotations> {
+        match &self.writes {
+            Writes::Postgres(rotations) => Some(rotations),
+            Writes::Sqlite(_) => None,
+        }
+    }
 }
 
 impl std::ops::Deref for Pool {
@@ -65,8 +83,8 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
     #[error("cannot create the SQLite directory {0}: {1}")]
     Directory(String, std::io::Error),
-    #[error("cannot start the SQLite writer thread: {0}")]
-    Writer(std::io::Error),
+    #[error("cannot start the database's write thread: {0}")]
+    Writes(std::io::Error),
 }
 
 impl ConnectionManager {
@@ -138,10 +156,11 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
         std::fs::create_dir_all(dir).map_err(|e| ConnectError::Directory(dir.display().to_string(), e))?;
     }
     let manager = ConnectionManager::new(settings.url.clone());
-    let writer = match &settings.url {
-        DatabaseUrl::Sqlite(_) => Some(Writer::spawn(manager.clone()).map_err(ConnectError::Writer)?),
-        DatabaseUrl::Postgres(_) => None,
-    };
+    let writes = match &settings.url {
+        DatabaseUrl::Sqlite(_) => Writer::spawn(manager.clone()).map(Writes::Sqlite),
+        DatabaseUrl::Postgres(_) => Rotations::spawn(manager.clone()).map(Writes::Postgres),
+    }
+    .map_err(ConnectError::Writes)?;
     let connections = r2d2::Pool::builder()
         .max_size(settings.max_connections)
         .min_idle(Some(0))
@@ -150,7 +169,7 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
         .idle_timeout(Some(Duration::from_secs(300)))
         .build_unchecked(manager);
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections as usize));
-    Ok(Pool { connections, permits, writer })
+    Ok(Pool { connections, permits, writes })
 }
 
 /// Applies pending migrations; returns how many ran. Instances starting together take
@@ -190,9 +209,9 @@ where
     F: FnOnce(&mut DbConnection) -> Result<T, DbError> + Send + 'static,
     T: Send + 'static,
 {
-    match &pool.writer {
-        Some(writer) => writer.run(work).await,
-        None => run_on_pool(pool, work).await,
+    match &pool.writes {
+        Writes::Sqlite(writer) => writer.run(work).await,
+        Writes::Postgres(_) => run_on_pool(pool, work).await,
     }
 }
 

@@ -1,7 +1,9 @@
 pub mod accounts;
+mod batch;
 pub mod connection;
 pub mod error;
 pub mod models;
+pub mod rotations;
 pub mod schema;
 pub mod tls;
 pub mod writer;

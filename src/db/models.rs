@@ -8,7 +8,7 @@ use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 use std::io::Write;
 use std::marker::PhantomData;
@@ -55,7 +55,7 @@ where
 }
 
 /// A user row. Deliberately not `Debug`: it holds the password hash.
-#[derive(Queryable, Selectable, Clone)]
+#[derive(Queryable, QueryableByName, Selectable, Clone)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: DbUuid,
@@ -157,6 +157,22 @@ impl<'a> SessionChange<'a> {
     }
 }
 
+/// A live refresh token's rotation: the common refresh, written by one statement
+/// ([`User::rotate_live_session`], or [`User::rotate_live_sessions`] for many at once).
+pub struct LiveRotation {
+    /// The presented token's hash, replaced if it is live.
+    pub current_hash: String,
+    pub successor_hash: String,
+    pub expires_at: NaiveDateTime,
+    pub now: NaiveDateTime,
+}
+
+impl LiveRotation {
+    fn change(&self) -> SessionChange<'_> {
+        SessionChange::rotated(&self.successor_hash, self.expires_at, &self.current_hash, self.now)
+    }
+}
+
 diesel::define_sql_function! {
     /// Joins a group's values with a separator; SQLite (3.44 and later) and PostgreSQL
     /// both have it under this name.
@@ -167,6 +183,24 @@ diesel::define_sql_function! {
 /// What separates the roles `string_agg` joins: a character no role name has
 /// (`auth::rules::is_valid_role`).
 const ROLE_SEPARATOR: &str = ",";
+
+/// The sorted roles `string_agg` joined; in Rust, not SQL: PostgreSQL would order by its
+/// collation, not bytewise.
+fn split_roles(joined: Option<String>) -> Vec<String> {
+    let mut roles: Vec<String> =
+        joined.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();
+    roles.sort_unstable();
+    roles
+}
+
+/// A row of [`User::rotate_live_sessions`]: the user as changed, and its roles joined.
+#[derive(QueryableByName)]
+struct RotatedRow {
+    #[diesel(embed)]
+    user: User,
+    #[diesel(sql_type = Nullable<Text>)]
+    roles: Option<String>,
+}
 
 /// A statement that diesel would prepare anew for every execution (it never keeps an
 /// UPDATE, since a changeset's columns may differ from one execution to the next), marked
@@ -256,9 +290,7 @@ impl User {
     /// commits and find the token replaced).
     pub fn rotate_live_session(
         conn: &mut DbConnection,
-        current_hash: &str,
-        now: NaiveDateTime,
-        change: &SessionChange,
+        rotation: &LiveRotation,
     ) -> Result<Option<(User, Vec<String>)>, DbError> {
         // The roles come in the same round trip, as a subquery of RETURNING.
         let roles = user_roles::table
@@ -266,11 +298,11 @@ impl User {
             .select(string_agg(user_roles::role, ROLE_SEPARATOR))
             .single_value();
         let live = users::table
-            .filter(users::refresh_token_hash.eq(current_hash))
-            .filter(users::refresh_token_expires_at.gt(now))
+            .filter(users::refresh_token_hash.eq(&rotation.current_hash))
+            .filter(users::refresh_token_expires_at.gt(rotation.now))
             .filter(users::disabled.eq(false));
         let update = diesel::update(live)
-            .set(change)
+            .set(rotation.change())
             // The columns `as_select` names: a `SelectBy` cannot serve a `MultiConnection`'s
             // RETURNING.
             .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles));
@@ -283,13 +315,42 @@ impl User {
             DbConnection::Postgres(conn) => update.get_result(conn),
         }
         .optional()?;
-        Ok(row.map(|(user, roles)| {
-            let mut roles: Vec<String> =
-                roles.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();
-            // In Rust, not SQL: PostgreSQL would order by its collation, not bytewise.
-            roles.sort_unstable();
-            (user, roles)
-        }))
+        Ok(row.map(|(user, roles)| (user, split_roles(roles))))
+    }
+
+    /// [`User::rotate_live_session`] for many tokens in one statement, on PostgreSQL:
+    /// the users whose tokens were rotated, as changed, with their sorted roles; a token
+    /// that is not live changes nothing and is left out. `rotations` must not repeat a
+    /// token (one row would match twice).
+    pub fn rotate_live_sessions(
+        conn: &mut PgConnection,
+        rotations: &[&LiveRotation],
+    ) -> Result<Vec<(User, Vec<String>)>, DbError> {
+        // The same change as `SessionChange::rotated`, row by row from the arrays. Sorted
+        // by token (the plan walks the array in order, probing the token's index), the
+        // batches of concurrent instances lock the rows they share in one order.
+        const ROTATE: &str = "UPDATE users SET refresh_token_hash = b.successor_hash, \
+             refresh_token_expires_at = b.expires_at, previous_refresh_token_hash = b.current_hash, \
+             refresh_token_rotated_at = b.now, updated_at = b.now \
+             FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::timestamp[]) \
+                 AS b (current_hash, successor_hash, expires_at, now) \
+             WHERE users.refresh_token_hash = b.current_hash AND users.refresh_token_expires_at > b.now \
+                 AND NOT users.disabled \
+             RETURNING users.*, (SELECT string_agg(user_roles.role, ',') FROM user_roles \
+                 WHERE user_roles.user_id = users.id) AS roles";
+        let mut sorted = rotations.to_vec();
+        sorted.sort_unstable_by(|a, b| a.current_hash.cmp(&b.current_hash));
+        let current: Vec<&str> = sorted.iter().map(|r| r.current_hash.as_str()).collect();
+        let successor: Vec<&str> = sorted.iter().map(|r| r.successor_hash.as_str()).collect();
+        let expires_at: Vec<NaiveDateTime> = sorted.iter().map(|r| r.expires_at).collect();
+        let now: Vec<NaiveDateTime> = sorted.iter().map(|r| r.now).collect();
+        let rows: Vec<RotatedRow> = diesel::sql_query(ROTATE)
+            .bind::<Array<Text>, _>(current)
+            .bind::<Array<Text>, _>(successor)
+            .bind::<Array<Timestamp>, _>(expires_at)
+            .bind::<Array<Timestamp>, _>(now)
+            .load(conn)?;
+        Ok(rows.into_iter().map(|row| (row.user, split_roles(row.roles))).collect())
     }
 
     /// Revokes the session only if its previous token is still `previous_hash`, so that a

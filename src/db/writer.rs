@@ -7,18 +7,15 @@
 //! and every answer only after that commit. Under load this saves a commit, a lock
 //! hand-off and a blocking-pool thread per write; alone, a write is a batch of one.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
+use super::batch::Batches;
 use super::connection::ConnectionManager;
 use super::{DbConnection, DbError};
-
-/// Writes in one transaction at most: bounds how long the first of a batch waits.
-const MAX_BATCH: usize = 64;
 
 /// The queue to the writer thread; the thread ends when the last clone is dropped.
 #[derive(Clone)]
@@ -28,9 +25,13 @@ pub struct Writer {
 
 impl Writer {
     pub fn spawn(manager: ConnectionManager) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new().name("sqlite-writer".into()).spawn(move || serve(&manager, &queue))?;
-        Ok(Self { jobs })
+        let batches: Batches<Box<dyn Job>> = Batches {
+            name: "sqlite-writer",
+            max: 64,
+            run: commit,
+            answer: |job, outcome| job.answer(outcome),
+        };
+        Ok(Self { jobs: batches.spawn(manager)? })
     }
 
     /// Runs `work` in the writer's next batch; its result once that batch has committed.
@@ -88,38 +89,12 @@ where
     }
 }
 
-fn serve(manager: &ConnectionManager, queue: &mpsc::Receiver<Box<dyn Job>>) {
-    let mut conn = None;
-    while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        batch.extend(queue.try_iter().take(MAX_BATCH - 1));
-        let outcome = commit(manager, &mut conn, &mut batch);
-        if outcome.is_err() {
-            // Closing the connection rolls back whatever the failed batch left open.
-            conn = None;
-        }
-        for job in batch {
-            job.answer(&outcome);
-        }
-    }
-}
-
 /// Runs the batch in one `BEGIN IMMEDIATE` transaction and commits it.
-fn commit(
-    manager: &ConnectionManager,
-    conn: &mut Option<DbConnection>,
-    batch: &mut [Box<dyn Job>],
-) -> Result<(), DbError> {
-    let conn = match conn {
-        Some(conn) => conn,
-        None => conn.insert(manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?),
-    };
+fn commit(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), DbError> {
     // IMMEDIATE: the write lock (or the busy timeout) now, not at the batch's first write.
     AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")?;
     for job in batch.iter_mut() {
-        // A panicking write is a bug; the batch is not committed, and the writer goes on.
-        std::panic::catch_unwind(AssertUnwindSafe(|| job.run(conn)))
-            .map_err(|_| DbError::Other("a write panicked; its batch was rolled back".into()))?;
+        job.run(conn);
     }
     let sqlite = sqlite(conn)?;
     if let Err(e) = AnsiTransactionManager::commit_transaction(sqlite) {

@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 use tollgate::auth::keys::KeyStore;
 use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
 use tollgate::clock::Clock;
+use tollgate::db::connection::ConnectionManager;
+use tollgate::db::models::LiveRotation;
+use tollgate::db::rotations::Rotations;
 use tollgate::db::schema::users;
 
 db_tests!(
@@ -26,6 +29,11 @@ db_tests!(
     refresh_input_errors_are_json,
     the_common_rotation_is_one_statement_and_a_retry_falls_back,
     a_session_disabled_by_hand_is_refused_and_left_alone,
+);
+
+postgres_tests!(
+    batched_rotations_rotate_each_live_token_once_and_leave_the_rest,
+    a_batch_that_fails_leaves_each_request_to_rotate_alone,
 );
 
 async fn refresh_ok(app: &TestApp, token: &str) -> Value {
@@ -258,4 +266,93 @@ async fn a_session_disabled_by_hand_is_refused_and_left_alone(backend: Backend) 
     assert_eq!(row.refresh_token_hash, Some(sha256_hex(current)));
     assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(previous)));
     assert_eq!(row.tokens_valid_after, None);
+}
+
+fn live_rotation(current: &str, i: usize, now: chrono::NaiveDateTime) -> LiveRotation {
+    LiveRotation {
+        current_hash: sha256_hex(current),
+        successor_hash: sha256_hex(&format!("successor {i}")),
+        expires_at: now + chrono::TimeDelta::days(1),
+        now,
+    }
+}
+
+async fn batched_rotations_rotate_each_live_token_once_and_leave_the_rest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tokens = Vec::new();
+    for i in 0..30 {
+        let signup = app.signup(&format!("batch{i}")).await;
+        tokens.push(field(&signup, "refresh_token").to_owned());
+    }
+    grant(&app, "batch0", &["staff", "admin"]);
+    let mut conn = app.pool.get().unwrap();
+    diesel::update(users::table.filter(users::username.like("batch2_")))
+        .set(users::disabled.eq(true))
+        .execute(&mut **conn)
+        .unwrap();
+    drop(conn);
+    let disabled_before = app.user_row("batch25");
+    let rotations = Rotations::spawn(ConnectionManager::new(app.settings().database.url)).unwrap();
+    // Microseconds, as PostgreSQL keeps them.
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now().naive_utc(), 6);
+    // Every token twice, and one that was never issued, all at once: batches of many,
+    // with a token repeated within a batch or across two.
+    let jobs: Vec<(usize, LiveRotation)> = (0..2)
+        .flat_map(|_| tokens.iter().enumerate())
+        .map(|(i, token)| (i, live_rotation(token, i, now)))
+        .chain([(99, live_rotation(RefreshToken::mint().as_str(), 99, now))])
+        .collect();
+    let answers = join_all(jobs.into_iter().map(|(i, job)| {
+        let rotations = rotations.clone();
+        async move { (i, rotations.rotate(job).await) }
+    }))
+    .await;
+    let mut rotated = vec![0; 30];
+    for (i, answer) in answers {
+        let Some((user, roles)) = answer else { continue };
+        assert!(i < 20, "batch{i} is disabled or unknown, yet was rotated");
+        rotated[i] += 1;
+        assert_eq!(user.username, format!("batch{i}"));
+        assert_eq!(user.refresh_token_hash, Some(sha256_hex(&format!("successor {i}"))));
+        assert_eq!(roles, if i == 0 { vec!["admin", "staff"] } else { vec![] });
+    }
+    assert_eq!(rotated, [vec![1; 20], vec![0; 10]].concat());
+    for (i, token) in tokens.iter().enumerate().take(20) {
+        // What the single statement writes (`SessionChange::rotated`), row by row.
+        let row = app.user_row(&format!("batch{i}"));
+        assert_eq!(row.refresh_token_hash, Some(sha256_hex(&format!("successor {i}"))));
+        assert_eq!(row.previous_refresh_token_hash, Some(sha256_hex(token)));
+        assert_eq!(row.refresh_token_expires_at, Some(now + chrono::TimeDelta::days(1)));
+        assert_eq!(row.refresh_token_rotated_at, Some(now));
+        assert_eq!(row.updated_at, now);
+        assert_eq!(row.tokens_valid_after, None);
+    }
+    let disabled = app.user_row("batch25");
+    assert_eq!(disabled.refresh_token_hash, disabled_before.refresh_token_hash);
+    assert_eq!(disabled.updated_at, disabled_before.updated_at);
+}
+
+async fn a_batch_that_fails_leaves_each_request_to_rotate_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let signup = app.signup("judy").await;
+    let first = refresh_ok(&app, field(&signup, "refresh_token")).await;
+    let first = field(&first, "refresh_token");
+    // The batches' connection (the one that ran the batch statement) dies; the next
+    // batch fails on it.
+    let mut conn = app.pool.get().unwrap();
+    let killed: Vec<bool> = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+        "pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%FROM unnest(%' \
+         AND datname = current_database() AND pid <> pg_backend_pid()",
+    ))
+    .load(&mut **conn)
+    .unwrap();
+    drop(conn);
+    assert_eq!(killed, [true]);
+    let second = refresh_ok(&app, first).await;
+    let second = field(&second, "refresh_token");
+    assert_eq!(app.user_row("judy").refresh_token_hash, Some(sha256_hex(second)));
+    // The retry is answered the same, and the batches go on with a new connection.
+    assert_eq!(refresh_ok(&app, first).await["refresh_token"], second);
+    let third = refresh_ok(&app, second).await;
+    assert_eq!(app.user_row("judy").refresh_token_hash, Some(sha256_hex(field(&third, "refresh_token"))));
 }

@@ -346,9 +346,17 @@ async fn rotate(
         other => other?,
     };
     let now = state.clock.now().naive_utc();
-    let task_state = state.clone();
-    let rotation =
-        db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?;
+    let batched = match state.pool.rotations() {
+        Some(rotations) => state.sessions.rotate_live_in_batch(rotations, &presented, now).await,
+        None => None,
+    };
+    let rotation = match batched {
+        Some(issued) => Rotation::Rotated(Box::new(issued)),
+        None => {
+            let task_state = state.clone();
+            db::run_write(&state.pool, move |conn| task_state.sessions.rotate(conn, &presented, now)).await?
+        }
+    };
     match rotation {
         Rotation::Rotated(issued) => Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now)),
         Rotation::Revoked(user_id) => {

@@ -1,0 +1,80 @@
+//! On PostgreSQL, the common refresh of many requests in one statement.
+//!
+//! One rotation alone is a round trip and a commit, and PostgreSQL spends most of its
+//! time on the statement and the commit, not on the row. A thread with a connection of
+//! its own rotates the live tokens presented meanwhile in one `UPDATE … FROM unnest(…)`
+//! ([`User::rotate_live_sessions`]): one round trip and one commit for the batch. Only
+//! the common case is batched; a token that was not rotated (expired, replayed, retried,
+//! unknown), and every token of a batch that failed, is answered `None`, and the request
+//! takes the full rotation ([`crate::auth::refresh::RefreshSessions::rotate`]) on a pooled
+//! connection, which decides it exactly as before. That is also why a batch lost with its
+//! connection after its commit costs nothing: the full rotation finds the token rotated
+//! within the grace window and answers the same successor.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use super::batch::Batches;
+use super::connection::ConnectionManager;
+use super::models::{LiveRotation, User};
+use super::{DbConnection, DbError};
+
+/// A rotated user, as changed, with its sorted roles.
+type Rotated = (User, Vec<String>);
+
+/// The queue to the rotations thread; the thread ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct Rotations {
+    jobs: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    rotation: LiveRotation,
+    rotated: Option<Rotated>,
+    reply: oneshot::Sender<Option<Rotated>>,
+}
+
+impl Rotations {
+    pub fn spawn(manager: ConnectionManager) -> std::io::Result<Self> {
+        let batches = Batches { name: "pg-rotations", max: 128, run: rotate, answer };
+        Ok(Self { jobs: batches.spawn(manager)? })
+    }
+
+    /// Rotates a live token in the next batch; `None` if it was not rotated there.
+    pub async fn rotate(&self, rotation: LiveRotation) -> Option<Rotated> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Pending { rotation, rotated: None, reply }).ok()?;
+        answer.await.ok()?
+    }
+}
+
+fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError> {
+    let DbConnection::Postgres(conn) = conn else {
+        return Err(DbError::Other("batched rotations are PostgreSQL's".into()));
+    };
+    // A token presented twice at once is rotated by its first request; the others find
+    // it rotated, in the full rotation's grace window.
+    let mut tokens = HashSet::new();
+    let unique: Vec<&LiveRotation> =
+        batch.iter().map(|job| &job.rotation).filter(|r| tokens.insert(r.current_hash.as_str())).collect();
+    let rotated = User::rotate_live_sessions(conn, &unique).inspect_err(|e| {
+        log::warn!("a batch of {} rotations failed; each is retried alone: {e}", unique.len());
+    })?;
+    // Each successor is unique to the rotation that wrote it.
+    let mut by_successor: HashMap<String, Rotated> = rotated
+        .into_iter()
+        .filter_map(|(user, roles)| Some((user.refresh_token_hash.clone()?, (user, roles))))
+        .collect();
+    for job in batch {
+        job.rotated = by_successor.remove(&job.rotation.successor_hash);
+    }
+    Ok(())
+}
+
+fn answer(job: Pending, _: &Result<(), DbError>) {
+    // The request may be gone (its client hung up); the rotation stands all the same, and
+    // a retry of that token finds it in the grace window.
+    let _ = job.reply.send(job.rotated);
+}
