@@ -127,11 +127,11 @@ impl RefreshSessions {
         rotations: &Rotations,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Option<IssuedRefresh> {
+    ) -> Result<Option<IssuedRefresh>, DbError> {
         let (live, successor) = self.live_rotation(presented, now);
         let expires_at = live.expires_at;
-        let (user, roles) = rotations.rotate(live).await?;
-        Some(rotated(user, roles, successor, expires_at))
+        let rotated_user = rotations.rotate(live).await?;
+        Ok(rotated_user.map(|(user, roles)| rotated(user, roles, successor, expires_at)))
     }
 
     /// Exchanges a refresh token for its successor. See the module docs and the README's

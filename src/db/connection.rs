@@ -158,7 +158,9 @@ pub fn build_pool(settings: &DatabaseSettings) -> Result<Pool, ConnectError> {
     let manager = ConnectionManager::new(settings.url.clone());
     let writes = match &settings.url {
         DatabaseUrl::Sqlite(_) => Writer::spawn(manager.clone()).map(Writes::Sqlite),
-        DatabaseUrl::Postgres(_) => Rotations::spawn(manager.clone()).map(Writes::Postgres),
+        DatabaseUrl::Postgres(_) => {
+            Rotations::spawn(manager.clone(), settings.connect_timeout).map(Writes::Postgres)
+        }
     }
     .map_err(ConnectError::Writes)?;
     let connections = r2d2::Pool::builder()

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
@@ -28,6 +29,8 @@ type Rotated = (User, Vec<String>);
 #[derive(Clone)]
 pub struct Rotations {
     jobs: mpsc::Sender<Pending>,
+    /// How long a request waits for its batch: as long as for a pooled connection.
+    timeout: Duration,
 }
 
 struct Pending {
@@ -37,16 +40,23 @@ struct Pending {
 }
 
 impl Rotations {
-    pub fn spawn(manager: ConnectionManager) -> std::io::Result<Self> {
+    pub fn spawn(manager: ConnectionManager, timeout: Duration) -> std::io::Result<Self> {
         let batches = Batches { name: "pg-rotations", max: 128, run: rotate, answer };
-        Ok(Self { jobs: batches.spawn(manager)? })
+        Ok(Self { jobs: batches.spawn(manager)?, timeout })
     }
 
-    /// Rotates a live token in the next batch; `None` if it was not rotated there.
-    pub async fn rotate(&self, rotation: LiveRotation) -> Option<Rotated> {
+    /// Rotates a live token in the next batch; `None` if it was not rotated there. A
+    /// batch still waiting after the timeout (its connection hangs) answers
+    /// `Unavailable`; should it commit later, a retry finds the token in the grace window.
+    pub async fn rotate(&self, rotation: LiveRotation) -> Result<Option<Rotated>, DbError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Pending { rotation, rotated: None, reply }).ok()?;
-        answer.await.ok()?
+        if self.jobs.send(Pending { rotation, rotated: None, reply }).is_err() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => Ok(answer.ok().flatten()),
+            Err(_) => Err(DbError::Unavailable("timed out waiting for a batch of rotations".into())),
+        }
     }
 }
 

@@ -78,18 +78,29 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
     app.signup("bob").await;
 }
 
-/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
+/// What the proxy in front of PostgreSQL does with connections.
+#[derive(Clone, Copy, PartialEq)]
+enum Link {
+    Up,
+    /// Every connection cut, new ones refused.
+    Down,
+    /// Every connection cut, new ones accepted and never answered: a database behind a
+    /// dead route.
+    Hanging,
+}
+
+/// A TCP proxy in front of PostgreSQL.
 struct Proxy {
     port: u16,
-    up: watch::Sender<bool>,
+    link: watch::Sender<Link>,
 }
 
 impl Proxy {
     async fn start(target: String) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, _) = watch::channel(true);
-        let state = up.subscribe();
+        let (link, _) = watch::channel(Link::Up);
+        let state = link.subscribe();
         tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
@@ -98,24 +109,30 @@ impl Proxy {
                 let mut state = state.clone();
                 let target = target.clone();
                 tokio::spawn(async move {
-                    if !*state.borrow_and_update() {
-                        return; // dropping the socket refuses the connection
+                    let link = *state.borrow_and_update();
+                    match link {
+                        Link::Down => return, // dropping the socket refuses the connection
+                        Link::Hanging => {
+                            let _ = state.wait_for(|now| *now != link).await;
+                            return;
+                        }
+                        Link::Up => {}
                     }
                     let Ok(mut server) = TcpStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = state.wait_for(|up| !*up) => {}
+                        _ = state.wait_for(|now| *now != Link::Up) => {}
                     }
                 });
             }
         });
-        Self { port, up }
+        Self { port, link }
     }
 
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
+    fn set(&self, link: Link) {
+        self.link.send_replace(link);
     }
 }
 
@@ -129,9 +146,10 @@ async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself(backe
     let app = spawn_on(database, dir, &[("DATABASE_URL", &proxied_url)]).await;
     let signup = app.signup("carol").await;
     let access = field(&signup, "access_token");
+    let refresh = field(&signup, "refresh_token");
 
-    proxy.set_up(false);
-    for _ in 0..2 {
+    for link in [Link::Down, Link::Hanging] {
+        proxy.set(link);
         let ready = tokio::time::timeout(Duration::from_secs(10), app.get("/readyz")).await.expect("no hang");
         assert_error(ready, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
         let me = tokio::time::timeout(Duration::from_secs(10), app.get_with_bearer("/auth/me", access))
@@ -143,11 +161,14 @@ async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself(backe
             .await
             .expect("no hang");
         assert_error(login, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
+        let rotated =
+            tokio::time::timeout(Duration::from_secs(10), app.refresh(refresh)).await.expect("no hang");
+        assert_error(rotated, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
     }
     // Liveness does not depend on the database.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 
-    proxy.set_up(true);
+    proxy.set(Link::Up);
     let mut ready = false;
     for _ in 0..50 {
         if app.get("/readyz").await.status() == StatusCode::OK {
@@ -158,5 +179,6 @@ async fn a_database_outage_gives_503_quickly_and_service_resumes_by_itself(backe
     }
     assert!(ready, "service did not resume");
     assert_eq!(app.get_with_bearer("/auth/me", access).await.status(), StatusCode::OK);
+    assert_eq!(app.refresh(refresh).await.status(), StatusCode::OK);
     assert_eq!(app.login("carol", PASSWORD).await.status(), StatusCode::OK);
 }

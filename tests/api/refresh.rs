@@ -292,7 +292,8 @@ async fn batched_rotations_rotate_each_live_token_once_and_leave_the_rest(backen
         .unwrap();
     drop(conn);
     let disabled_before = app.user_row("batch25");
-    let rotations = Rotations::spawn(ConnectionManager::new(app.settings().database.url)).unwrap();
+    let settings = app.settings().database;
+    let rotations = Rotations::spawn(ConnectionManager::new(settings.url), settings.connect_timeout).unwrap();
     // Microseconds, as PostgreSQL keeps them.
     let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now().naive_utc(), 6);
     // Every token twice, and one that was never issued, all at once: batches of many,
@@ -304,7 +305,7 @@ async fn batched_rotations_rotate_each_live_token_once_and_leave_the_rest(backen
         .collect();
     let answers = join_all(jobs.into_iter().map(|(i, job)| {
         let rotations = rotations.clone();
-        async move { (i, rotations.rotate(job).await) }
+        async move { (i, rotations.rotate(job).await.unwrap()) }
     }))
     .await;
     let mut rotated = vec![0; 30];

@@ -347,7 +347,7 @@ async fn rotate(
     };
     let now = state.clock.now().naive_utc();
     let batched = match state.pool.rotations() {
-        Some(rotations) => state.sessions.rotate_live_in_batch(rotations, &presented, now).await,
+        Some(rotations) => state.sessions.rotate_live_in_batch(rotations, &presented, now).await?,
         None => None,
     };
     let rotation = match batched {
