@@ -140,8 +140,7 @@ impl Account {
     }
 
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
-        let user = User::find(conn, id)?;
-        Self::with_roles(conn, user)
+        Ok(User::find_with_roles(conn, id)?.map(|(user, roles)| Account { user, roles }))
     }
 
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {

@@ -193,6 +193,17 @@ fn split_roles(joined: Option<String>) -> Vec<String> {
     roles
 }
 
+/// The roles of the `users` row at hand, joined by [`ROLE_SEPARATOR`]: a subquery, so
+/// that a user comes with its roles in one round trip.
+#[diesel::dsl::auto_type]
+fn joined_roles() -> _ {
+    let separator: &'static str = ROLE_SEPARATOR;
+    user_roles::table
+        .filter(user_roles::user_id.eq(users::id))
+        .select(string_agg(user_roles::role, separator))
+        .single_value()
+}
+
 /// A row of [`User::rotate_live_sessions`]: the user as changed, and its roles joined.
 #[derive(QueryableByName)]
 struct RotatedRow {
@@ -250,6 +261,16 @@ impl User {
         Ok(rows.into_iter().next())
     }
 
+    /// [`User::find`] with the user's sorted roles, in one query.
+    pub fn find_with_roles(
+        conn: &mut DbConnection,
+        id: Uuid,
+    ) -> Result<Option<(User, Vec<String>)>, DbError> {
+        let rows: Vec<(User, Option<String>)> =
+            users::table.find(DbUuid(id)).select((User::as_select(), joined_roles())).load(conn)?;
+        Ok(rows.into_iter().next().map(|(user, roles)| (user, split_roles(roles))))
+    }
+
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
         let rows = users::table.filter(users::username.eq(username)).select(User::as_select()).load(conn)?;
         Ok(rows.into_iter().next())
@@ -292,11 +313,6 @@ impl User {
         conn: &mut DbConnection,
         rotation: &LiveRotation,
     ) -> Result<Option<(User, Vec<String>)>, DbError> {
-        // The roles come in the same round trip, as a subquery of RETURNING.
-        let roles = user_roles::table
-            .filter(user_roles::user_id.eq(users::id))
-            .select(string_agg(user_roles::role, ROLE_SEPARATOR))
-            .single_value();
         let live = users::table
             .filter(users::refresh_token_hash.eq(&rotation.current_hash))
             .filter(users::refresh_token_expires_at.gt(rotation.now))
@@ -305,7 +321,7 @@ impl User {
             .set(rotation.change())
             // The columns `as_select` names: a `SelectBy` cannot serve a `MultiConnection`'s
             // RETURNING.
-            .returning((<User as Selectable<MultiBackend>>::construct_selection(), roles));
+            .returning((<User as Selectable<MultiBackend>>::construct_selection(), joined_roles()));
         // A rotation's change always sets the same columns, so its SQL never varies.
         let update = PreparedOnce::<_, RotateLiveSession>::new(update);
         // On the backend's own connection: through the `MultiConnection`, the SQL of even a
