@@ -29,6 +29,17 @@ command -v wrk > /dev/null || { echo "wrk is missing: apt-get install wrk" >&2; 
 command -v curl > /dev/null || { echo "curl is missing: apt-get install curl" >&2; exit 1; }
 command -v python3 > /dev/null || { echo "python3 is missing: apt-get install python3" >&2; exit 1; }
 
+# Linux's autogroup gives each session a scheduling group; PostgreSQL, started in a
+# session of its own, then waits in a group of its own, and on the 6.18 kernel of the
+# development machine that mostly idle group waited up to seconds for a core while
+# tollgate and wrk kept both busy (BENCHMARKS.md, "The PostgreSQL tail"). The PostgreSQL
+# figures are only the server's own with it off (sysctl kernel.sched_autogroup_enabled=0).
+AUTOGROUP="$(cat /proc/sys/kernel/sched_autogroup_enabled 2> /dev/null || echo absent)"
+if [ -n "${POSTGRES_URL:-}" ] && [ "$AUTOGROUP" = 1 ]; then
+  echo "warning: kernel.sched_autogroup_enabled=1: PostgreSQL's latencies will include the" \
+    "scheduler starving its group (BENCHMARKS.md, \"The PostgreSQL tail\")" >&2
+fi
+
 echo "== building the release binary"
 cargo build --release --quiet --bin tollgate --example argon2_cost
 BIN="${CARGO_TARGET_DIR:-target}/release/tollgate"
@@ -274,7 +285,8 @@ rps_ratio() { ratio "${RPS[$1]:-0}" "${RPS[$2]:-0}"; }
 p99_ratio() { ratio "${P99[$1]:-0}" "${P99[$2]:-0}"; }
 
 echo
-echo "== figures ($CORES cores, argon2id verify ${ARGON2_MS} ms, load average $(load_average))"
+echo "== figures ($CORES cores, argon2id verify ${ARGON2_MS} ms, load average $(load_average)," \
+  "kernel.sched_autogroup_enabled=$AUTOGROUP)"
 figure "/auth/me ÷ /healthz throughput (one token, ${DATABASE_URL%%://*})" \
   "$(rps_ratio me healthz)" ">=" 0.80 me healthz
 figure "login ÷ argon2 bound, cores ÷ one verify ($ARGON2_BOUND/s)" \
