@@ -213,6 +213,16 @@ impl Drop for CountingRotations {
     }
 }
 
+/// Disables the users whose names are `like` this, as an UPDATE by hand would: the
+/// sessions stay in the rows.
+fn disable_by_hand(app: &TestApp, like: &str) {
+    let mut conn = app.pool.get().unwrap();
+    diesel::update(users::table.filter(users::username.like(like)))
+        .set(users::disabled.eq(true))
+        .execute(&mut **conn)
+        .unwrap();
+}
+
 fn rotated(rotation: Rotation) -> (String, Vec<String>) {
     let Rotation::Rotated(issued) = rotation else { panic!("the token was not rotated") };
     (issued.token.as_str().to_owned(), issued.roles)
@@ -252,12 +262,7 @@ async fn a_session_disabled_by_hand_is_refused_and_left_alone(backend: Backend) 
     let current = refresh_ok(&app, previous).await;
     let current = field(&current, "refresh_token");
     // Disabling through the API clears the session; a row changed by hand keeps it.
-    let mut conn = app.pool.get().unwrap();
-    diesel::update(users::table.filter(users::username.eq("ivan")))
-        .set(users::disabled.eq(true))
-        .execute(&mut **conn)
-        .unwrap();
-    drop(conn);
+    disable_by_hand(&app, "ivan");
     // Neither the live token nor a retry of its predecessor within grace gets through,
     // and neither counts as a replay.
     assert_refresh_refused(&app, current).await;
@@ -285,12 +290,7 @@ async fn batched_rotations_rotate_each_live_token_once_and_leave_the_rest(backen
         tokens.push(field(&signup, "refresh_token").to_owned());
     }
     grant(&app, "batch0", &["staff", "admin"]);
-    let mut conn = app.pool.get().unwrap();
-    diesel::update(users::table.filter(users::username.like("batch2_")))
-        .set(users::disabled.eq(true))
-        .execute(&mut **conn)
-        .unwrap();
-    drop(conn);
+    disable_by_hand(&app, "batch2_");
     let disabled_before = app.user_row("batch25");
     let settings = app.settings().database;
     let rotations = Rotations::spawn(ConnectionManager::new(settings.url), settings.connect_timeout).unwrap();
