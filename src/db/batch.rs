@@ -14,6 +14,8 @@ pub(super) struct Batches<J> {
     pub name: &'static str,
     /// Jobs in one batch at most: bounds how long the first of a batch waits.
     pub max: usize,
+    /// Prepares a new connection before its first batch.
+    pub prepare: fn(&mut DbConnection) -> Result<(), DbError>,
     /// Runs one batch; an error (or a panic) fails all of it.
     pub run: fn(&mut DbConnection, &mut [J]) -> Result<(), DbError>,
     /// Answers one job once its batch is done, with the batch's outcome.
@@ -53,7 +55,11 @@ impl<J: Send + 'static> Batches<J> {
     ) -> Result<(), DbError> {
         let conn = match conn {
             Some(conn) => conn,
-            None => conn.insert(manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?),
+            None => {
+                let mut new = manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?;
+                (self.prepare)(&mut new)?;
+                conn.insert(new)
+            }
         };
         // A panic is a bug; its batch fails, and the thread goes on.
         std::panic::catch_unwind(AssertUnwindSafe(|| (self.run)(conn, batch)))

@@ -41,7 +41,7 @@ struct Pending {
 
 impl Rotations {
     pub fn spawn(manager: ConnectionManager, timeout: Duration) -> std::io::Result<Self> {
-        let batches = Batches { name: "pg-rotations", max: 128, run: rotate, answer };
+        let batches = Batches { name: "pg-rotations", max: 128, prepare: |_| Ok(()), run: rotate, answer };
         Ok(Self { jobs: batches.spawn(manager)?, timeout })
     }
 

@@ -6,8 +6,12 @@
 //! fails leaves nothing behind and costs the others nothing), one commit for the batch,
 //! and every answer only after that commit. Under load this saves a commit, a lock
 //! hand-off and a blocking-pool thread per write; alone, a write is a batch of one.
+//! Checkpoints of the write-ahead log run on a thread of their own beside the writer.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::prelude::*;
@@ -21,17 +25,25 @@ use super::{DbConnection, DbError};
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Dropped with the last clone, which ends the checkpoint thread.
+    _checkpoints: Arc<mpsc::Sender<()>>,
 }
 
 impl Writer {
     pub fn spawn(manager: ConnectionManager) -> std::io::Result<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let checkpoints = manager.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_while(&checkpoints, &stopped))?;
         let batches: Batches<Box<dyn Job>> = Batches {
             name: "sqlite-writer",
             max: 64,
+            prepare: checkpoint_rarely,
             run: commit,
             answer: |job, outcome| job.answer(outcome),
         };
-        Ok(Self { jobs: batches.spawn(manager)? })
+        Ok(Self { jobs: batches.spawn(manager)?, _checkpoints: Arc::new(stop) })
     }
 
     /// Runs `work` in the writer's next batch; its result once that batch has committed.
@@ -102,6 +114,57 @@ fn commit(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), DbE
         return Err(e.into());
     }
     Ok(())
+}
+
+/// The writer leaves checkpoints to a thread of their own ([`checkpoint_while`]). Run by
+/// SQLite at a commit, every ~1,000 pages written, each held up its batch and everyone
+/// queued behind it for the copy and its fsyncs (a sixth of the writer's time, BENCHMARKS.md).
+/// The writer still checkpoints itself past this many pages, should that thread fall behind.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
+fn checkpoint_rarely(conn: &mut DbConnection) -> Result<(), DbError> {
+    let pragma = format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}");
+    Ok(sqlite(conn)?.batch_execute(&pragma)?)
+}
+
+/// Checkpoints the write-ahead log beside the writer (`PASSIVE`: never waiting for it or
+/// for readers) until `stop` is dropped: every 10 ms while there is work, backing off to
+/// 100 ms when there is none.
+fn checkpoint_while(manager: &ConnectionManager, stop: &mpsc::Receiver<()>) {
+    const BUSY: Duration = Duration::from_millis(10);
+    const IDLE: Duration = Duration::from_millis(100);
+    let mut conn = None;
+    let mut pause = BUSY;
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(pause) {
+        let copied = checkpoint(manager, &mut conn).unwrap_or_else(|e| {
+            log::warn!("checkpointing the SQLite log failed: {e}");
+            conn = None;
+            0
+        });
+        pause = if copied > 0 { BUSY } else { (pause * 2).min(IDLE) };
+    }
+}
+
+/// What `PRAGMA wal_checkpoint` answers that matters here: how many frames of the log
+/// are in the database file.
+#[derive(QueryableByName)]
+struct Checkpointed {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
+/// One passive checkpoint on the thread's connection (opened again after a failure);
+/// how many frames it copied (when the log restarted meanwhile, at most that many).
+fn checkpoint(manager: &ConnectionManager, conn: &mut Option<(DbConnection, i32)>) -> Result<i32, DbError> {
+    let (conn, before) = match conn {
+        Some(conn) => conn,
+        None => conn.insert((manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?, 0)),
+    };
+    let rows: Vec<Checkpointed> = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(sqlite(conn)?)?;
+    let now = rows.first().map_or(0, |row| row.checkpointed);
+    let copied = if now >= *before { now - *before } else { now };
+    *before = now;
+    Ok(copied)
 }
 
 fn sqlite(conn: &mut DbConnection) -> Result<&mut SqliteConnection, DbError> {
@@ -176,6 +239,35 @@ mod tests {
         // Committed for everyone else too, not only on the writer's connection.
         let mut other = manager.establish().unwrap();
         assert_eq!(rows(&mut other), expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_checkpointed_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let writer = Writer::spawn(ConnectionManager::new(DatabaseUrl::Sqlite(path.clone()))).unwrap();
+        writer.run(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)).await.unwrap();
+        let writes = (0..300i64).map(|i| {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.run(move |conn| insert(conn, i)).await })
+        });
+        for write in futures_util::future::join_all(writes).await {
+            write.unwrap().unwrap();
+        }
+        // The database file alone, without the log: the rows are there only once a
+        // checkpoint copied them, and the writer itself would not have (a few hundred
+        // pages are far below its threshold).
+        let file = format!("file:{}?immutable=1", path.display());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut view = SqliteConnection::establish(&file).unwrap();
+            let seen: Result<Vec<Row>, _> = diesel::sql_query("SELECT x FROM t").load(&mut view);
+            if seen.is_ok_and(|rows| rows.len() == 300) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[tokio::test]
