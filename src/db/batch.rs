@@ -56,7 +56,7 @@ impl<J: Send + 'static> Batches<J> {
         let conn = match conn {
             Some(conn) => conn,
             None => {
-                let mut new = manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?;
+                let mut new = manager.open()?;
                 (self.prepare)(&mut new)?;
                 conn.insert(new)
             }

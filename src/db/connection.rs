@@ -92,6 +92,13 @@ impl ConnectionManager {
         Self { url }
     }
 
+    /// [`ConnectionManager::establish`] for a thread with a connection of its own, which
+    /// answers its callers with [`DbError`]: a failure to connect is the database being
+    /// unavailable.
+    pub(super) fn open(&self) -> Result<DbConnection, DbError> {
+        self.establish().map_err(|e| DbError::Unavailable(e.to_string()))
+    }
+
     pub(super) fn establish(&self) -> Result<DbConnection, ConnectError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(url)?)),

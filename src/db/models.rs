@@ -183,6 +183,8 @@ diesel::define_sql_function! {
 /// What separates the roles `string_agg` joins: a character no role name has
 /// (`auth::rules::is_valid_role`).
 const ROLE_SEPARATOR: &str = ",";
+// `User::rotate_live_sessions` writes it into its SQL by hand.
+const _: () = assert!(ROLE_SEPARATOR.len() == 1 && ROLE_SEPARATOR.as_bytes()[0] == b',');
 
 /// The sorted roles `string_agg` joined; in Rust, not SQL: PostgreSQL would order by its
 /// collation, not bytewise.

@@ -11,9 +11,7 @@
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
-
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::prelude::*;
 use tokio::sync::oneshot;
 
@@ -158,7 +156,7 @@ struct Checkpointed {
 fn checkpoint(manager: &ConnectionManager, conn: &mut Option<(DbConnection, i32)>) -> Result<i32, DbError> {
     let (conn, before) = match conn {
         Some(conn) => conn,
-        None => conn.insert((manager.establish().map_err(|e| DbError::Unavailable(e.to_string()))?, 0)),
+        None => conn.insert((manager.open()?, 0)),
     };
     let rows: Vec<Checkpointed> = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").load(sqlite(conn)?)?;
     let now = rows.first().map_or(0, |row| row.checkpointed);
