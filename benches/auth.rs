@@ -20,8 +20,9 @@ use tollgate::auth::tokens::{ACCESS_TOKEN_TYPE, AccessClaims, AccessTokens};
 use tollgate::clock::Clock;
 use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
 use tollgate::db::accounts::{Account, NewAccount};
+use tollgate::db::manager::ConnectionManager;
 use tollgate::db::models::{DbUuid, NewUser};
-use tollgate::db::{build_pool, run_migrations};
+use tollgate::db::{WriteConn, build_pool};
 use tollgate_verify::Rules;
 use uuid::Uuid;
 
@@ -133,8 +134,8 @@ fn rotation(c: &mut Criterion) {
         settings.database.url = parse_database_url(&url).unwrap();
         assert!(matches!(settings.database.url, DatabaseUrl::Sqlite(_) | DatabaseUrl::Postgres(_)));
         let pool = build_pool(&settings.database).unwrap();
-        let mut conn = pool.get().unwrap();
-        run_migrations(&mut conn).unwrap();
+        pool.migrate().unwrap();
+        let mut conn = ConnectionManager::new(settings.database.url.clone()).establish().unwrap();
         let store = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
         let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
         let now = Utc::now().naive_utc();
@@ -152,11 +153,11 @@ fn rotation(c: &mut Criterion) {
             updated_at: now,
             disabled: false,
         };
-        Account::insert(&mut conn, NewAccount { user, roles: vec![] }).unwrap();
+        Account::insert(&mut WriteConn::direct(&mut conn), NewAccount { user, roles: vec![] }).unwrap();
         c.bench_function(&format!("refresh rotation round trip {label}"), |b| {
             b.iter(|| {
                 let Ok(Rotation::Rotated(issued)) =
-                    sessions.rotate(&mut conn, &token, Utc::now().naive_utc())
+                    sessions.rotate(&mut WriteConn::direct(&mut conn), &token, Utc::now().naive_utc())
                 else {
                     panic!("the live token rotates");
                 };

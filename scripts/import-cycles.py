@@ -7,7 +7,7 @@ to the file that defines the item, or a path written inline (`crate::db::run(…
 between a module file and its own children (`db/mod.rs` and `db/pool.rs`) are left out:
 a parent declares and re-exports its children. Exit status 1 when there is a cycle.
 
-    python3 scripts/import-cycles.py            # every crate of the workspace
+    python3 scripts/import-cycles.py            # every crate of the workspace (from its top)
     python3 scripts/import-cycles.py src        # one crate's source root
 """
 
@@ -150,7 +150,7 @@ class Crate:
         for module, path in self.files.items():
             code = source(path)
             paths = [p for tree in USE.findall(code) for p in expand(tree)]
-            paths += INLINE.findall(code)
+            paths += INLINE.findall(USE.sub("", code))
             for written in paths:
                 target = self.resolve(module, written)
                 if target is None or target == path:
@@ -195,21 +195,24 @@ def cycles(graph):
     return found
 
 
+def shown(path, top):
+    return str(path.relative_to(top)) if path.is_relative_to(top) else str(path)
+
+
 def main():
-    top = Path(__file__).resolve().parent.parent
-    roots = [Path(a) for a in sys.argv[1:]] or [top / "src"] + sorted(top.glob("crates/*/src"))
+    top = Path.cwd().resolve()
+    roots = [Path(a).resolve() for a in sys.argv[1:]] or [top / "src"] + sorted(top.glob("crates/*/src"))
     bad = 0
     for root in roots:
         crate = Crate(root.resolve())
         graph = crate.edges()
         for component in cycles(graph):
             bad += 1
-            names = [str(p.relative_to(top)) for p in component]
-            print(f"cycle: {' '.join(names)}")
+            print(f"cycle: {' '.join(shown(p, top) for p in component)}")
             for p in component:
-                inside = sorted(str(q.relative_to(top)) for q in graph[p] if q in component)
-                print(f"  {p.relative_to(top)} -> {', '.join(inside)}")
-        print(f"{root.relative_to(top) if root.is_relative_to(top) else root}: {len(crate.files)} files, "
+                inside = sorted(shown(q, top) for q in graph[p] if q in component)
+                print(f"  {shown(p, top)} -> {', '.join(inside)}")
+        print(f"{shown(root, top)}: {len(crate.files)} files, "
               f"{sum(map(len, graph.values()))} edges, {len(cycles(graph))} cycle(s)")
     sys.exit(1 if bad else 0)
 

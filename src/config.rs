@@ -19,38 +19,68 @@ use crate::auth::rules::parse_roles;
 /// HS256 secrets shorter than this are refused (RFC 7518 §3.2: key ≥ hash output size).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
+/// Every setting, by section; each section reads its own variables (`from_env`) and
+/// names the variable in its error.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub http: HttpSettings,
     pub database: DatabaseSettings,
-    pub bind_addr: SocketAddr,
     pub jwt: JwtSettings,
     pub refresh: RefreshSettings,
     pub argon2: Argon2Settings,
+    pub limits: LimitSettings,
+    pub accounts: AccountSettings,
+    pub services: ServiceSettings,
+    pub log: LogSettings,
+}
+
+/// The listeners, and how requests are taken.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub bind_addr: SocketAddr,
+    /// The URL other services reach tollgate at; discovery documents are built from it.
+    pub public_url: String,
+    /// Where `/metrics` is served instead of on `bind_addr`, if anywhere.
+    pub metrics_bind_addr: Option<SocketAddr>,
+    /// A client must send its request head within this time, or be disconnected.
+    pub client_timeout: Duration,
+    /// How long, after SIGTERM, in-flight requests have to finish.
+    pub shutdown_timeout: Duration,
+    pub trust_proxy_headers: bool,
+    pub cors_allowed_origins: Vec<String>,
+    /// Browsers get the refresh token as an HttpOnly cookie (see `http::cookie`).
+    pub refresh_token_cookie: bool,
+    /// Serve the demo page at /demo (see `routes::demo`).
+    pub demo_ui: Option<DemoUi>,
+}
+
+/// The abuse limits (`auth::rate_limit`).
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
     /// Signup + login attempts per client IP per minute; 0 disables the limit.
     pub auth_rate_limit_per_min: u32,
     /// On PostgreSQL, keep the per-IP limit and the login lockout in the database, so that
     /// instances sharing it share one limit (ignored on SQLite: one process, memory).
     pub shared_abuse_limits: bool,
-    pub trust_proxy_headers: bool,
-    pub cors_allowed_origins: Vec<String>,
-    /// A client must send its request head within this time, or be disconnected.
-    pub client_timeout: Duration,
-    /// The bearer token services present to read `/auth/revocations`; the feed is off
-    /// (404) without one.
-    pub revocation_feed_token: Option<SecretString>,
-    /// Browsers get the refresh token as an HttpOnly cookie (see `auth::cookie`).
-    pub refresh_token_cookie: bool,
-    /// Serve the demo page at /demo (see `routes::demo`).
-    pub demo_ui: Option<DemoUi>,
-    /// The URL other services reach tollgate at; discovery documents are built from it.
-    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountSettings {
     /// The roles every signup gets (sorted, checked against the role rule).
     pub default_roles: Vec<String>,
-    /// Where `/metrics` is served instead of on `bind_addr`, if anywhere.
-    pub metrics_bind_addr: Option<SocketAddr>,
-    pub log_format: LogFormat,
-    /// How long, after SIGTERM, in-flight requests have to finish.
-    pub shutdown_timeout: Duration,
+}
+
+/// What other services present.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// The bearer token services present to read `/auth/revocations` and to introspect;
+    /// both are off (404) without one.
+    pub revocation_feed_token: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub format: LogFormat,
 }
 
 /// How log lines are written (`LOG_FORMAT`).
@@ -150,6 +180,55 @@ impl Settings {
     /// Builds settings from any variable source, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
+        Ok(Settings {
+            http: HttpSettings::from_env(&env)?,
+            database: DatabaseSettings::from_env(&env)?,
+            jwt: JwtSettings::from_env(&env)?,
+            refresh: RefreshSettings::from_env(&env)?,
+            argon2: Argon2Settings::from_env(&env)?,
+            limits: LimitSettings::from_env(&env)?,
+            accounts: AccountSettings::from_env(&env)?,
+            services: ServiceSettings::from_env(&env)?,
+            log: LogSettings { format: parse_log_format(&env.string("LOG_FORMAT", "text"))? },
+        })
+    }
+}
+
+impl HttpSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let bind_addr = env.string("BIND_ADDR", "127.0.0.1:8080");
+        Ok(Self {
+            bind_addr: parse_bind_addr("BIND_ADDR", &bind_addr)?,
+            public_url: parse_public_url(&env.string("PUBLIC_URL", &format!("http://{bind_addr}")))?,
+            metrics_bind_addr: env
+                .trimmed("METRICS_BIND_ADDR")
+                .map(|raw| parse_bind_addr("METRICS_BIND_ADDR", &raw))
+                .transpose()?,
+            client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
+            shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 30)?),
+            trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
+            cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
+            refresh_token_cookie: env.boolean("REFRESH_TOKEN_COOKIE", false)?,
+            demo_ui: env.boolean("DEMO_UI", false)?.then(|| match env.get("DEMO_UI_DIR") {
+                Some(dir) => DemoUi::Dir(PathBuf::from(dir.trim())),
+                None => DemoUi::Embedded,
+            }),
+        })
+    }
+}
+
+impl DatabaseSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: parse_database_url(&env.string("DATABASE_URL", "sqlite://data/tollgate.db"))?,
+            max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
+            connect_timeout: Duration::from_secs(env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?),
+        })
+    }
+}
+
+impl JwtSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let algorithm = parse_algorithm(&env.string("JWT_ALGORITHM", "EdDSA"))?;
         let secret = env.get("JWT_SECRET").map(SecretString::from);
         if algorithm == Algorithm::HS256 {
@@ -164,7 +243,34 @@ impl Settings {
                 Some(_) => {}
             }
         }
-        let argon2 = Argon2Settings {
+        let jwks_max_age_secs = env.number("JWKS_MAX_AGE_SECS", 300)?;
+        Ok(Self {
+            algorithm,
+            secret,
+            keys_dir: PathBuf::from(env.string("JWT_KEYS_DIR", "data/keys")),
+            issuer: env.string("JWT_ISSUER", "tollgate"),
+            audience: env.string("JWT_AUDIENCE", "tollgate"),
+            leeway_secs: env.number("JWT_LEEWAY_SECS", 30)?,
+            access_token_ttl_secs: env.positive("ACCESS_TOKEN_TTL_SECS", 900)?,
+            jwks_max_age_secs,
+            // Consumers' caches all hold a new key before it signs anything.
+            key_publish_ahead_secs: env.number("JWT_KEY_PUBLISH_AHEAD_SECS", jwks_max_age_secs)?,
+        })
+    }
+}
+
+impl RefreshSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            ttl_secs: env.positive("REFRESH_TOKEN_TTL_SECS", 2_592_000)?,
+            reuse_grace_secs: env.number("REFRESH_REUSE_GRACE_SECS", 10)?,
+        })
+    }
+}
+
+impl Argon2Settings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let argon2 = Self {
             memory_kib: env.number("ARGON2_MEMORY_KIB", 19_456)?,
             iterations: env.number("ARGON2_ITERATIONS", 2)?,
             parallelism: env.number("ARGON2_PARALLELISM", 1)?,
@@ -173,64 +279,40 @@ impl Settings {
         };
         argon2::Params::new(argon2.memory_kib, argon2.iterations, argon2.parallelism, None)
             .map_err(|e| env.error("ARGON2_MEMORY_KIB", format!("invalid argon2 cost: {e}")))?;
+        Ok(argon2)
+    }
+}
 
-        let jwks_max_age_secs = env.number("JWKS_MAX_AGE_SECS", 300)?;
-        let bind_addr = env.string("BIND_ADDR", "127.0.0.1:8080");
-        Ok(Settings {
-            database: DatabaseSettings {
-                url: parse_database_url(&env.string("DATABASE_URL", "sqlite://data/tollgate.db"))?,
-                max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
-                connect_timeout: Duration::from_secs(env.positive("DATABASE_CONNECT_TIMEOUT_SECS", 5u64)?),
-            },
-            bind_addr: parse_bind_addr("BIND_ADDR", &bind_addr)?,
-            metrics_bind_addr: env
-                .trimmed("METRICS_BIND_ADDR")
-                .map(|raw| parse_bind_addr("METRICS_BIND_ADDR", &raw))
-                .transpose()?,
-            log_format: parse_log_format(&env.string("LOG_FORMAT", "text"))?,
-            shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 30)?),
-            public_url: parse_public_url(&env.string("PUBLIC_URL", &format!("http://{bind_addr}")))?,
-            jwt: JwtSettings {
-                algorithm,
-                secret,
-                keys_dir: PathBuf::from(env.string("JWT_KEYS_DIR", "data/keys")),
-                issuer: env.string("JWT_ISSUER", "tollgate"),
-                audience: env.string("JWT_AUDIENCE", "tollgate"),
-                leeway_secs: env.number("JWT_LEEWAY_SECS", 30)?,
-                access_token_ttl_secs: env.positive("ACCESS_TOKEN_TTL_SECS", 900)?,
-                jwks_max_age_secs,
-                // Consumers' caches all hold a new key before it signs anything.
-                key_publish_ahead_secs: env.number("JWT_KEY_PUBLISH_AHEAD_SECS", jwks_max_age_secs)?,
-            },
-            refresh: RefreshSettings {
-                ttl_secs: env.positive("REFRESH_TOKEN_TTL_SECS", 2_592_000)?,
-                reuse_grace_secs: env.number("REFRESH_REUSE_GRACE_SECS", 10)?,
-            },
-            argon2,
+impl LimitSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
             auth_rate_limit_per_min: env.number("AUTH_RATE_LIMIT_PER_MIN", 30)?,
             shared_abuse_limits: env.boolean("SHARED_ABUSE_LIMITS", true)?,
-            trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
-            cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
-            client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
-            refresh_token_cookie: env.boolean("REFRESH_TOKEN_COOKIE", false)?,
-            demo_ui: env.boolean("DEMO_UI", false)?.then(|| match env.get("DEMO_UI_DIR") {
-                Some(dir) => DemoUi::Dir(PathBuf::from(dir.trim())),
-                None => DemoUi::Embedded,
-            }),
-            default_roles: parse_roles(
-                env.string("DEFAULT_ROLES", "").split(',').map(str::trim).filter(|r| !r.is_empty()),
-            )
-            .map_err(|e| env.error("DEFAULT_ROLES", e.to_string()))?,
-            revocation_feed_token: match env.get("REVOCATION_FEED_TOKEN") {
-                Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
-                    return Err(env.error(
-                        "REVOCATION_FEED_TOKEN",
-                        format!("must be at least {MIN_FEED_TOKEN_BYTES} bytes"),
-                    ));
-                }
-                token => token.map(SecretString::from),
-            },
         })
+    }
+}
+
+impl AccountSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let roles = env.string("DEFAULT_ROLES", "");
+        let default_roles = parse_roles(roles.split(',').map(str::trim).filter(|r| !r.is_empty()))
+            .map_err(|e| env.error("DEFAULT_ROLES", e.to_string()))?;
+        Ok(Self { default_roles })
+    }
+}
+
+impl ServiceSettings {
+    fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let revocation_feed_token = match env.get("REVOCATION_FEED_TOKEN") {
+            Some(token) if token.len() < MIN_FEED_TOKEN_BYTES => {
+                return Err(env.error(
+                    "REVOCATION_FEED_TOKEN",
+                    format!("must be at least {MIN_FEED_TOKEN_BYTES} bytes"),
+                ));
+            }
+            token => token.map(SecretString::from),
+        };
+        Ok(Self { revocation_feed_token })
     }
 }
 
@@ -339,39 +421,42 @@ mod tests {
     fn defaults_match_the_contract() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.database.url, DatabaseUrl::Sqlite("data/tollgate.db".into()));
-        assert_eq!(s.bind_addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.http.bind_addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(s.jwt.algorithm, Algorithm::EdDSA);
         assert_eq!(s.jwt.leeway_secs, 30);
         assert_eq!(s.jwt.access_token_ttl_secs, 900);
         assert_eq!(s.refresh.ttl_secs, 2_592_000);
         assert_eq!(s.refresh.reuse_grace_secs, 10);
         assert_eq!((s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism), (19_456, 2, 1));
-        assert_eq!(s.auth_rate_limit_per_min, 30);
-        assert!(!s.trust_proxy_headers);
-        assert!(s.shared_abuse_limits);
+        assert_eq!(s.limits.auth_rate_limit_per_min, 30);
+        assert!(!s.http.trust_proxy_headers);
+        assert!(s.limits.shared_abuse_limits);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
-        assert_eq!(s.client_timeout, Duration::from_secs(10));
-        assert_eq!(s.public_url, "http://127.0.0.1:8080");
-        assert_eq!(s.demo_ui, None);
-        assert!(s.default_roles.is_empty());
-        assert_eq!(s.metrics_bind_addr, None);
-        assert_eq!(s.log_format, LogFormat::Text);
-        assert_eq!(s.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(s.http.client_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.public_url, "http://127.0.0.1:8080");
+        assert_eq!(s.http.demo_ui, None);
+        assert!(s.accounts.default_roles.is_empty());
+        assert_eq!(s.http.metrics_bind_addr, None);
+        assert_eq!(s.log.format, LogFormat::Text);
+        assert_eq!(s.http.shutdown_timeout, Duration::from_secs(30));
     }
 
     #[test]
     fn metrics_get_their_own_listener_and_logs_can_be_json() {
         let s = settings(&[("METRICS_BIND_ADDR", "127.0.0.1:9100"), ("LOG_FORMAT", "json")]).unwrap();
-        assert_eq!(s.metrics_bind_addr, Some("127.0.0.1:9100".parse().unwrap()));
-        assert_eq!(s.log_format, LogFormat::Json);
-        assert_eq!(settings(&[("METRICS_BIND_ADDR", "")]).unwrap().metrics_bind_addr, None);
+        assert_eq!(s.http.metrics_bind_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(settings(&[("METRICS_BIND_ADDR", "")]).unwrap().http.metrics_bind_addr, None);
     }
 
     #[test]
     fn public_url_defaults_to_the_bind_address_and_loses_a_trailing_slash() {
-        assert_eq!(settings(&[("BIND_ADDR", "0.0.0.0:9000")]).unwrap().public_url, "http://0.0.0.0:9000");
+        assert_eq!(
+            settings(&[("BIND_ADDR", "0.0.0.0:9000")]).unwrap().http.public_url,
+            "http://0.0.0.0:9000"
+        );
         let set = settings(&[("PUBLIC_URL", "https://auth.example.com/tollgate/")]).unwrap();
-        assert_eq!(set.public_url, "https://auth.example.com/tollgate");
+        assert_eq!(set.http.public_url, "https://auth.example.com/tollgate");
         for bad in ["auth.example.com", "ftp://x", "https://", "https://x/?a=1", "http://x y"] {
             assert_eq!(settings(&[("PUBLIC_URL", bad)]).unwrap_err().variable, "PUBLIC_URL", "{bad}");
         }
@@ -379,15 +464,15 @@ mod tests {
 
     #[test]
     fn the_demo_is_embedded_unless_a_directory_is_named() {
-        assert_eq!(settings(&[("DEMO_UI", "true")]).unwrap().demo_ui, Some(DemoUi::Embedded));
-        let dir = settings(&[("DEMO_UI", "true"), ("DEMO_UI_DIR", "clients/js")]).unwrap().demo_ui;
+        assert_eq!(settings(&[("DEMO_UI", "true")]).unwrap().http.demo_ui, Some(DemoUi::Embedded));
+        let dir = settings(&[("DEMO_UI", "true"), ("DEMO_UI_DIR", "clients/js")]).unwrap().http.demo_ui;
         assert_eq!(dir, Some(DemoUi::Dir("clients/js".into())));
     }
 
     #[test]
     fn default_roles_are_a_sorted_comma_separated_set() {
         let s = settings(&[("DEFAULT_ROLES", " member, beta ,,member")]).unwrap();
-        assert_eq!(s.default_roles, ["beta", "member"]);
+        assert_eq!(s.accounts.default_roles, ["beta", "member"]);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Importing users from Django: what `manage.py dumpdata <app>.<UserModel>` writes, read
-//! as a stream and written in batches through `db::accounts`. HTTP-free; the CLI's
-//! `tollgate user import` drives it.
+//! as a stream and written in batches through the core (`Accounts::import_batch`).
+//! HTTP-free; the CLI's `tollgate user import` drives it.
 //!
 //! Passwords keep their Django hash (login verifies it and replaces it with argon2id);
 //! hashes tollgate would never verify are refused here, by the same parser login uses.
@@ -11,17 +11,15 @@ use std::fmt;
 use std::io::Read;
 
 use chrono::{DateTime, NaiveDateTime};
-use diesel::prelude::*;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use tollgate_django_hash::{DjangoHash, DjangoHashError};
 use uuid::Uuid;
 
 use crate::auth::rules::{InvalidRole, parse_roles, validate_email, validate_username};
-use crate::db::accounts::{Account, NewAccount};
+use crate::db::DbError;
+use crate::db::accounts::NewAccount;
 use crate::db::models::{DbUuid, NewUser};
-use crate::db::schema::users;
-use crate::db::{DbConnection, DbError};
 
 /// Users written per transaction: an interrupted import leaves whole batches, never half
 /// a user, and a batch is large enough that commits do not dominate.
@@ -92,12 +90,12 @@ pub fn read_groups(reader: impl Read) -> Result<HashMap<i64, String>, ImportErro
 /// batch and the usernames seen so far, never the file. Returns the report so far with
 /// the error that stopped it, if one did; the batches written until then stay written.
 pub fn import(
-    conn: &mut DbConnection,
     reader: impl Read,
     options: &ImportOptions,
+    write: &mut dyn FnMut(Vec<NewAccount>) -> Result<(u64, u64), DbError>,
 ) -> (Report, Result<(), ImportError>) {
     let mut importer = Importer {
-        conn,
+        write,
         options,
         report: Report::default(),
         batch: Vec::new(),
@@ -115,7 +113,9 @@ pub fn import(
 }
 
 struct Importer<'a> {
-    conn: &'a mut DbConnection,
+    /// Writes a batch, leaving out the usernames already present: how many were
+    /// imported and how many skipped (`auth::accounts::Accounts::import_batch`).
+    write: &'a mut dyn FnMut(Vec<NewAccount>) -> Result<(u64, u64), DbError>,
     options: &'a ImportOptions,
     report: Report,
     batch: Vec<NewAccount>,
@@ -159,39 +159,15 @@ impl Importer<'_> {
         account(&fields, username, self.options)
     }
 
-    /// Writes the batch in one transaction, leaving out the usernames already present.
-    /// A username taken between the check and the insert (a signup meanwhile) fails the
-    /// transaction, and the next attempt's check sees it; so does SQLite's refusal to
-    /// upgrade this transaction's read lock while a running server writes.
+    /// Writes the batch, leaving out the usernames already present.
     fn flush(&mut self) -> Result<(), DbError> {
-        const ATTEMPTS: usize = 5;
-        let mut attempt = 1;
-        loop {
-            let batch = &self.batch;
-            let written = self.conn.transaction(|conn| {
-                let names: Vec<&str> = batch.iter().map(|a| a.user.username.as_str()).collect();
-                let present: HashSet<String> = users::table
-                    .filter(users::username.eq_any(&names))
-                    .select(users::username)
-                    .load::<String>(conn)?
-                    .into_iter()
-                    .collect();
-                let new: Vec<&NewAccount> =
-                    batch.iter().filter(|a| !present.contains(&a.user.username)).collect();
-                Account::insert_batch(conn, new.iter().copied())?;
-                Ok::<_, DbError>((new.len() as u64, present.len() as u64))
-            });
-            match written {
-                Ok((imported, skipped)) => {
-                    self.report.imported += imported;
-                    self.report.skipped += skipped;
-                    self.batch.clear();
-                    return Ok(());
-                }
-                Err(DbError::UniqueViolation | DbError::Unavailable(_)) if attempt < ATTEMPTS => attempt += 1,
-                Err(e) => return Err(e),
-            }
+        if self.batch.is_empty() {
+            return Ok(());
         }
+        let (imported, skipped) = (self.write)(std::mem::take(&mut self.batch))?;
+        self.report.imported += imported;
+        self.report.skipped += skipped;
+        Ok(())
     }
 }
 

@@ -11,4 +11,5 @@ pub mod db;
 pub mod http;
 pub mod import;
 pub mod logging;
+pub mod metrics;
 pub mod startup;

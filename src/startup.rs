@@ -8,21 +8,22 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
 
+use crate::auth::Core;
+use crate::auth::accounts::Accounts;
 use crate::auth::keys::{KeyStore, KeyStoreError};
 use crate::auth::password::Passwords;
 use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
+use crate::auth::sessions::{Sessions, SessionsParts};
 use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
-use crate::config::{ConfigError, DatabaseUrl, Settings};
+use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
 use crate::db::{self, Pool};
-use crate::http::cookie::CookieMode;
-use crate::http::metrics::Metrics;
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
-use crate::http::routes::discovery::IssuerMetadata;
 use crate::http::routes::metrics::{MetricsListener, metrics};
 use crate::http::{AppState, routes};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -41,48 +42,62 @@ pub enum StartupError {
 /// Connects to the database and applies pending migrations; returns how many ran.
 pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
     let pool = db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
-    let mut conn = pool.get().map_err(|e| StartupError::Database(e.to_string()))?;
-    let applied = db::run_migrations(&mut conn).map_err(StartupError::Database)?;
+    let applied = pool.migrate().map_err(StartupError::Database)?;
     Ok((pool, applied))
 }
 
-/// Loads keys, starts the hashing threads and gathers what the handlers share.
+/// The hashing threads, for the core's services.
+pub fn passwords(settings: &Settings) -> Result<Arc<Passwords>, StartupError> {
+    let passwords = Passwords::start(&settings.argon2)
+        .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
+    Ok(Arc::new(passwords))
+}
+
+/// Account management alone, for the CLI: no keys, no server. Its user cache serves no
+/// one, but keeps the service's writes the same as the server's.
+pub fn accounts(settings: &Settings, pool: Pool) -> Result<Accounts, StartupError> {
+    let clock = Clock::system();
+    let users = Arc::new(UserCache::new(clock.clone()));
+    Ok(Accounts::new(pool, clock, passwords(settings)?, users, settings.accounts.default_roles.clone()))
+}
+
+/// Loads keys, starts the hashing threads and builds the core and what the handlers share.
 fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, StartupError> {
     let keys = Arc::new(KeyStore::open(&settings.jwt, clock.clone())?);
     keys.watch();
-    let passwords = Passwords::start(&settings.argon2)
-        .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
-    Ok(AppState {
+    let passwords = passwords(settings)?;
+    let users = Arc::new(UserCache::new(clock.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let per_minute = settings.limits.auth_rate_limit_per_min;
+    let sessions = Sessions::new(SessionsParts {
         limits: abuse_limits(settings, &pool, &clock),
-        pool,
+        refresh_failures: RateLimiter::new(per_minute, clock.clone()),
+        pool: pool.clone(),
         tokens: AccessTokens::new(keys.clone(), &settings.jwt, clock.clone()),
-        sessions: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
-        passwords,
-        users: UserCache::new(clock.clone()),
-        refresh_failures: RateLimiter::new(settings.auth_rate_limit_per_min, clock.clone()),
-        trust_proxy_headers: settings.trust_proxy_headers,
-        jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
-        revocation_feed_token: settings.revocation_feed_token.clone(),
-        cookie_mode: CookieMode {
-            enabled: settings.refresh_token_cookie,
-            allowed_origins: settings.cors_allowed_origins.clone(),
-        },
-        issuer_metadata: IssuerMetadata::new(settings),
-        demo_ui: settings.demo_ui.clone(),
-        default_roles: settings.default_roles.clone(),
-        metrics: Metrics::new(),
-        metrics_bind_addr: settings.metrics_bind_addr,
+        refresh: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
+        passwords: passwords.clone(),
+        users: users.clone(),
+        default_roles: settings.accounts.default_roles.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    });
+    let accounts = Accounts::new(pool, clock, passwords, users, settings.accounts.default_roles.clone());
+    Ok(AppState {
+        core: Core { sessions, accounts },
         keys,
-        clock,
+        metrics,
+        http: settings.http.clone(),
+        jwt: settings.jwt.clone(),
+        services: settings.services.clone(),
     })
 }
 
 /// In the database on PostgreSQL, where several instances may share it (unless
 /// `SHARED_ABUSE_LIMITS=false`); in memory on SQLite, whose one process is all there is.
 fn abuse_limits(settings: &Settings, pool: &Pool, clock: &Clock) -> AbuseLimits {
-    let per_minute = settings.auth_rate_limit_per_min;
+    let per_minute = settings.limits.auth_rate_limit_per_min;
     match settings.database.url {
-        DatabaseUrl::Postgres(_) if settings.shared_abuse_limits => {
+        DatabaseUrl::Postgres(_) if settings.limits.shared_abuse_limits => {
             AbuseLimits::shared(pool.clone(), per_minute, clock.clone())
         }
         _ => AbuseLimits::local(per_minute, clock.clone()),
@@ -109,9 +124,10 @@ impl Application {
             log::info!("applied {applied} migration(s)");
         }
         let state = web::Data::new(app_state(&settings, pool, clock)?);
-        let (listener, port) = bind(settings.bind_addr)?;
-        let origins = settings.cors_allowed_origins.clone();
-        let cookie_mode = settings.refresh_token_cookie;
+        let http = &settings.http;
+        let (listener, port) = bind(http.bind_addr)?;
+        let origins = http.cors_allowed_origins.clone();
+        let cookie_mode = http.refresh_token_cookie;
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -123,16 +139,15 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(json_error_body))
                 .wrap(from_fn(observe))
         })
-        .client_request_timeout(settings.client_timeout)
+        .client_request_timeout(http.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(1))
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
+        .shutdown_timeout(http.shutdown_timeout.as_secs())
         .listen(listener)
-        .map_err(|e| StartupError::Bind(settings.bind_addr.to_string(), e))?
+        .map_err(|e| StartupError::Bind(http.bind_addr.to_string(), e))?
         .run();
-        let metrics =
-            settings.metrics_bind_addr.map(|addr| metrics_server(addr, state, &settings)).transpose()?;
+        let metrics = http.metrics_bind_addr.map(|addr| metrics_server(addr, state, http)).transpose()?;
         // Last, so that whoever waits for this line finds every listener bound.
-        log::info!("listening on {}:{port}", settings.bind_addr.ip());
+        log::info!("listening on {}:{port}", http.bind_addr.ip());
         Ok(Self { port, server, metrics })
     }
 
@@ -179,7 +194,7 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, u16), StartupError> {
 fn metrics_server(
     addr: SocketAddr,
     state: web::Data<AppState>,
-    settings: &Settings,
+    settings: &HttpSettings,
 ) -> Result<(u16, Server), StartupError> {
     let (listener, port) = bind(addr)?;
     let server = HttpServer::new(move || {

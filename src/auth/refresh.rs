@@ -18,8 +18,7 @@ use uuid::Uuid;
 use crate::config::RefreshSettings;
 use crate::db::accounts::roles_of;
 use crate::db::models::{LiveRotation, SessionChange, User};
-use crate::db::rotations::Rotations;
-use crate::db::{DbConnection, DbError};
+use crate::db::{DbError, Pool, WriteConn};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
 const TOKEN_BYTES: usize = 32;
@@ -120,17 +119,18 @@ impl RefreshSessions {
     }
 
     /// The common case alone, in a batch with other requests' on PostgreSQL
-    /// ([`Rotations`]): `presented` rotated if it was live; `None` leaves the decision to
-    /// [`RefreshSessions::rotate`] (the token is not live, or the batch failed).
+    /// ([`Pool::rotate_live_in_batch`]): `presented` rotated if it was live; `None` leaves
+    /// the decision to [`RefreshSessions::rotate`] (the token is not live, the batch
+    /// failed, or the database is SQLite).
     pub async fn rotate_live_in_batch(
         &self,
-        rotations: &Rotations,
+        pool: &Pool,
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Option<IssuedRefresh>, DbError> {
         let (live, successor) = self.live_rotation(presented, now);
         let expires_at = live.expires_at;
-        let rotated_user = rotations.rotate(live).await?;
+        let rotated_user = pool.rotate_live_in_batch(live).await?;
         Ok(rotated_user.map(|(user, roles)| rotated(user, roles, successor, expires_at)))
     }
 
@@ -138,7 +138,7 @@ impl RefreshSessions {
     /// rotation rules; every branch here is one of those rules.
     pub fn rotate(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Rotation, DbError> {
@@ -191,7 +191,7 @@ impl RefreshSessions {
     /// never issued lead nowhere and revoke nothing.
     fn detect_ancestor_replay(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Rotation, DbError> {
@@ -216,14 +216,14 @@ impl RefreshSessions {
     /// no session has that token.
     pub fn revoke(
         &self,
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Option<User>, DbError> {
         let Some(user) = User::find_by_refresh_hash(conn, &presented.hash())? else {
             return Ok(None);
         };
-        User::set_session(conn, user.id.0, &SessionChange::revoked(now, &user))?;
+        User::set_session(conn, user.id.0, &SessionChange::revoked(now, user.tokens_valid_after))?;
         Ok(Some(user))
     }
 }
@@ -236,7 +236,7 @@ fn rotated(user: User, roles: Vec<String>, token: RefreshToken, expires_at: Naiv
 /// Revokes the session whose previous token was replayed (unless a fresh login replaced
 /// it meanwhile, see [`User::revoke_if_previous`]).
 fn revoke_replayed(
-    conn: &mut DbConnection,
+    conn: &mut WriteConn,
     user: &User,
     previous_hash: &str,
     now: NaiveDateTime,

@@ -79,14 +79,9 @@ struct RowWeight;
 
 impl Weighter<Uuid, Arc<Entry>> for RowWeight {
     fn weight(&self, _: &Uuid, entry: &Arc<Entry>) -> u64 {
-        let Account { user, roles } = &*entry.account;
-        let text = [
-            Some(&user.username),
-            user.email.as_ref(),
-            Some(&user.password_hash),
-            user.refresh_token_hash.as_ref(),
-            user.previous_refresh_token_hash.as_ref(),
-        ];
+        let account = &*entry.account;
+        let text = [Some(&account.username), account.email.as_ref()];
+        let roles = &account.roles;
         let heap: usize =
             text.into_iter().chain(roles.iter().map(Some)).flatten().map(String::capacity).sum();
         let roles = roles.capacity() * size_of::<String>();
@@ -251,7 +246,7 @@ impl UserCache {
     /// and is not kept: the second check, after the insert, catches an eviction that ran
     /// between the first check and the insert (it bumps the count before it removes).
     pub fn put(&self, account: Arc<Account>, generation: u64) {
-        let id = account.user.id.0;
+        let id = account.id;
         if self.generation(id) != generation {
             return;
         }
@@ -294,34 +289,27 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
-    use crate::db::models::{DbUuid, User};
 
     fn row(email: &str) -> Arc<Account> {
         let at = NaiveDateTime::default();
-        let user = User {
-            id: DbUuid(Uuid::new_v4()),
+        Arc::new(Account {
+            id: Uuid::new_v4(),
             username: "a_typical_username".into(),
             email: Some(email.into()),
-            password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${}${}", "s".repeat(22), "h".repeat(43)),
-            refresh_token_hash: Some("0".repeat(64)),
-            refresh_token_expires_at: Some(at),
-            previous_refresh_token_hash: Some("1".repeat(64)),
-            refresh_token_rotated_at: Some(at),
             created_at: at,
             updated_at: at,
             tokens_valid_after: None,
             disabled: false,
-        };
-        Arc::new(Account { user, roles: vec!["editor".into(), "support".into()] })
+            roles: vec!["editor".into(), "support".into()],
+        })
     }
 
     fn freshness(account: &Account) -> Freshness {
-        let user = &account.user;
         Freshness {
-            id: user.id.0,
-            updated_at: user.updated_at,
-            tokens_valid_after: user.tokens_valid_after,
-            disabled: user.disabled,
+            id: account.id,
+            updated_at: account.updated_at,
+            tokens_valid_after: account.tokens_valid_after,
+            disabled: account.disabled,
             // The database's order, not the account's.
             roles: (!account.roles.is_empty())
                 .then(|| account.roles.iter().rev().map(String::as_str).collect::<Vec<_>>().join(",")),
@@ -334,11 +322,11 @@ mod tests {
         let cache = UserCache::new(manual.clock());
         let accounts: Vec<_> = (0..5).map(|i| row(&format!("u{i}@example.com"))).collect();
         for account in &accounts {
-            cache.put(account.clone(), cache.generation(account.user.id.0));
+            cache.put(account.clone(), cache.generation(account.id));
         }
         manual.advance(Duration::from_secs(1));
         for account in &accounts {
-            assert!(cache.get(account.user.id.0).is_some());
+            assert!(cache.get(account.id).is_some());
         }
         let mut found: Vec<_> = accounts.iter().map(|a| freshness(a)).collect();
         found[0].updated_at += TimeDelta::seconds(1);
@@ -347,9 +335,9 @@ mod tests {
         found[3].roles = Some("editor".into());
         cache.revalidate(cache.take_aged().unwrap(), found);
         for account in &accounts[..4] {
-            assert!(cache.get(account.user.id.0).is_none(), "changed: the next request reads it");
+            assert!(cache.get(account.id).is_none(), "changed: the next request reads it");
         }
-        assert!(cache.get(accounts[4].user.id.0).is_some(), "the roles match in any order");
+        assert!(cache.get(accounts[4].id).is_some(), "the roles match in any order");
     }
 
     #[test]
@@ -371,9 +359,9 @@ mod tests {
         let cache = UserCache::new(Clock::system());
         let accounts: Vec<_> = (0..30_000).map(|i| row(&format!("someone.number.{i}@example.com"))).collect();
         for account in &accounts {
-            cache.put(account.clone(), cache.generation(account.user.id.0));
+            cache.put(account.clone(), cache.generation(account.id));
         }
-        let kept = accounts.iter().filter(|account| cache.get(account.user.id.0).is_some()).count();
+        let kept = accounts.iter().filter(|account| cache.get(account.id).is_some()).count();
         assert_eq!(kept, accounts.len());
     }
 
@@ -381,7 +369,7 @@ mod tests {
     fn an_eviction_during_a_read_keeps_the_stale_row_out() {
         let cache = UserCache::new(Clock::system());
         let account = row("a@example.com");
-        let id = account.user.id.0;
+        let id = account.id;
         let before_read = cache.generation(id);
         cache.evict(id);
         cache.put(account.clone(), before_read);
@@ -396,27 +384,27 @@ mod tests {
         let cache = UserCache::new(manual.clock());
         let (alice, bob) = (row("a@example.com"), row("b@example.com"));
         for account in [&alice, &bob] {
-            cache.put(account.clone(), cache.generation(account.user.id.0));
+            cache.put(account.clone(), cache.generation(account.id));
         }
         manual.advance(Duration::from_millis(999));
-        assert!(cache.get(alice.user.id.0).is_some());
+        assert!(cache.get(alice.id).is_some());
         assert!(cache.take_aged().is_none(), "nothing has aged yet");
         manual.advance(Duration::from_millis(1));
         for _ in 0..3 {
-            assert!(cache.get(alice.user.id.0).is_some(), "served while it waits");
-            assert!(cache.get(bob.user.id.0).is_some());
+            assert!(cache.get(alice.id).is_some(), "served while it waits");
+            assert!(cache.get(bob.id).is_some());
         }
         let batch = cache.take_aged().unwrap();
-        assert_eq!(batch.ids(), [alice.user.id.0, bob.user.id.0], "each queued once");
+        assert_eq!(batch.ids(), [alice.id, bob.id], "each queued once");
         assert!(cache.take_aged().is_none(), "one batch at a time");
         // Bob was not found: deleted meanwhile.
         cache.revalidate(batch, vec![freshness(&alice)]);
-        assert!(Arc::ptr_eq(&cache.get(alice.user.id.0).unwrap(), &alice), "unchanged: renewed");
-        assert!(cache.get(bob.user.id.0).is_none());
+        assert!(Arc::ptr_eq(&cache.get(alice.id).unwrap(), &alice), "unchanged: renewed");
+        assert!(cache.get(bob.id).is_none());
         manual.advance(Duration::from_millis(1999));
-        assert!(cache.get(alice.user.id.0).is_some(), "renewed when re-validated");
+        assert!(cache.get(alice.id).is_some(), "renewed when re-validated");
         manual.advance(Duration::from_millis(1));
-        assert!(cache.get(alice.user.id.0).is_none(), "twice the TTL: the caller reads it");
+        assert!(cache.get(alice.id).is_none(), "twice the TTL: the caller reads it");
     }
 
     #[test]
@@ -424,16 +412,16 @@ mod tests {
         let manual = ManualClock::new();
         let cache = UserCache::new(manual.clock());
         let (recent, gone) = (row("a@example.com"), row("b@example.com"));
-        cache.put(gone.clone(), cache.generation(gone.user.id.0));
+        cache.put(gone.clone(), cache.generation(gone.id));
         manual.advance(KEPT_FRESH_FOR.to_std().unwrap());
-        cache.put(recent.clone(), cache.generation(recent.user.id.0));
+        cache.put(recent.clone(), cache.generation(recent.id));
         manual.advance(Duration::from_secs(1));
         let batch = cache.take_aged().unwrap();
-        assert_eq!(batch.ids(), [recent.user.id.0], "only the user seen within KEPT_FRESH_FOR");
+        assert_eq!(batch.ids(), [recent.id], "only the user seen within KEPT_FRESH_FOR");
         cache.revalidate(batch, vec![freshness(&recent)]);
         manual.advance(Duration::from_millis(1500));
-        assert!(cache.get(recent.user.id.0).is_some(), "kept fresh: not older than twice the TTL");
-        assert!(cache.get(gone.user.id.0).is_none());
+        assert!(cache.get(recent.id).is_some(), "kept fresh: not older than twice the TTL");
+        assert!(cache.get(gone.id).is_none());
         let batch = cache.take_aged().unwrap();
         cache.revalidate(batch, vec![freshness(&recent)]);
         // Re-reads are no requests: once KEPT_FRESH_FOR has passed since the last, no more.
@@ -446,7 +434,7 @@ mod tests {
         let manual = ManualClock::new();
         let cache = UserCache::new(manual.clock());
         let account = row("a@example.com");
-        let id = account.user.id.0;
+        let id = account.id;
         cache.put(account.clone(), cache.generation(id));
         manual.advance(Duration::from_secs(1));
         assert!(cache.get(id).is_some());
@@ -462,12 +450,12 @@ mod tests {
         let cache = UserCache::with_capacity(Clock::system(), bytes);
         let accounts: Vec<_> = (0..1_000).map(|i| row(&format!("u{i}@example.com"))).collect();
         for account in &accounts {
-            cache.put(account.clone(), cache.generation(account.user.id.0));
+            cache.put(account.clone(), cache.generation(account.id));
         }
         assert!(cache.len() < 100, "{}", cache.len());
         assert!(cache.entries.weight() <= bytes);
         for account in &accounts {
-            if let Some(cached) = cache.get(account.user.id.0) {
+            if let Some(cached) = cache.get(account.id) {
                 assert!(Arc::ptr_eq(&cached, account), "a row is only ever served for its own id");
             }
         }

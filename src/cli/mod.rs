@@ -75,7 +75,7 @@ pub fn run() -> ExitCode {
 /// The settings, and the logger they configure: every command logs only after both.
 fn settings() -> Result<Settings, CliError> {
     let settings = Settings::from_env().map_err(StartupError::from)?;
-    logging::init(settings.log_format);
+    logging::init(settings.log.format);
     Ok(settings)
 }
 

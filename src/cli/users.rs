@@ -1,23 +1,23 @@
 //! `tollgate user …`: account management on the configured database, through the same
-//! `db::accounts` as the admin API. Each command is one transaction, so it is safe beside
-//! running servers; they see the change within their user cache's TTL (a second).
+//! core service as the admin API (`Accounts`). Each command is one transaction, so it is
+//! safe beside running servers; they see the change within their user cache's TTL (a
+//! second).
 
 use std::io::{BufRead, IsTerminal, Read};
+use std::sync::Arc;
 
-use chrono::{NaiveDateTime, Utc};
+use chrono::Utc;
 use clap::Subcommand;
 use secrecy::SecretString;
-use uuid::Uuid;
 
 use super::CliError;
-use crate::auth::password::{Memory, PasswordHasherConfig, normalize};
-use crate::auth::rules::{parse_roles, validate_email, validate_username};
+use crate::auth::Error;
+use crate::auth::accounts::{Accounts, Actor, Creation, Update};
+use crate::auth::views::AdminUserView;
 use crate::config::Settings;
-use crate::db::accounts::{Account, AccountChange, NewAccount};
-use crate::db::{DbConnection, DbError, Pool};
-use crate::http::routes::admin::AdminUserView;
+use crate::db::DbError;
 use crate::import::{ImportOptions, import, read_groups};
-use crate::startup::{StartupError, migrate};
+use crate::startup::{StartupError, accounts, migrate};
 
 /// Accounts read at once while listing.
 const LIST_BATCH: i64 = 100;
@@ -79,53 +79,59 @@ pub enum UserCommand {
 
 pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
     let (pool, _) = migrate(settings)?;
-    let now = Utc::now().naive_utc();
+    let accounts = accounts(settings, pool)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| refused(format!("cannot start: {e}")))?;
+    let actor = Actor::Operator;
     match command {
         UserCommand::Create { username, email, roles } => {
-            let username = validate_username(&username).map_err(refused)?;
-            let email = validate_email(email.as_deref()).map_err(refused)?;
-            let roles = parse_roles(&roles).map_err(refused)?;
-            let password_hash = hash(settings, read_password()?)?;
-            let new = NewAccount::new(username, email, password_hash, roles, now);
-            let account = with_conn(&pool, |conn| Ok(Account::insert(conn, new)?))?;
-            println!("created {} ({})", account.user.username, account.user.id.0);
+            let creation = Creation { username, password: Some(read_password()?), email, roles: Some(roles) };
+            let account = runtime.block_on(accounts.create(actor, creation)).map_err(cli_error)?;
+            println!("created {} ({})", account.username, account.id);
         }
-        UserCommand::List { json } => list(&pool, json)?,
+        UserCommand::List { json } => runtime.block_on(list(&accounts, json))?,
         UserCommand::Disable { username } => {
-            change(&pool, &username, AccountChange { disabled: Some(true), ..Default::default() }, now)?;
+            let update = Update { disabled: Some(true), ..Default::default() };
+            runtime.block_on(change(&accounts, &username, update))?;
             println!("disabled {username}");
         }
         UserCommand::Enable { username } => {
-            change(&pool, &username, AccountChange { disabled: Some(false), ..Default::default() }, now)?;
+            let update = Update { disabled: Some(false), ..Default::default() };
+            runtime.block_on(change(&accounts, &username, update))?;
             println!("enabled {username}");
         }
         UserCommand::Delete { username } => {
-            with_conn(&pool, |conn| {
-                let id = id_of(conn, &username)?;
-                Account::delete(conn, id)?.then_some(()).ok_or(UNKNOWN_USER)
-            })?;
+            runtime
+                .block_on(async {
+                    let id = accounts.find_by_username(&username).await?.id;
+                    accounts.delete(actor, id).await
+                })
+                .map_err(cli_error)?;
             println!("deleted {username}");
         }
         UserCommand::SetPassword { username } => {
-            let password_hash = Some(hash(settings, read_password()?)?);
-            change(&pool, &username, AccountChange { password_hash, ..Default::default() }, now)?;
+            let update = Update { password: Some(read_password()?), ..Default::default() };
+            runtime.block_on(change(&accounts, &username, update))?;
             println!("password set for {username}");
         }
         UserCommand::Import { file, username_field, groups } => {
             let groups = groups.map(|path| read_groups(open(&path)?).map_err(refused)).transpose()?;
-            let options = ImportOptions { username_field, groups, now };
-            let input = open(&file)?;
-            let (report, result) = with_conn(&pool, |conn| Ok(import(conn, input, &options)))?;
+            let options = ImportOptions { username_field, groups, now: Utc::now().naive_utc() };
+            let mut write =
+                |batch| runtime.block_on(accounts.import_batch(Arc::new(batch))).map_err(db_error);
+            let (report, result) = import(open(&file)?, &options, &mut write);
             println!("{report}");
             result.map_err(refused)?;
         }
         UserCommand::Roles { username, add, remove } => {
-            let add = parse_roles(&add).map_err(refused)?;
-            let remove = parse_roles(&remove).map_err(refused)?;
-            let account = with_conn(&pool, |conn| {
-                let id = id_of(conn, &username)?;
-                Account::change_roles(conn, id, &add, &remove, now)?.ok_or(UNKNOWN_USER)
-            })?;
+            let account = runtime
+                .block_on(async {
+                    let id = accounts.find_by_username(&username).await?.id;
+                    accounts.change_roles(actor, id, &add, &remove).await
+                })
+                .map_err(cli_error)?;
             account.roles.iter().for_each(|role| println!("{role}"));
         }
     }
@@ -145,66 +151,46 @@ fn refused(e: impl std::fmt::Display) -> CliError {
     CliError::Refused(e.to_string())
 }
 
-/// Why account work did not happen: the user is not there, or the database said no.
-enum Failure {
-    UnknownUser,
-    Db(DbError),
-}
-
-const UNKNOWN_USER: Failure = Failure::UnknownUser;
-
-impl From<DbError> for Failure {
-    fn from(e: DbError) -> Self {
-        Failure::Db(e)
+/// The core's refusals in the CLI's words; a database that fails is a start-up error.
+fn cli_error(e: Error) -> CliError {
+    match e {
+        Error::NotFound => CliError::Refused("no such user".into()),
+        Error::Unavailable(cause) | Error::Internal(cause) => StartupError::Database(cause).into(),
+        other => refused(other),
     }
 }
 
-/// Runs account work on one pooled connection, turning its errors into the CLI's.
-fn with_conn<T>(
-    pool: &Pool,
-    work: impl FnOnce(&mut DbConnection) -> Result<T, Failure>,
-) -> Result<T, CliError> {
-    let mut conn = pool.get().map_err(|e| StartupError::Database(e.to_string()))?;
-    work(&mut conn).map_err(|e| match e {
-        Failure::UnknownUser => CliError::Refused("no such user".into()),
-        // `users.username` is the only unique column a command can collide on.
-        Failure::Db(DbError::UniqueViolation) => CliError::Refused("username is already taken".into()),
-        Failure::Db(e) => StartupError::Database(e.to_string()).into(),
-    })
+/// The core's error back in the import's terms (a batch that could not be written).
+fn db_error(e: Error) -> DbError {
+    match e {
+        Error::Unavailable(cause) => DbError::Unavailable(cause),
+        other => DbError::Other(other.to_string()),
+    }
 }
 
-/// Usernames are stored lower-case; the CLI, like login, accepts any case.
-fn id_of(conn: &mut DbConnection, username: &str) -> Result<Uuid, Failure> {
-    let account = Account::find_by_username(conn, &username.to_ascii_lowercase())?;
-    Ok(account.ok_or(UNKNOWN_USER)?.user.id.0)
+/// Changes the account of `username` (any case, like login).
+async fn change(accounts: &Accounts, username: &str, update: Update) -> Result<(), CliError> {
+    let id = accounts.find_by_username(username).await.map_err(cli_error)?.id;
+    accounts.update(Actor::Operator, id, update).await.map_err(cli_error).map(drop)
 }
 
-fn change(pool: &Pool, username: &str, change: AccountChange, now: NaiveDateTime) -> Result<(), CliError> {
-    with_conn(pool, |conn| {
-        let id = id_of(conn, username)?;
-        Account::update(conn, id, change, now)?.ok_or(UNKNOWN_USER)
-    })
-    .map(drop)
-}
-
-fn list(pool: &Pool, json: bool) -> Result<(), CliError> {
+async fn list(accounts: &Accounts, json: bool) -> Result<(), CliError> {
     let mut after = None;
     loop {
-        let page = with_conn(pool, |conn| Ok(Account::page(conn, after.as_deref(), LIST_BATCH)?))?;
+        let page = accounts.page(after.take(), LIST_BATCH).await.map_err(cli_error)?;
         for account in &page.accounts {
             if json {
                 let line = serde_json::to_string(&AdminUserView::from(account)).map_err(refused)?;
                 println!("{line}");
             } else {
-                let user = &account.user;
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
-                    user.username,
-                    user.id.0,
-                    user.email.as_deref().unwrap_or("-"),
+                    account.username,
+                    account.id,
+                    account.email.as_deref().unwrap_or("-"),
                     if account.roles.is_empty() { "-".into() } else { account.roles.join(",") },
-                    if user.disabled { "disabled" } else { "enabled" },
-                    user.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ"),
+                    if account.disabled { "disabled" } else { "enabled" },
+                    account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ"),
                 );
             }
         }
@@ -216,7 +202,7 @@ fn list(pool: &Pool, json: bool) -> Result<(), CliError> {
 }
 
 /// The new password: one line of standard input when it is not a terminal (scripts),
-/// else typed twice without echo.
+/// else typed twice without echo. The core applies the password rules.
 fn read_password() -> Result<SecretString, CliError> {
     let stdin = std::io::stdin();
     let password = if stdin.is_terminal() {
@@ -232,10 +218,5 @@ fn read_password() -> Result<SecretString, CliError> {
         let password = line.strip_suffix('\n').unwrap_or(&line);
         password.strip_suffix('\r').unwrap_or(password).to_owned()
     };
-    normalize(&SecretString::from(password)).map_err(refused)
-}
-
-fn hash(settings: &Settings, password: SecretString) -> Result<String, CliError> {
-    let hasher = PasswordHasherConfig::new(&settings.argon2).map_err(refused)?;
-    hasher.hash(&password, &mut Memory::new()).map_err(|e| refused(format!("argon2: {e}")))
+    Ok(SecretString::from(password))
 }

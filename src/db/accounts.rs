@@ -7,21 +7,66 @@
 //! revocation feed publishes). Input is validated by the callers, with the shared rules
 //! (`auth::rules` for usernames, emails and roles, `auth::password` for passwords).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbError;
-use super::connection::DbConnection;
-use super::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
+use super::manager::{DbConnection, WriteConn};
+use super::models::{DbUuid, NewUser, SessionChange, User, joined_roles, split_roles, tokens_valid_after};
 use super::schema::{user_roles, users};
 
-/// A user with its roles (sorted): what tokens and user objects are made from.
+/// A user as the service sees it, with its roles (sorted): what tokens, user objects and
+/// the user cache are made from. No hash of any kind: those stay in [`User`], which only
+/// the login, the password change and the rotation read.
+#[derive(Debug, Clone)]
 pub struct Account {
-    pub user: User,
+    pub id: Uuid,
+    pub username: String,
+    pub email: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    /// Access tokens issued (`iat`) before this unix time are revoked.
+    pub tokens_valid_after: Option<i64>,
+    pub disabled: bool,
     pub roles: Vec<String>,
+}
+
+/// The columns of `users` an [`Account`] is made of.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = users)]
+struct AccountColumns {
+    id: DbUuid,
+    username: String,
+    email: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    tokens_valid_after: Option<i64>,
+    disabled: bool,
+}
+
+impl Account {
+    /// The account of a full row read for another purpose (a login, a rotation).
+    pub fn of(user: &User, roles: Vec<String>) -> Self {
+        Self {
+            id: user.id.0,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            tokens_valid_after: user.tokens_valid_after,
+            disabled: user.disabled,
+            roles,
+        }
+    }
+
+    fn from_columns(columns: AccountColumns, roles: Vec<String>) -> Self {
+        let AccountColumns { id, username, email, created_at, updated_at, tokens_valid_after, disabled } =
+            columns;
+        Self { id: id.0, username, email, created_at, updated_at, tokens_valid_after, disabled, roles }
+    }
 }
 
 /// What decides whether a cached [`Account`] is still right, read for many users in one
@@ -40,11 +85,10 @@ pub struct Freshness {
 impl Freshness {
     /// Whether `account` is what this says the user's account is now.
     pub fn matches(&self, account: &Account) -> bool {
-        let user = &account.user;
-        if user.id.0 != self.id
-            || user.updated_at != self.updated_at
-            || user.tokens_valid_after != self.tokens_valid_after
-            || user.disabled != self.disabled
+        if account.id != self.id
+            || account.updated_at != self.updated_at
+            || account.tokens_valid_after != self.tokens_valid_after
+            || account.disabled != self.disabled
         {
             return false;
         }
@@ -118,7 +162,7 @@ pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbErro
 /// username is [`DbError::UniqueViolation`], reported by the unique index itself, so two
 /// racing creations cannot both succeed.
 impl Account {
-    pub fn insert(conn: &mut DbConnection, new: NewAccount) -> Result<Account, DbError> {
+    pub fn insert(conn: &mut WriteConn, new: NewAccount) -> Result<Account, DbError> {
         let id = new.user.id.0;
         Self::insert_batch(conn, std::slice::from_ref(&new))?;
         Self::find(conn, id)?.ok_or_else(|| DbError::Other("a created user vanished".into()))
@@ -127,31 +171,48 @@ impl Account {
     /// Creates many accounts in one transaction: all of them, or none if any username is
     /// taken or anything else fails. For imports, batch by batch.
     pub fn insert_batch<'a>(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         batch: impl IntoIterator<Item = &'a NewAccount>,
     ) -> Result<(), DbError> {
         conn.transaction(|conn| {
             for new in batch {
-                diesel::insert_into(users::table).values(&new.user).execute(conn)?;
+                diesel::insert_into(users::table).values(&new.user).execute(conn.conn())?;
                 insert_roles(conn, new.user.id, &new.roles)?;
             }
             Ok(())
         })
     }
 
+    /// Inserts those of `batch` whose usernames are not taken yet, in one transaction:
+    /// how many were inserted and how many left out (imports).
+    pub fn insert_new(conn: &mut WriteConn, batch: &[NewAccount]) -> Result<(u64, u64), DbError> {
+        conn.transaction(|conn| {
+            let names: Vec<&str> = batch.iter().map(|a| a.user.username.as_str()).collect();
+            let present: HashSet<String> = users::table
+                .filter(users::username.eq_any(&names))
+                .select(users::username)
+                .load::<String>(conn.conn())?
+                .into_iter()
+                .collect();
+            let new: Vec<&NewAccount> =
+                batch.iter().filter(|a| !present.contains(&a.user.username)).collect();
+            Self::insert_batch(conn, new.iter().copied())?;
+            Ok((new.len() as u64, present.len() as u64))
+        })
+    }
+
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
-        Ok(User::find_with_roles(conn, id)?.map(|(user, roles)| Account { user, roles }))
+        let rows: Vec<(AccountColumns, Option<String>)> =
+            users::table.find(DbUuid(id)).select((AccountColumns::as_select(), joined_roles())).load(conn)?;
+        Ok(rows.into_iter().next().map(|(columns, roles)| Account::from_columns(columns, split_roles(roles))))
     }
 
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {
-        let user = User::find_by_username(conn, username)?;
-        Self::with_roles(conn, user)
-    }
-
-    fn with_roles(conn: &mut DbConnection, user: Option<User>) -> Result<Option<Account>, DbError> {
-        let Some(user) = user else { return Ok(None) };
-        let roles = roles_of(conn, user.id.0)?;
-        Ok(Some(Account { user, roles }))
+        let rows: Vec<(AccountColumns, Option<String>)> = users::table
+            .filter(users::username.eq(username))
+            .select((AccountColumns::as_select(), joined_roles()))
+            .load(conn)?;
+        Ok(rows.into_iter().next().map(|(columns, roles)| Account::from_columns(columns, split_roles(roles))))
     }
 
     /// The [`Freshness`] of those of `ids` that exist, in no particular order: one query,
@@ -183,8 +244,11 @@ impl Account {
             .collect())
     }
 
-    /// [`Account::with_roles`] for many users at once, in their order.
-    fn with_roles_of_all(conn: &mut DbConnection, users: Vec<User>) -> Result<Vec<Account>, DbError> {
+    /// The accounts of these rows, with their roles, in their order.
+    fn with_roles_of_all(
+        conn: &mut DbConnection,
+        users: Vec<AccountColumns>,
+    ) -> Result<Vec<Account>, DbError> {
         let ids: Vec<DbUuid> = users.iter().map(|u| u.id).collect();
         let pairs: Vec<(DbUuid, String)> = user_roles::table
             .filter(user_roles::user_id.eq_any(ids))
@@ -199,7 +263,7 @@ impl Account {
             .map(|user| {
                 let mut roles = roles.remove(&user.id.0).unwrap_or_default();
                 roles.sort_unstable();
-                Account { user, roles }
+                Account::from_columns(user, roles)
             })
             .collect())
     }
@@ -208,12 +272,15 @@ impl Account {
     /// username's unique index: no rows are skipped or repeated when users are created or
     /// deleted between pages, and a page costs the same however deep it is.
     pub fn page(conn: &mut DbConnection, after: Option<&str>, limit: i64) -> Result<Page, DbError> {
-        let mut query =
-            users::table.order(users::username).limit(limit + 1).select(User::as_select()).into_boxed();
+        let mut query = users::table
+            .order(users::username)
+            .limit(limit + 1)
+            .select(AccountColumns::as_select())
+            .into_boxed();
         if let Some(after) = after {
             query = query.filter(users::username.gt(after.to_owned()));
         }
-        let mut users: Vec<User> = query.load(conn)?;
+        let mut users: Vec<AccountColumns> = query.load(conn)?;
         let more = users.len() as i64 > limit;
         users.truncate(limit as usize);
         let next = more.then(|| users.last().map(|u| u.username.clone())).flatten();
@@ -224,7 +291,7 @@ impl Account {
     /// so far (the next refresh yields tokens without it); disabling or a new password ends
     /// the session as well.
     pub fn update(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         id: Uuid,
         change: AccountChange,
         now: NaiveDateTime,
@@ -236,28 +303,28 @@ impl Account {
                 revoke |= replace_roles(conn, current, roles)?;
             }
             if let Some(disabled) = change.disabled {
-                end_session |= disabled && !current.user.disabled;
-                diesel::update(users::table.find(current.user.id))
+                end_session |= disabled && !current.disabled;
+                diesel::update(users::table.find(DbUuid(current.id)))
                     .set(users::disabled.eq(disabled))
-                    .execute(conn)?;
+                    .execute(conn.conn())?;
             }
             if let Some(email) = &change.email {
-                diesel::update(users::table.find(current.user.id))
+                diesel::update(users::table.find(DbUuid(current.id)))
                     .set(users::email.eq(email))
-                    .execute(conn)?;
+                    .execute(conn.conn())?;
             }
             if let Some(hash) = &change.password_hash {
-                diesel::update(users::table.find(current.user.id))
+                diesel::update(users::table.find(DbUuid(current.id)))
                     .set(users::password_hash.eq(hash))
-                    .execute(conn)?;
+                    .execute(conn.conn())?;
             }
-            revoke_tokens(conn, &current.user, now, revoke, end_session)
+            revoke_tokens(conn, current, now, revoke, end_session)
         })
     }
 
     /// Adds and removes roles (a role both added and removed ends up removed).
     pub fn change_roles(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         id: Uuid,
         add: &[String],
         remove: &[String],
@@ -269,19 +336,19 @@ impl Account {
             roles.sort_unstable();
             roles.dedup();
             let revoke = replace_roles(conn, current, &roles)?;
-            revoke_tokens(conn, &current.user, now, revoke, false)
+            revoke_tokens(conn, current, now, revoke, false)
         })
     }
 
     /// Ends the session and revokes every access token issued so far.
-    pub fn log_out(conn: &mut DbConnection, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
-        write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, &current.user, now, false, true))
+    pub fn log_out(conn: &mut WriteConn, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
+        write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, current, now, false, true))
             .map(|account| account.is_some())
     }
 
     /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
-    pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<bool, DbError> {
-        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
+    pub fn delete(conn: &mut WriteConn, id: Uuid) -> Result<bool, DbError> {
+        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1)
     }
 }
 
@@ -290,14 +357,15 @@ impl Account {
 /// start, so that another process (a server beside the CLI) cannot write between this
 /// transaction's reads and its writes and make the lock upgrade fail.
 fn write_transaction(
-    conn: &mut DbConnection,
+    conn: &mut WriteConn,
     id: Uuid,
     now: NaiveDateTime,
-    change: impl FnOnce(&mut DbConnection, &Account) -> Result<(), DbError>,
+    change: impl FnOnce(&mut WriteConn, &Account) -> Result<(), DbError>,
 ) -> Result<Option<Account>, DbError> {
     conn.transaction(|conn| {
-        let touched =
-            diesel::update(users::table.find(DbUuid(id))).set(users::updated_at.eq(now)).execute(conn)?;
+        let touched = diesel::update(users::table.find(DbUuid(id)))
+            .set(users::updated_at.eq(now))
+            .execute(conn.conn())?;
         let Some(current) = Account::find(conn, id)?.filter(|_| touched == 1) else {
             return Ok(None);
         };
@@ -307,19 +375,19 @@ fn write_transaction(
 }
 
 /// One statement a row: diesel's `MultiConnection` has no multi-row `INSERT`.
-fn insert_roles(conn: &mut DbConnection, id: DbUuid, roles: &[String]) -> QueryResult<()> {
+fn insert_roles(conn: &mut WriteConn, id: DbUuid, roles: &[String]) -> QueryResult<()> {
     for role in roles {
         diesel::insert_into(user_roles::table)
             .values((user_roles::user_id.eq(id), user_roles::role.eq(role)))
-            .execute(conn)?;
+            .execute(conn.conn())?;
     }
     Ok(())
 }
 
 /// Makes `roles` the account's set; returns whether any role was taken away.
-fn replace_roles(conn: &mut DbConnection, current: &Account, roles: &[String]) -> QueryResult<bool> {
-    let id = current.user.id;
-    diesel::delete(user_roles::table.filter(user_roles::user_id.eq(id))).execute(conn)?;
+fn replace_roles(conn: &mut WriteConn, current: &Account, roles: &[String]) -> QueryResult<bool> {
+    let id = DbUuid(current.id);
+    diesel::delete(user_roles::table.filter(user_roles::user_id.eq(id))).execute(conn.conn())?;
     insert_roles(conn, id, roles)?;
     Ok(current.roles.iter().any(|role| !roles.contains(role)))
 }
@@ -327,18 +395,20 @@ fn replace_roles(conn: &mut DbConnection, current: &Account, roles: &[String]) -
 /// Revokes the access tokens issued so far (`revoke`), and with `end_session` the refresh
 /// token too.
 fn revoke_tokens(
-    conn: &mut DbConnection,
-    user: &User,
+    conn: &mut WriteConn,
+    account: &Account,
     now: NaiveDateTime,
     revoke: bool,
     end_session: bool,
 ) -> Result<(), DbError> {
-    let target = users::table.find(user.id);
+    let target = users::table.find(DbUuid(account.id));
     if end_session {
-        diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn)?;
+        diesel::update(target)
+            .set(&SessionChange::revoked(now, account.tokens_valid_after))
+            .execute(conn.conn())?;
     } else if revoke {
-        let valid_after = tokens_valid_after(now, user.tokens_valid_after);
-        diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn)?;
+        let valid_after = tokens_valid_after(now, account.tokens_valid_after);
+        diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn.conn())?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
 
-use super::connection::ConnectionManager;
+use super::manager::ConnectionManager;
 use super::{DbConnection, DbError};
 
 /// What a batch thread does with its jobs.

@@ -1,12 +1,17 @@
+//! The database: diesel only. Reads and writes go through [`Pool`]; queries are methods
+//! of the models (`models`, `accounts`), and a query that writes takes a [`WriteConn`].
+
 pub mod accounts;
 mod batch;
-pub mod connection;
 pub mod error;
+pub mod manager;
 pub mod models;
+mod pool;
 pub mod rotations;
 pub mod schema;
 pub mod tls;
-pub mod writer;
+mod writer;
 
-pub use connection::{DbConnection, Pool, build_pool, run, run_migrations, run_write};
 pub use error::DbError;
+pub use manager::{ConnectError, DbConnection, WriteConn};
+pub use pool::{Pool, build_pool};

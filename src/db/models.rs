@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use uuid::Uuid;
 
 use super::DbError;
-use super::connection::{DbConnection, MultiBackend};
+use super::manager::{DbConnection, MultiBackend, WriteConn};
 use super::schema::{user_roles, users};
 
 /// A uuid stored as TEXT, the one column type both backends share.
@@ -139,7 +139,7 @@ impl<'a> SessionChange<'a> {
     }
 
     /// No session at all (logout, reuse detected); access tokens issued so far die too.
-    pub fn revoked(now: NaiveDateTime, user: &User) -> Self {
+    pub fn revoked(now: NaiveDateTime, current_valid_after: Option<i64>) -> Self {
         Self {
             refresh_token_hash: Some(None),
             refresh_token_expires_at: Some(None),
@@ -148,7 +148,7 @@ impl<'a> SessionChange<'a> {
             tokens_valid_after: None,
             updated_at: now,
         }
-        .revoking_access_tokens(tokens_valid_after(now, user.tokens_valid_after))
+        .revoking_access_tokens(tokens_valid_after(now, current_valid_after))
     }
 
     /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).
@@ -188,7 +188,7 @@ const _: () = assert!(ROLE_SEPARATOR.len() == 1 && ROLE_SEPARATOR.as_bytes()[0] 
 
 /// The sorted roles `string_agg` joined; in Rust, not SQL: PostgreSQL would order by its
 /// collation, not bytewise.
-fn split_roles(joined: Option<String>) -> Vec<String> {
+pub(super) fn split_roles(joined: Option<String>) -> Vec<String> {
     let mut roles: Vec<String> =
         joined.iter().flat_map(|joined| joined.split(ROLE_SEPARATOR)).map(str::to_owned).collect();
     roles.sort_unstable();
@@ -198,7 +198,7 @@ fn split_roles(joined: Option<String>) -> Vec<String> {
 /// The roles of the `users` row at hand, joined by [`ROLE_SEPARATOR`]: a subquery, so
 /// that a user comes with its roles in one round trip.
 #[diesel::dsl::auto_type]
-fn joined_roles() -> _ {
+pub(super) fn joined_roles() -> _ {
     let separator: &'static str = ROLE_SEPARATOR;
     user_roles::table
         .filter(user_roles::user_id.eq(users::id))
@@ -300,8 +300,8 @@ impl User {
     }
 
     /// Writes a session change unconditionally.
-    pub fn set_session(conn: &mut DbConnection, id: Uuid, change: &SessionChange) -> Result<(), DbError> {
-        diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn)?;
+    pub fn set_session(conn: &mut WriteConn, id: Uuid, change: &SessionChange) -> Result<(), DbError> {
+        diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn.conn())?;
         Ok(())
     }
 
@@ -312,7 +312,7 @@ impl User {
     /// exactly one wins (on PostgreSQL the losers re-check the row after the winner
     /// commits and find the token replaced).
     pub fn rotate_live_session(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         rotation: &LiveRotation,
     ) -> Result<Option<(User, Vec<String>)>, DbError> {
         let live = users::table
@@ -328,7 +328,7 @@ impl User {
         let update = PreparedOnce::<_, RotateLiveSession>::new(update);
         // On the backend's own connection: through the `MultiConnection`, the SQL of even a
         // prepared statement is built again for every execution.
-        let row: Option<(User, Option<String>)> = match conn {
+        let row: Option<(User, Option<String>)> = match conn.conn() {
             DbConnection::Sqlite(conn) => update.get_result(conn),
             DbConnection::Postgres(conn) => update.get_result(conn),
         }
@@ -374,7 +374,7 @@ impl User {
     /// Revokes the session only if its previous token is still `previous_hash`, so that a
     /// replay detected late cannot wipe a session started afterwards by a fresh login.
     pub fn revoke_if_previous(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         user: &User,
         previous_hash: &str,
         now: NaiveDateTime,
@@ -382,20 +382,20 @@ impl User {
         let updated = diesel::update(
             users::table.find(user.id).filter(users::previous_refresh_token_hash.eq(previous_hash)),
         )
-        .set(&SessionChange::revoked(now, user))
-        .execute(conn)?;
+        .set(&SessionChange::revoked(now, user.tokens_valid_after))
+        .execute(conn.conn())?;
         Ok(updated == 1)
     }
 
     pub fn set_password_and_session(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         id: Uuid,
         password_hash: &str,
         change: &SessionChange,
     ) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id)))
             .set((users::password_hash.eq(password_hash), change))
-            .execute(conn)?;
+            .execute(conn.conn())?;
         Ok(())
     }
 
@@ -403,7 +403,7 @@ impl User {
     /// the stored hash is still `verified`: a password changed since it was verified is
     /// neither overwritten nor logged into. Not a password change: no token is revoked.
     pub fn rehash_and_set_session(
-        conn: &mut DbConnection,
+        conn: &mut WriteConn,
         id: Uuid,
         verified: &str,
         rehashed: &str,
@@ -411,7 +411,7 @@ impl User {
     ) -> Result<bool, DbError> {
         let updated = diesel::update(users::table.find(DbUuid(id)).filter(users::password_hash.eq(verified)))
             .set((users::password_hash.eq(rehashed), change))
-            .execute(conn)?;
+            .execute(conn.conn())?;
         Ok(updated == 1)
     }
 

@@ -18,12 +18,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::batch::Batches;
-use super::connection::ConnectionManager;
+use super::manager::ConnectionManager;
 use super::models::{LiveRotation, User};
 use super::{DbConnection, DbError};
 
 /// A rotated user, as changed, with its sorted roles.
-type Rotated = (User, Vec<String>);
+pub type Rotated = (User, Vec<String>);
 
 /// The queue to the rotations thread; the thread ends when the last clone is dropped.
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use diesel::prelude::*;
 use tokio::sync::oneshot;
 
 use super::batch::Batches;
-use super::connection::ConnectionManager;
+use super::manager::ConnectionManager;
 use super::{DbConnection, DbError};
 
 /// The queue to the writer thread; the thread ends when the last clone is dropped.

@@ -12,14 +12,14 @@ pub const REFRESH_COOKIE: &str = "tollgate_refresh";
 pub const CSRF_HEADER: &str = "x-tollgate-csrf";
 const COOKIE_PATH: &str = "/auth";
 
-/// The cookie mode settings, part of the app state.
-#[derive(Clone, Default)]
-pub struct CookieMode {
+/// The cookie mode settings (`AppState::cookie_mode`).
+#[derive(Clone, Copy)]
+pub struct CookieMode<'a> {
     pub enabled: bool,
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: &'a [String],
 }
 
-impl CookieMode {
+impl CookieMode<'_> {
     /// A request with an `Origin` header comes from a browser: its refresh token goes in
     /// the cookie, never in JSON. Native apps send no `Origin` and use the body.
     pub fn is_browser(&self, req: &HttpRequest) -> bool {

@@ -14,8 +14,8 @@ use tracing::Instrument;
 
 use super::cookie::{CSRF_HEADER, REFRESH_COOKIE};
 use super::error::ApiError;
-use super::metrics::UNMATCHED_ROUTE;
 use super::state::AppState;
+use crate::metrics::UNMATCHED_ROUTE;
 
 /// Refuses any request that presents the refresh cookie without passing the CSRF check,
 /// before a handler sees it. The refusal is a response, not an error, so that the layers
@@ -25,9 +25,9 @@ pub async fn csrf_guard(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(state) = req.app_data::<web::Data<AppState>>()
-        && state.cookie_mode.enabled
+        && state.http.refresh_token_cookie
         && req.cookie(REFRESH_COOKIE).is_some()
-        && let Err(refused) = state.cookie_mode.check(req.headers())
+        && let Err(refused) = state.cookie_mode().check(req.headers())
     {
         return Ok(req.error_response(refused).map_into_right_body());
     }
@@ -80,7 +80,7 @@ pub async fn observe(
     });
     if let Some(state) = request.app_data::<web::Data<AppState>>() {
         let route = request.match_pattern();
-        state.metrics.request(route.as_deref().unwrap_or(UNMATCHED_ROUTE), status, elapsed);
+        state.metrics.request(route.as_deref().unwrap_or(UNMATCHED_ROUTE), status.as_str(), elapsed);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -3,11 +3,10 @@
 pub mod cookie;
 pub mod error;
 pub mod extract;
-pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
 pub use error::ApiError;
-pub use extract::CurrentUser;
 pub use state::AppState;

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use crate::common::*;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use tollgate::db::DbError;
 use tollgate::db::accounts::{Account, NewAccount};
 use tollgate::db::schema::user_roles;
+use tollgate::db::{DbError, WriteConn};
 
 const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
 
@@ -31,7 +31,8 @@ pub(crate) fn grant(app: &TestApp, username: &str, roles: &[&str]) {
     let mut conn = app.pool.get().unwrap();
     let id = app.user_row(username).id.0;
     let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-    Account::change_roles(&mut conn, id, &roles, &[], chrono::Utc::now().naive_utc()).unwrap();
+    Account::change_roles(&mut WriteConn::direct(&mut conn), id, &roles, &[], chrono::Utc::now().naive_utc())
+        .unwrap();
 }
 
 /// Signs up `username`, makes it an admin, logs it in and returns its access token.
@@ -528,14 +529,14 @@ async fn a_batch_of_accounts_is_created_whole_or_not_at_all(backend: Backend) {
     let mut disabled = account("carol", &[]);
     disabled.user.disabled = true;
     let batch = [account("alice", &["admin", "staff"]), disabled, account("bob", &[])];
-    Account::insert_batch(&mut conn, &batch).unwrap();
+    Account::insert_batch(&mut WriteConn::direct(&mut conn), &batch).unwrap();
     assert_eq!(role_rows(&app, &app.user_row("alice").id.0.to_string()), ["admin", "staff"]);
     assert!(app.user_row("carol").disabled);
     assert!(!app.user_row("bob").disabled);
 
     // One taken name (whatever its case was) and nothing of the batch is written.
     let batch = [account("dave", &["staff"]), account("taken", &["admin"]), account("erin", &[])];
-    let refused = Account::insert_batch(&mut conn, &batch);
+    let refused = Account::insert_batch(&mut WriteConn::direct(&mut conn), &batch);
     assert!(matches!(refused, Err(DbError::UniqueViolation)), "{:?}", refused.err());
     for name in ["dave", "erin"] {
         assert!(Account::find_by_username(&mut conn, name).unwrap().is_none(), "{name}");

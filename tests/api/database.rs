@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tollgate::auth::keys::KeyStore;
 use tollgate::clock::Clock;
-use tollgate::db::{build_pool, run_migrations};
+use tollgate::db::build_pool;
 
 db_tests!(
     two_instances_share_one_database_and_key_store,
@@ -58,9 +58,8 @@ async fn instances_starting_together_agree_on_keys_and_schema(backend: Backend) 
                 let (settings, barrier) = (settings.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     let pool = build_pool(&settings.database).unwrap();
-                    let mut conn = pool.get().unwrap();
                     barrier.wait();
-                    run_migrations(&mut conn).expect("concurrent migrations succeed");
+                    pool.migrate().expect("concurrent migrations succeed");
                     KeyStore::open(&settings.jwt, Clock::system())
                         .map(|keys| keys.ring().signing.kid.clone())
                         .expect("keys load")

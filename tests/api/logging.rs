@@ -5,6 +5,7 @@
 //! Each test runs in both `LOG_FORMAT`s; every line must be in the format asked for, and
 //! every line of a request must carry its id.
 
+use crate::common::{TestPool, test_pool};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +23,6 @@ use serde_json::{Value, json};
 use tollgate::config::Settings;
 use tollgate::db::models::User;
 use tollgate::db::schema::users;
-use tollgate::db::{Pool, build_pool};
 
 const OLD_PASSWORD: &str = "Old-Secret-Passw0rd-alpha";
 const NEW_PASSWORD: &str = "New-Secret-Passw0rd-bravo";
@@ -327,14 +327,14 @@ impl Secrets {
 }
 
 /// A pool on the SQLite database the binary made in `dir`, to read what it stored.
-fn database(dir: &Path) -> Pool {
+fn database(dir: &Path) -> TestPool {
     let url = format!("sqlite://{}", dir.join("data/tollgate.db").display());
     let settings =
         Settings::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone())).expect("valid settings");
-    build_pool(&settings.database).unwrap()
+    test_pool(&settings)
 }
 
-fn password_hash(pool: &Pool, username: &str) -> String {
+fn password_hash(pool: &TestPool, username: &str) -> String {
     let mut conn = pool.get().unwrap();
     let user: User = users::table
         .filter(users::username.eq(username))

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tollgate::auth::keys::KeyStore;
 use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
 use tollgate::clock::Clock;
-use tollgate::db::connection::ConnectionManager;
+use tollgate::db::WriteConn;
+use tollgate::db::manager::ConnectionManager;
 use tollgate::db::models::LiveRotation;
 use tollgate::db::rotations::Rotations;
 use tollgate::db::schema::users;
@@ -176,7 +177,7 @@ async fn refresh_input_errors_are_json(backend: Backend) {
 /// rotation asks of the database.
 struct CountingRotations {
     sessions: RefreshSessions,
-    conn: tollgate::db::connection::PooledConnection,
+    conn: r2d2::PooledConnection<ConnectionManager>,
     /// Statements run, and statements prepared to be kept, since the last rotation.
     counts: Arc<[AtomicUsize; 2]>,
 }
@@ -200,8 +201,10 @@ impl CountingRotations {
     /// The rotation, the statements it ran and how many of them it prepared to keep.
     fn rotate(&mut self, presented: &str) -> (Rotation, usize, usize) {
         let presented = RefreshToken::parse(presented).unwrap();
-        let rotation =
-            self.sessions.rotate(&mut self.conn, &presented, chrono::Utc::now().naive_utc()).unwrap();
+        let rotation = self
+            .sessions
+            .rotate(&mut WriteConn::direct(&mut self.conn), &presented, chrono::Utc::now().naive_utc())
+            .unwrap();
         let [run, prepared] = &*self.counts;
         (rotation, run.swap(0, Ordering::Relaxed), prepared.swap(0, Ordering::Relaxed))
     }

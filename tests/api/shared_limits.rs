@@ -12,8 +12,8 @@ use serde_json::json;
 use tempfile::TempDir;
 use tollgate::auth::rate_limit::{AbuseLimits, LimitError, Limited};
 use tollgate::clock::ManualClock;
+use tollgate::db::build_pool;
 use tollgate::db::schema::{ip_attempts, login_failures};
-use tollgate::db::{build_pool, run_migrations};
 
 db_tests!(
     the_ip_window_allows_the_limit_then_refuses_until_it_passes,
@@ -48,7 +48,7 @@ fn limits_on(backend: Backend, per_minute: u32, clock: &ManualClock) -> Limits {
         Backend::Sqlite => AbuseLimits::local(per_minute, clock.clock()),
         Backend::Postgres(_) => {
             let pool = build_pool(&test_settings(&database, dir.path()).database).unwrap();
-            run_migrations(&mut pool.get().unwrap()).unwrap();
+            pool.migrate().unwrap();
             AbuseLimits::shared(pool, per_minute, clock.clock())
         }
     };

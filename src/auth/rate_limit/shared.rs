@@ -19,7 +19,7 @@ use super::{
     MAX_LOCKOUT, WINDOW, limited_until,
 };
 use crate::clock::Clock;
-use crate::db::{self, DbConnection, DbError, Pool};
+use crate::db::{DbConnection, DbError, Pool};
 
 /// How often an instance deletes expired rows.
 const SWEEP_INTERVAL: TimeDelta = TimeDelta::seconds(60);
@@ -135,19 +135,21 @@ impl SharedLimits {
         let now_ms = now.timestamp_millis();
         let sweep = self.sweep_due(now_ms);
         let (key, per_minute) = (key.map(str::to_owned), self.per_minute);
-        let (checked, swept) = db::run_write(&self.pool, move |conn| {
-            let conn = postgres(conn)?;
-            let checked = diesel::sql_query(CHECK)
-                .bind::<Nullable<Text>, _>(ip)
-                .bind::<Nullable<Text>, _>(key)
-                .bind::<BigInt, _>(now_ms)
-                .bind::<Integer, _>(per_minute)
-                .bind::<BigInt, _>(WINDOW.num_milliseconds())
-                .get_result::<Checked>(conn)?;
-            let swept = sweep.then(|| sweep_expired(conn, now_ms));
-            Ok((checked, swept))
-        })
-        .await?;
+        let (checked, swept) = self
+            .pool
+            .write(move |conn| {
+                let conn = postgres(conn.conn())?;
+                let checked = diesel::sql_query(CHECK)
+                    .bind::<Nullable<Text>, _>(ip)
+                    .bind::<Nullable<Text>, _>(key)
+                    .bind::<BigInt, _>(now_ms)
+                    .bind::<Integer, _>(per_minute)
+                    .bind::<BigInt, _>(WINDOW.num_milliseconds())
+                    .get_result::<Checked>(conn)?;
+                let swept = sweep.then(|| sweep_expired(conn, now_ms));
+                Ok((checked, swept))
+            })
+            .await?;
         if let Some(swept) = swept {
             self.swept(swept, now_ms);
         }
@@ -166,28 +168,31 @@ impl SharedLimits {
         let now = self.clock.now();
         let now_ms = now.timestamp_millis();
         let key = key.to_owned();
-        let recorded = db::run_write(&self.pool, move |conn| {
-            Ok(diesel::sql_query(RECORD_FAILURE)
-                .bind::<Text, _>(key)
-                .bind::<BigInt, _>(now_ms)
-                .bind::<BigInt, _>(LOGIN_FAILURE_WINDOW.num_milliseconds())
-                .bind::<Integer, _>(LOGIN_FAILURES_BEFORE_LOCK as i32)
-                .bind::<BigInt, _>(FIRST_LOCKOUT.num_milliseconds())
-                .bind::<BigInt, _>(MAX_LOCKOUT.num_milliseconds())
-                .bind::<BigInt, _>(LOGIN_RECORD_TTL.num_milliseconds())
-                .get_result::<Recorded>(postgres(conn)?)?)
-        })
-        .await?;
+        let recorded = self
+            .pool
+            .write(move |conn| {
+                Ok(diesel::sql_query(RECORD_FAILURE)
+                    .bind::<Text, _>(key)
+                    .bind::<BigInt, _>(now_ms)
+                    .bind::<BigInt, _>(LOGIN_FAILURE_WINDOW.num_milliseconds())
+                    .bind::<Integer, _>(LOGIN_FAILURES_BEFORE_LOCK as i32)
+                    .bind::<BigInt, _>(FIRST_LOCKOUT.num_milliseconds())
+                    .bind::<BigInt, _>(MAX_LOCKOUT.num_milliseconds())
+                    .bind::<BigInt, _>(LOGIN_RECORD_TTL.num_milliseconds())
+                    .get_result::<Recorded>(postgres(conn.conn())?)?)
+            })
+            .await?;
         Ok(recorded.locked.then(|| recorded.locked_until_ms.map(|until| from_millis(until) - now)).flatten())
     }
 
     pub(super) async fn record_success(&self, key: &str) -> Result<(), DbError> {
         let key = key.to_owned();
-        db::run_write(&self.pool, move |conn| {
-            diesel::sql_query(FORGET).bind::<Text, _>(key).execute(postgres(conn)?)?;
-            Ok(())
-        })
-        .await
+        self.pool
+            .write(move |conn| {
+                diesel::sql_query(FORGET).bind::<Text, _>(key).execute(postgres(conn.conn())?)?;
+                Ok(())
+            })
+            .await
     }
 
     /// Claims this minute's sweep, so that one attempt per instance and minute does it.

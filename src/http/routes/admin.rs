@@ -1,23 +1,17 @@
 //! The admin API under `/admin/users`: account management for bearer tokens whose roles
-//! contain `admin`. The work is `db::accounts`', shared with the CLI; this file checks the
-//! caller, validates input as signup does, and leaves one log line per action.
+//! contain `admin`. The work is the core's (`Accounts`), shared with the CLI.
 
-use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
-use std::future::Future;
-use std::pin::Pin;
 use uuid::Uuid;
 
-use super::auth::UserView;
-use crate::auth::password::{NO_PASSWORD, normalize};
-use crate::auth::rules::{ADMIN_ROLE, parse_roles, validate_email, validate_username};
-use crate::db::accounts::{Account, AccountChange, NewAccount};
-use crate::db::{self};
-use crate::http::extract::authenticate;
-use crate::http::routes::openapi::{AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, ServerErrors};
+use crate::auth::accounts::{Actor, Creation, Update};
+use crate::auth::views::AdminUserView;
+use crate::http::extract::Admin;
+use crate::http::openapi::responses::{AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, ServerErrors};
 use crate::http::{ApiError, AppState};
 use utoipa::{IntoParams, ToSchema};
 
@@ -32,57 +26,10 @@ struct UserId {
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
-/// A caller whose access token is valid, unrevoked, and carries the `admin` role. A
-/// demoted admin's earlier tokens were revoked with the role, so the role in a token
-/// that passes is the admin's current one.
-pub struct Admin {
-    id: Uuid,
-}
-
-impl FromRequest for Admin {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let caller = authenticate(&req).await?;
-            if !caller.claims.has_role(ADMIN_ROLE) {
-                log::info!("admin API refused user_id={}", caller.claims.sub);
-                return Err(ApiError::Forbidden);
-            }
-            Ok(Admin { id: caller.claims.sub })
-        })
-    }
-}
-
 impl Admin {
-    /// The audit line of an action: who did what to whom, never a secret.
-    fn log(&self, action: &str, target: Uuid) {
-        log::info!("admin {action} admin_id={} target_id={target}", self.id);
-    }
-
-    /// An action that changed a stored user: the cached row goes at once, so that a
-    /// revocation it made (a role taken away, disabled, deleted, logged out) takes effect
-    /// on the next request, then the audit line.
-    fn changed(&self, state: &AppState, action: &str, target: Uuid) {
-        state.users.evict(target);
-        self.log(action, target);
-    }
-}
-
-/// A user as administrators see it: the public view plus whether it is disabled.
-/// The CLI's `user list --json` prints the same objects.
-#[derive(Serialize, ToSchema)]
-pub struct AdminUserView {
-    #[serde(flatten)]
-    user: UserView,
-    disabled: bool,
-}
-
-impl From<&Account> for AdminUserView {
-    fn from(account: &Account) -> Self {
-        Self { user: UserView::new(&account.user, &account.roles), disabled: account.user.disabled }
+    /// The admin, as the core's audit lines name them.
+    fn actor(&self) -> Actor {
+        Actor::Admin(self.0.account.id)
     }
 }
 
@@ -173,19 +120,6 @@ impl utoipa::PartialSchema for RoleName {
 
 impl ToSchema for RoleName {}
 
-fn roles(raw: &[String]) -> Result<Vec<String>, ApiError> {
-    parse_roles(raw).map_err(|e| ApiError::Validation(format!("roles: {e}")))
-}
-
-async fn password_hash(state: &AppState, password: &SecretString) -> Result<String, ApiError> {
-    let password = normalize(password).map_err(|e| ApiError::Validation(e.to_string()))?;
-    Ok(state.passwords.hash(password).await?)
-}
-
-fn found(existed: bool) -> Result<(), ApiError> {
-    if existed { Ok(()) } else { Err(ApiError::NotFound) }
-}
-
 /// A path id that is not a uuid names no user.
 fn user_id(path: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(path).map_err(|_| ApiError::NotFound)
@@ -205,7 +139,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let limit = page_size(query.limit.as_deref())?;
     let after = query.after.as_deref().map(decode_cursor).transpose()?;
-    let page = db::run(&state.pool, move |conn| Account::page(conn, after.as_deref(), limit)).await?;
+    let page = state.core.accounts.page(after, limit).await?;
     Ok(HttpResponse::Ok().json(ListResponse {
         users: page.accounts.iter().map(AdminUserView::from).collect(),
         next: page.next.as_deref().map(encode_cursor),
@@ -224,9 +158,7 @@ pub async fn read(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
-    let account =
-        db::run(&state.pool, move |conn| Account::find(conn, id)).await?.ok_or(ApiError::NotFound)?;
+    let account = state.core.accounts.find(user_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
@@ -243,21 +175,9 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    let username = validate_username(&body.username)?;
-    let email = validate_email(body.email.as_deref())?;
-    let roles = match &body.roles {
-        Some(given) => roles(given)?,
-        None => state.default_roles.clone(),
-    };
-    let password_hash = match &body.password {
-        Some(password) => password_hash(&state, password).await?,
-        None => NO_PASSWORD.to_owned(),
-    };
-    let now = state.clock.now().naive_utc();
-    let new = NewAccount::new(username, email, password_hash, roles, now);
-    let account = db::run_write(&state.pool, move |conn| Account::insert(conn, new)).await?;
-    admin.log("create", account.user.id.0);
+    let CreateRequest { username, password, email, roles } = body.into_inner();
+    let creation = Creation { username, password, email, roles };
+    let account = state.core.accounts.create(admin.actor(), creation).await?;
     Ok(HttpResponse::Created().json(AdminUserView::from(&account)))
 }
 
@@ -276,24 +196,9 @@ pub async fn update(
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let body = body.into_inner();
-    let change = AccountChange {
-        email: match body.email {
-            Some(email) => Some(validate_email(email.as_deref())?),
-            None => None,
-        },
-        roles: body.roles.as_deref().map(roles).transpose()?,
-        disabled: body.disabled,
-        password_hash: match &body.password {
-            Some(password) => Some(password_hash(&state, password).await?),
-            None => None,
-        },
-    };
-    let now = state.clock.now().naive_utc();
-    let account = db::run_write(&state.pool, move |conn| Account::update(conn, id, change, now))
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    admin.changed(&state, "update", id);
+    let UpdateRequest { email, roles, disabled, password } = body.into_inner();
+    let update = Update { email, roles, disabled, password };
+    let account = state.core.accounts.update(admin.actor(), id, update).await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
@@ -309,9 +214,7 @@ pub async fn delete(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
-    found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
-    admin.changed(&state, "delete", id);
+    state.core.accounts.delete(admin.actor(), user_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -327,10 +230,7 @@ pub async fn log_out(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = user_id(&path)?;
-    let now = state.clock.now().naive_utc();
-    found(db::run_write(&state.pool, move |conn| Account::log_out(conn, id, now)).await?)?;
-    admin.changed(&state, "logout", id);
+    state.core.accounts.log_out(admin.actor(), user_id(&path)?).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

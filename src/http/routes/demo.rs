@@ -6,7 +6,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::config::DemoUi;
-use crate::http::routes::openapi::{ErrorBody, ServerErrors};
+use crate::http::openapi::responses::{ErrorBody, ServerErrors};
 use crate::http::{ApiError, AppState};
 
 /// A file of the demo: where it is under `clients/js` and its built-in copy.
@@ -53,15 +53,18 @@ pub async fn client(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 }
 
 async fn serve(state: &AppState, file: &'static DemoFile) -> Result<HttpResponse, ApiError> {
-    let contents = match &state.demo_ui {
+    let contents = match &state.http.demo_ui {
         None => return Err(ApiError::NotFound),
         Some(DemoUi::Embedded) => file.embedded.as_bytes().to_vec(),
         Some(DemoUi::Dir(dir)) => {
             let path = dir.join(file.path);
-            web::block(move || std::fs::read(path)).await?.map_err(|e| {
-                log::warn!("demo UI file {} is not readable (build clients/js first): {e}", file.path);
-                ApiError::NotFound
-            })?
+            web::block(move || std::fs::read(path))
+                .await
+                .map_err(|e| ApiError::internal(format!("blocking pool: {e}")))?
+                .map_err(|e| {
+                    log::warn!("demo UI file {} is not readable (build clients/js first): {e}", file.path);
+                    ApiError::NotFound
+                })?
         }
     };
     Ok(HttpResponse::Ok().content_type(file.content_type).body(contents))

@@ -7,11 +7,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::keys::algorithm_name;
-use crate::config::Settings;
+use crate::config::{HttpSettings, JwtSettings};
 use crate::http::AppState;
-use crate::http::routes::openapi::ServerErrors;
+use crate::http::openapi::responses::ServerErrors;
 
-/// The issuer metadata, the same in both documents; fixed at start-up.
+/// The issuer metadata, the same in both documents, from the settings.
 #[derive(Serialize, ToSchema)]
 pub struct IssuerMetadata {
     /// `JWT_ISSUER`
@@ -24,13 +24,13 @@ pub struct IssuerMetadata {
 }
 
 impl IssuerMetadata {
-    pub fn new(settings: &Settings) -> Self {
-        let url = &settings.public_url;
+    fn new(http: &HttpSettings, jwt: &JwtSettings) -> Self {
+        let url = &http.public_url;
         Self {
-            issuer: settings.jwt.issuer.clone(),
+            issuer: jwt.issuer.clone(),
             jwks_uri: format!("{url}/.well-known/jwks.json"),
             introspection_endpoint: format!("{url}/auth/introspect"),
-            id_token_signing_alg_values_supported: [algorithm_name(settings.jwt.algorithm)],
+            id_token_signing_alg_values_supported: [algorithm_name(jwt.algorithm)],
             response_types_supported: ["token"],
             subject_types_supported: ["public"],
         }
@@ -41,12 +41,12 @@ impl IssuerMetadata {
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "services",
     responses((status = 200, description = "The issuer metadata", body = IssuerMetadata), ServerErrors))]
 pub async fn openid_configuration(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(&state.issuer_metadata)
+    HttpResponse::Ok().json(IssuerMetadata::new(&state.http, &state.jwt))
 }
 
 /// The same metadata for OAuth libraries (RFC 8414).
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "services",
     responses((status = 200, description = "The issuer metadata", body = IssuerMetadata), ServerErrors))]
 pub async fn oauth_authorization_server(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(&state.issuer_metadata)
+    HttpResponse::Ok().json(IssuerMetadata::new(&state.http, &state.jwt))
 }

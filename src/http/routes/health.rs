@@ -2,8 +2,8 @@ use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::db::{self, models::User};
-use crate::http::routes::openapi::{DatabaseErrors, ServerErrors};
+use crate::auth::Error;
+use crate::http::openapi::responses::{DatabaseErrors, ServerErrors};
 use crate::http::{ApiError, AppState};
 
 #[derive(Serialize, ToSchema)]
@@ -28,6 +28,6 @@ pub async fn healthz() -> HttpResponse {
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // Any failure means not ready, whatever its kind.
-    db::run(&state.pool, User::ping).await.map_err(|e| ApiError::DatabaseUnavailable(e.to_string()))?;
+    state.core.sessions.ready().await.map_err(|e| Error::Unavailable(e.to_string()))?;
     Ok(HttpResponse::Ok().json(Health { status: "ready" }))
 }

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::auth::Error;
 use crate::auth::tokens::AccessClaims;
-use crate::http::extract::{ServiceCaller, authenticate_token, has_media_type, json_body};
-use crate::http::routes::openapi::{DatabaseErrors, JsonBodyErrors, ServerErrors, ServiceTokenErrors};
+use crate::http::extract::{ServiceCaller, has_media_type, json_body};
+use crate::http::openapi::responses::{DatabaseErrors, JsonBodyErrors, ServerErrors, ServiceTokenErrors};
 use crate::http::{ApiError, AppState};
 
 /// RFC 7662 §2.1; `token_type_hint` is ignored (only access tokens can be active).
@@ -88,10 +89,10 @@ pub async fn introspect(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let token = presented_token(&req, &body)?;
-    let answer = match authenticate_token(&state, &token).await {
+    let answer = match state.core.sessions.authenticate(&token).await {
         Ok(caller) => Introspection::Active(ActiveToken::from(caller.claims)),
-        Err(ApiError::InvalidToken) => Introspection::Inactive(InactiveToken { active: false }),
-        Err(other) => return Err(other),
+        Err(Error::InvalidToken) => Introspection::Inactive(InactiveToken { active: false }),
+        Err(other) => return Err(other.into()),
     };
     Ok(HttpResponse::Ok().json(answer))
 }

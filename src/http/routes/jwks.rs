@@ -3,7 +3,7 @@ use actix_web::http::header;
 use actix_web::web;
 
 use crate::http::AppState;
-use crate::http::routes::openapi::ServerErrors;
+use crate::http::openapi::responses::ServerErrors;
 use utoipa::ToSchema;
 
 /// A JWK Set (RFC 7517): public keys only.
@@ -36,7 +36,7 @@ pub struct Jwk {
         ServerErrors,
     ))]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
-    let max_age = state.jwks_max_age_secs;
+    let max_age = state.jwt.jwks_max_age_secs;
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, format!("public, max-age={max_age}")))
         .content_type("application/json")

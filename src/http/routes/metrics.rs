@@ -1,10 +1,10 @@
 //! `/metrics`: the Prometheus text exposition format of this app's [`Metrics`].
 //!
-//! [`Metrics`]: crate::http::metrics::Metrics
+//! [`Metrics`]: crate::metrics::Metrics
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::http::routes::openapi::{ErrorBody, ServerErrors};
+use crate::http::openapi::responses::{ErrorBody, ServerErrors};
 use crate::http::{ApiError, AppState};
 
 /// Marks the app of the separate metrics listener (`METRICS_BIND_ADDR`).
@@ -20,14 +20,13 @@ pub struct MetricsListener;
         ServerErrors,
     ))]
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if state.metrics_bind_addr.is_some() && req.app_data::<MetricsListener>().is_none() {
+    if state.http.metrics_bind_addr.is_some() && req.app_data::<MetricsListener>().is_none() {
         return Err(ApiError::NotFound);
     }
-    let pool = state.pool.state();
-    let in_use = pool.connections.saturating_sub(pool.idle_connections);
+    let sessions = &state.core.sessions;
     let text = state
         .metrics
-        .render(state.passwords.queue_depth(), in_use)
-        .map_err(|e| ApiError::Internal(format!("metrics: {e}")))?;
+        .render(sessions.hash_queue_depth(), sessions.connections_in_use())
+        .map_err(|e| ApiError::internal(format!("metrics: {e}")))?;
     Ok(HttpResponse::Ok().content_type(prometheus::TEXT_FORMAT).body(text))
 }

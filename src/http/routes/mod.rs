@@ -8,7 +8,6 @@ pub mod health;
 pub mod introspect;
 pub mod jwks;
 pub mod metrics;
-pub mod openapi;
 pub mod revocations;
 
 use actix_web::http::Method;
@@ -17,6 +16,7 @@ use actix_web::{FromRequest, Handler, HttpResponse, Responder, ResponseError, Ro
 
 use super::error::ApiError;
 use super::extract::json_config_error;
+use super::openapi;
 
 /// JSON request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -6,14 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::db::{self, models::User};
 use crate::http::extract::ServiceCaller;
-use crate::http::routes::openapi::{DatabaseErrors, ErrorBody, ServerErrors, ServiceTokenErrors};
+use crate::http::openapi::responses::{DatabaseErrors, ErrorBody, ServerErrors, ServiceTokenErrors};
 use crate::http::{ApiError, AppState};
-
-/// The `now` of a response lags the clock by this much, so that a revocation still being
-/// committed when the feed was read is listed again by the next poll instead of missed.
-const WATERMARK_LAG_SECS: i64 = 5;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -51,12 +46,12 @@ pub async fn revocations(
     state: web::Data<AppState>,
     query: web::Query<FeedQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let now = state.clock.unix();
-    // Older revocations cover only tokens that have expired anyway.
-    let since = query.since.max(now - state.tokens.max_token_age_secs());
-    let rows = db::run(&state.pool, move |conn| User::revoked_since(conn, since)).await?;
+    let (revocations, now) = state.core.sessions.revocations(query.since).await?;
     Ok(HttpResponse::Ok().json(Feed {
-        revocations: rows.into_iter().map(|(id, at)| Revocation { sub: id.0, not_before: at }).collect(),
-        now: now - WATERMARK_LAG_SECS,
+        revocations: revocations
+            .into_iter()
+            .map(|r| Revocation { sub: r.sub, not_before: r.not_before })
+            .collect(),
+        now,
     }))
 }

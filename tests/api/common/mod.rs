@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tollgate::clock::{Clock, ManualClock};
 use tollgate::config::Settings;
+use tollgate::db::manager::ConnectionManager;
 use tollgate::db::models::User;
 use tollgate::db::schema::users;
-use tollgate::db::{Pool, build_pool};
 use tollgate::startup::Application;
 
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -113,7 +113,8 @@ pub struct TestApp {
     /// The metrics listener's address, when the test set `METRICS_BIND_ADDR`.
     pub metrics_address: Option<String>,
     pub client: reqwest::Client,
-    pub pool: Pool,
+    /// Connections of the test's own to the app's database, to read and change its rows.
+    pub pool: TestPool,
     pub keys_dir: PathBuf,
     pub vars: HashMap<String, String>,
     /// The clock the server runs on: the system's unless the test asked for a manual one.
@@ -176,9 +177,16 @@ async fn spawn_on_clock(
     }
     let (address, metrics_address, server) = launch(&vars, &clock);
     let settings = settings_from(&vars);
-    let pool = build_pool(&settings.database).unwrap();
+    let pool = test_pool(&settings);
     let client = reqwest::Client::new();
     TestApp { address, metrics_address, client, pool, keys_dir, vars, clock, server, database, dir }
+}
+
+/// Connections to a database of the test's, beside (never through) the app's pool.
+pub type TestPool = r2d2::Pool<ConnectionManager>;
+
+pub fn test_pool(settings: &Settings) -> TestPool {
+    r2d2::Pool::builder().max_size(4).build_unchecked(ConnectionManager::new(settings.database.url.clone()))
 }
 
 /// The settings an app on this database and key directory would run with.

@@ -1,5 +1,5 @@
-//! The Prometheus metrics of one app. Each [`AppState`](super::AppState) has its own
-//! registry, so that several apps in one process (the tests) each count only their own.
+//! The Prometheus metrics of one app: the HTTP layer counts requests, the core its
+//! logins, signups and refreshes. Each app has its own registry, so that several apps in one process (the tests) each count only their own.
 //!
 //! Every label value comes from a fixed set: routes are the matched templates (or
 //! [`UNMATCHED_ROUTE`]), results the `as_str` of the enums below. Nothing a client sends
@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
-use super::ApiError;
+use crate::auth::Error;
 
 /// The `route` of a request that matched no route (404).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -59,13 +58,13 @@ impl LoginResult {
         LoginResult::Error,
     ];
 
-    pub fn of<T>(result: &Result<T, ApiError>) -> Self {
+    pub fn of<T>(result: &Result<T, Error>) -> Self {
         match result {
             Ok(_) => LoginResult::Success,
-            Err(ApiError::InvalidCredentials) => LoginResult::InvalidCredentials,
-            Err(ApiError::AccountDisabled) => LoginResult::AccountDisabled,
-            Err(ApiError::RateLimited { .. }) => LoginResult::RateLimited,
-            Err(ApiError::Overloaded) => LoginResult::Overloaded,
+            Err(Error::InvalidCredentials) => LoginResult::InvalidCredentials,
+            Err(Error::AccountDisabled) => LoginResult::AccountDisabled,
+            Err(Error::RateLimited { .. }) => LoginResult::RateLimited,
+            Err(Error::Overloaded) => LoginResult::Overloaded,
             Err(_) => LoginResult::Error,
         }
     }
@@ -99,11 +98,11 @@ impl RefreshResult {
     pub const ALL: [RefreshResult; 4] =
         [RefreshResult::Rotated, RefreshResult::Refused, RefreshResult::RateLimited, RefreshResult::Error];
 
-    pub fn of<T>(result: &Result<T, ApiError>) -> Self {
+    pub fn of<T>(result: &Result<T, Error>) -> Self {
         match result {
             Ok(_) => RefreshResult::Rotated,
-            Err(ApiError::InvalidRefreshToken) => RefreshResult::Refused,
-            Err(ApiError::RateLimited { .. }) => RefreshResult::RateLimited,
+            Err(Error::InvalidRefreshToken) => RefreshResult::Refused,
+            Err(Error::RateLimited { .. }) => RefreshResult::RateLimited,
             Err(_) => RefreshResult::Error,
         }
     }
@@ -196,11 +195,12 @@ impl Metrics {
         metrics
     }
 
-    /// One answered request; `route` is its template or [`UNMATCHED_ROUTE`].
-    pub fn request(&self, route: &str, status: StatusCode, elapsed: Duration) {
-        self.http_requests.with_label_values(&[route, status.as_str()]).inc();
+    /// One answered request; `route` is its template or [`UNMATCHED_ROUTE`], `status` its
+    /// three digits.
+    pub fn request(&self, route: &str, status: &str, elapsed: Duration) {
+        self.http_requests.with_label_values(&[route, status]).inc();
         self.http_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
-        if status == StatusCode::TOO_MANY_REQUESTS {
+        if status == "429" {
             self.rate_limited.inc();
         }
     }

@@ -1,0 +1,482 @@
+//! [`Sessions`]: signup, login, refresh, logout, password change, and what a presented
+//! access token is worth. Each is one method that returns a domain result; the HTTP
+//! layer parses the request, calls one of them and maps the answer.
+//!
+//! Every method that revokes (logout, password change, reuse detection) evicts the user's
+//! cached account itself, right after its write, so that no caller can forget it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::error::{Error, Result};
+use super::password::{Passwords, Verified, normalize};
+use super::rate_limit::{AbuseLimits, RateLimiter};
+use super::refresh::{IssuedRefresh, RefreshSessions, RefreshToken, Rotation};
+use super::rules::{ADMIN_ROLE, validate_email, validate_username};
+use super::tokens::{AccessClaims, AccessTokens};
+use super::user_cache::UserCache;
+use crate::clock::Clock;
+use crate::db::Pool;
+use crate::db::accounts::{Account, NewAccount, roles_of};
+use crate::db::models::{SessionChange, User, tokens_valid_after};
+use crate::metrics::{LoginResult, Metrics, RefreshResult};
+
+/// Who is asking, as far as the limits care.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client {
+    /// The client's address (see `http::extract::client_ip`); `None` when unknown.
+    pub ip: Option<IpAddr>,
+}
+
+/// A session handed out: the tokens, and the account they were issued for.
+pub struct Issued {
+    /// A JWS (`typ: at+jwt`) signed with `JWT_ALGORITHM`.
+    pub access_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub refresh_token: RefreshToken,
+    /// Seconds until the refresh token expires.
+    pub refresh_expires_in: i64,
+    pub account: Account,
+}
+
+/// The caller of a live, unrevoked access token, with its account as cached.
+pub struct Caller {
+    pub claims: AccessClaims,
+    pub account: Arc<Account>,
+}
+
+impl Caller {
+    /// The admin API's rule: the token carries the `admin` role.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.claims.has_role(ADMIN_ROLE) {
+            Ok(())
+        } else {
+            log::info!("admin API refused user_id={}", self.claims.sub);
+            Err(Error::Forbidden)
+        }
+    }
+}
+
+/// A new account, as signup receives it.
+pub struct SignUp {
+    pub username: String,
+    pub password: SecretString,
+    pub email: Option<String>,
+}
+
+/// What identifies the session a logout ends.
+pub enum LogoutBy<'a> {
+    /// The caller of an access token.
+    Caller(&'a Caller),
+    /// A refresh token from the request body: one that names no session is refused, and
+    /// the refusal counts against the client's IP like a refresh's.
+    RefreshToken(&'a str),
+    /// A browser's refresh cookie: one that names no session any more means the browser
+    /// is logged out already.
+    Cookie(&'a str),
+}
+
+/// A revocation the feed publishes: tokens of `sub` issued before `not_before` are dead.
+pub struct Revocation {
+    pub sub: Uuid,
+    /// Unix seconds.
+    pub not_before: i64,
+}
+
+/// How long after a revocation the feed still lists it: the `now` of an answer lags the
+/// clock by this much, so that a revocation still being committed when the feed was read
+/// is listed again by the next poll instead of missed.
+const FEED_WATERMARK_LAG_SECS: i64 = 5;
+
+/// What a new session does to the stored password hash.
+enum PasswordUpdate {
+    Keep,
+    /// The login verified an imported Django hash: store tollgate's argon2id instead, if
+    /// the stored hash is still the one verified (a compare-and-set, so that a password
+    /// changed meanwhile is not overwritten).
+    Rehash {
+        verified: String,
+        rehashed: String,
+    },
+    /// A password change: the new hash, and every access token issued so far is revoked.
+    Change(String),
+}
+
+pub struct Sessions {
+    pool: Pool,
+    clock: Clock,
+    tokens: AccessTokens,
+    refresh: Arc<RefreshSessions>,
+    passwords: Arc<Passwords>,
+    users: Arc<UserCache>,
+    /// Signup, login and password-change attempts per client IP, failed logins per username.
+    limits: AbuseLimits,
+    /// Refresh tokens refused per client IP (refresh, logout), limited like logins. Kept
+    /// per process even where the limits above are shared: it holds off junk floods,
+    /// which no instance should pay a database write for, while guessing a refresh token
+    /// is hopeless at any rate.
+    refresh_failures: RateLimiter,
+    /// The roles of every signup (`DEFAULT_ROLES`).
+    default_roles: Vec<String>,
+    metrics: Arc<Metrics>,
+}
+
+/// What [`Sessions`] is made of; see its fields.
+pub struct SessionsParts {
+    pub pool: Pool,
+    pub clock: Clock,
+    pub tokens: AccessTokens,
+    pub refresh: RefreshSessions,
+    pub passwords: Arc<Passwords>,
+    pub users: Arc<UserCache>,
+    pub limits: AbuseLimits,
+    pub refresh_failures: RateLimiter,
+    pub default_roles: Vec<String>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Sessions {
+    pub fn new(parts: SessionsParts) -> Self {
+        let SessionsParts {
+            pool,
+            clock,
+            tokens,
+            refresh,
+            passwords,
+            users,
+            limits,
+            refresh_failures,
+            default_roles,
+            metrics,
+        } = parts;
+        let refresh = Arc::new(refresh);
+        Self {
+            pool,
+            clock,
+            tokens,
+            refresh,
+            passwords,
+            users,
+            limits,
+            refresh_failures,
+            default_roles,
+            metrics,
+        }
+    }
+
+    /// Creates an account with the configured default roles and starts its session.
+    pub async fn sign_up(&self, new: SignUp, client: Client) -> Result<Issued> {
+        self.limits.attempt(client.ip).await?;
+        let username = validate_username(&new.username)?;
+        let email = validate_email(new.email.as_deref())?;
+        let password = normalize(&new.password)?;
+        let password_hash = self.passwords.hash(password).await?;
+
+        let now = self.clock.now().naive_utc();
+        let token = RefreshToken::mint();
+        let expires_at = self.refresh.expiry(now);
+        // Only the configured defaults: a signup never chooses its own roles.
+        let mut new = NewAccount::new(username, email, password_hash, self.default_roles.clone(), now);
+        // The session starts with the account.
+        new.user.refresh_token_hash = Some(token.hash());
+        new.user.refresh_token_expires_at = Some(expires_at);
+        let account = self.pool.write(move |conn| Account::insert(conn, new)).await?;
+        self.metrics.signup();
+        log::info!("signup user_id={}", account.id);
+        Ok(self.issue(account, token, expires_at, now))
+    }
+
+    /// Starts a new session for the right password, replacing the previous one.
+    pub async fn log_in(&self, username: &str, password: SecretString, client: Client) -> Result<Issued> {
+        let result = self.try_log_in(username, password, client).await;
+        self.metrics.login(LoginResult::of(&result));
+        result
+    }
+
+    async fn try_log_in(&self, username: &str, password: SecretString, client: Client) -> Result<Issued> {
+        let attempt = self.limits.login_attempt(client.ip, username).await?;
+        // An impossible username is looked up no further, but still costs one hash below.
+        let user = match validate_username(username) {
+            Ok(username) => self.pool.read(move |conn| User::find_by_username(conn, &username)).await?,
+            Err(_) => None,
+        };
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let verified = self.passwords.verify(password, stored).await?;
+        if !verified.matches() {
+            self.limits.login_failed(&attempt).await?;
+            match &user {
+                Some(user) => log::info!("login failed user_id={}", user.id.0),
+                None => log::info!("login failed for an unknown username"),
+            }
+            return Err(Error::InvalidCredentials);
+        }
+        let user = user.ok_or(Error::InvalidCredentials)?;
+        self.limits.login_succeeded(&attempt).await?;
+        // Told only to someone who knows the password, so it reveals nothing to a guesser.
+        if user.disabled {
+            log::info!("login refused, account disabled user_id={}", user.id.0);
+            return Err(Error::AccountDisabled);
+        }
+        let password = match verified {
+            Verified::YesRehashed(rehashed) => {
+                PasswordUpdate::Rehash { verified: user.password_hash.clone(), rehashed }
+            }
+            _ => PasswordUpdate::Keep,
+        };
+        let rehashed = matches!(password, PasswordUpdate::Rehash { .. });
+        // The password verified is no longer the account's: it changed during the check.
+        let issued = self.start_session(user, password).await?.ok_or(Error::InvalidCredentials)?;
+        if rehashed {
+            log::info!("imported password hash replaced by argon2id user_id={}", issued.account.id);
+        }
+        log::info!("login user_id={}", issued.account.id);
+        Ok(issued)
+    }
+
+    /// Trades a refresh token for its successor; the old one stops working. `None` when
+    /// the request carried none at all.
+    pub async fn refresh(&self, presented: Option<&str>, client: Client) -> Result<Issued> {
+        let result = self.try_refresh(presented, client).await;
+        self.metrics.refresh(RefreshResult::of(&result));
+        result
+    }
+
+    async fn try_refresh(&self, presented: Option<&str>, client: Client) -> Result<Issued> {
+        // A value that is not even a refresh token costs no database query.
+        let Some(presented) = presented.and_then(RefreshToken::parse) else {
+            return Err(self.refused(client));
+        };
+        let now = self.clock.now().naive_utc();
+        let rotation = match self.refresh.rotate_live_in_batch(&self.pool, &presented, now).await? {
+            Some(issued) => Rotation::Rotated(Box::new(issued)),
+            None => {
+                let policy = self.refresh.clone();
+                self.pool.write(move |conn| policy.rotate(conn, &presented, now)).await?
+            }
+        };
+        match rotation {
+            Rotation::Rotated(issued) => {
+                let IssuedRefresh { user, roles, token, expires_at } = *issued;
+                Ok(self.issue(Account::of(&user, roles), token, expires_at, now))
+            }
+            Rotation::Revoked(user_id) => {
+                self.metrics.refresh_reuse_detected();
+                self.users.evict(user_id);
+                Err(self.refused(client))
+            }
+            Rotation::Refused => Err(self.refused(client)),
+        }
+    }
+
+    /// Ends a session; the access tokens issued to it so far are revoked with it.
+    pub async fn log_out(&self, by: LogoutBy<'_>, client: Client) -> Result<()> {
+        let now = self.clock.now().naive_utc();
+        let user_id = match by {
+            LogoutBy::Caller(caller) => {
+                let (user_id, valid_after) = (caller.account.id, caller.account.tokens_valid_after);
+                let revoked = SessionChange::revoked(now, valid_after);
+                self.pool.write(move |conn| User::set_session(conn, user_id, &revoked)).await?;
+                user_id
+            }
+            LogoutBy::RefreshToken(raw) | LogoutBy::Cookie(raw) => {
+                let revoked = match RefreshToken::parse(raw) {
+                    Some(token) => {
+                        let policy = self.refresh.clone();
+                        self.pool.write(move |conn| policy.revoke(conn, &token, now)).await?
+                    }
+                    None => None,
+                };
+                match (revoked, by) {
+                    (Some(user), _) => user.id.0,
+                    (None, LogoutBy::Cookie(_)) => return Ok(()),
+                    (None, _) => return Err(self.refused(client)),
+                }
+            }
+        };
+        self.users.evict(user_id);
+        log::info!("logout user_id={user_id}");
+        Ok(())
+    }
+
+    /// Changes the caller's password and starts a new session; the old refresh token and
+    /// every access token issued so far stop working.
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        current: SecretString,
+        new: SecretString,
+        client: Client,
+    ) -> Result<Issued> {
+        self.limits.attempt(client.ip).await?;
+        let new = normalize(&new).map_err(|e| Error::Validation(format!("new {e}")))?;
+        // The current row, not the cached one: its password hash is what must match.
+        let user_id = caller.account.id;
+        let user = self.pool.read(move |conn| User::find(conn, user_id)).await?.ok_or(Error::InvalidToken)?;
+        if !self.passwords.verify(current, Some(user.password_hash.clone())).await?.matches() {
+            log::info!("password change refused user_id={user_id}");
+            return Err(Error::WrongCurrentPassword);
+        }
+        let new_hash = self.passwords.hash(new).await?;
+        let issued = self
+            .start_session(user, PasswordUpdate::Change(new_hash))
+            .await?
+            .ok_or_else(|| Error::Internal("a password change is unconditional".into()))?;
+        log::info!("password changed user_id={user_id}");
+        Ok(issued)
+    }
+
+    /// The caller of an access token: it verified, the account exists and is enabled, and
+    /// the token was not issued before a revocation (logout, password change, a role
+    /// taken away). Anything else is [`Error::InvalidToken`].
+    pub async fn authenticate(&self, token: &str) -> Result<Caller> {
+        let claims = self.tokens.verify(token)?;
+        let user_id = claims.sub;
+        let mut account = self.account_of(user_id).await?;
+        // The batch may have held this very user's entry: then the re-read row decides.
+        if self.reread_aged_accounts().await {
+            account = self.account_of(user_id).await?;
+        }
+        // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
+        if account.disabled || account.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after)
+        {
+            log::debug!("revoked access token presented user_id={user_id}");
+            return Err(Error::InvalidToken);
+        }
+        Ok(Caller { claims, account })
+    }
+
+    /// The revocations after `since` (unix seconds) that may still matter, and the `now`
+    /// to pass as the next `since`.
+    pub async fn revocations(&self, since: i64) -> Result<(Vec<Revocation>, i64)> {
+        let now = self.clock.unix();
+        // Older revocations cover only tokens that have expired anyway.
+        let since = since.max(now - self.tokens.max_token_age_secs());
+        let rows = self.pool.read(move |conn| User::revoked_since(conn, since)).await?;
+        let revocations = rows.into_iter().map(|(id, at)| Revocation { sub: id.0, not_before: at }).collect();
+        Ok((revocations, now - FEED_WATERMARK_LAG_SECS))
+    }
+
+    /// Whether the database answers and has the schema.
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.pool.read(User::ping).await?)
+    }
+
+    /// Hashes waiting for a hashing thread, for the metrics.
+    pub fn hash_queue_depth(&self) -> usize {
+        self.passwords.queue_depth()
+    }
+
+    /// Database connections handed out now, for the metrics.
+    pub fn connections_in_use(&self) -> u32 {
+        self.pool.connections_in_use()
+    }
+
+    /// Starts a new refresh session for the user, replacing any previous one; `None` when
+    /// a rehash found the password changed since it was verified.
+    async fn start_session(&self, user: User, password: PasswordUpdate) -> Result<Option<Issued>> {
+        let now = self.clock.now().naive_utc();
+        let mut valid_after = user.tokens_valid_after;
+        // A password change also revokes the access tokens issued before it.
+        if matches!(password, PasswordUpdate::Change(_)) {
+            valid_after = Some(tokens_valid_after(now, valid_after));
+        }
+        let token = RefreshToken::mint();
+        let expires_at = self.refresh.expiry(now);
+        let hash = token.hash();
+        let user_id = user.id.0;
+        let roles = self
+            .pool
+            .write(move |conn| {
+                let change = SessionChange::start(&hash, expires_at, now);
+                let started = match &password {
+                    PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+                    PasswordUpdate::Rehash { verified, rehashed } => {
+                        User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+                    }
+                    PasswordUpdate::Change(new_hash) => {
+                        let change = change.revoking_access_tokens(valid_after.unwrap_or_default());
+                        User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
+                    }
+                }?;
+                started.then(|| roles_of(conn, user_id)).transpose()
+            })
+            .await?;
+        // The row just read may be newer than the cached one (say, an account re-enabled
+        // from the command line), and a password change revoked: the new token must not
+        // meet the old entry.
+        self.users.evict(user_id);
+        Ok(roles.map(|roles| {
+            let mut account = Account::of(&user, roles);
+            account.tokens_valid_after = valid_after;
+            self.issue(account, token, expires_at, now)
+        }))
+    }
+
+    fn issue(
+        &self,
+        account: Account,
+        token: RefreshToken,
+        expires_at: NaiveDateTime,
+        now: NaiveDateTime,
+    ) -> Issued {
+        let access_token = self.tokens.issue(
+            account.id,
+            &account.username,
+            &account.roles,
+            now.and_utc().timestamp(),
+            account.tokens_valid_after,
+        );
+        Issued {
+            access_token,
+            expires_in: self.tokens.ttl_secs(),
+            refresh_token: token,
+            refresh_expires_in: (expires_at - now).num_seconds().max(0),
+            account,
+        }
+    }
+
+    /// The answer to a refresh token refused (refresh, logout): 401, or 429 once the
+    /// client's IP has had more refused than its limit within the minute. Only refusals
+    /// count, so a client that refreshes correctly is never limited, however much junk
+    /// shares its IP.
+    fn refused(&self, client: Client) -> Error {
+        match client.ip.map(|ip| self.refresh_failures.check(ip)) {
+            Some(Err(limited)) => limited.into(),
+            Some(Ok(())) | None => Error::InvalidRefreshToken,
+        }
+    }
+
+    /// The user's account from the cache, else from the database (and then cached).
+    async fn account_of(&self, user_id: Uuid) -> Result<Arc<Account>> {
+        if let Some(account) = self.users.get(user_id) {
+            return Ok(account);
+        }
+        let generation = self.users.generation(user_id);
+        let account = self
+            .pool
+            .read(move |conn| Account::find(conn, user_id))
+            .await?
+            .map(Arc::new)
+            .ok_or(Error::InvalidToken)?;
+        self.users.put(account.clone(), generation);
+        Ok(account)
+    }
+
+    /// Re-validates a batch of aged user-cache entries, if some wait and no other request
+    /// is at it (see `UserCache::take_aged`); whether it did. A failure leaves them to age
+    /// out: it is not this request's, which goes on.
+    async fn reread_aged_accounts(&self) -> bool {
+        let Some(batch) = self.users.take_aged() else { return false };
+        let ids = batch.ids();
+        match self.pool.read(move |conn| Account::freshness_of(conn, &ids)).await {
+            Ok(found) => self.users.revalidate(batch, found),
+            Err(e) => log::warn!("re-reading cached accounts failed: {e}"),
+        }
+        true
+    }
+}

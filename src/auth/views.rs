@@ -1,0 +1,49 @@
+//! The user object of the contract, as the API and `tollgate user list --json` show it:
+//! never a hash of any kind.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::accounts::Account;
+
+/// The public view of a user.
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    id: Uuid,
+    #[schema(example = "alice")]
+    username: String,
+    #[schema(example = "alice@example.com")]
+    email: Option<String>,
+    /// Sorted.
+    roles: Vec<String>,
+    /// RFC 3339, UTC, whole seconds.
+    #[schema(format = DateTime, example = "2026-11-24T22:13:15Z")]
+    created_at: String,
+}
+
+impl From<&Account> for UserView {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: account.id,
+            username: account.username.clone(),
+            email: account.email.clone(),
+            roles: account.roles.clone(),
+            created_at: account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        }
+    }
+}
+
+/// A user as administrators see it: the public view plus whether it is disabled.
+#[derive(Serialize, ToSchema)]
+pub struct AdminUserView {
+    #[serde(flatten)]
+    user: UserView,
+    disabled: bool,
+}
+
+impl From<&Account> for AdminUserView {
+    fn from(account: &Account) -> Self {
+        Self { user: UserView::from(account), disabled: account.disabled }
+    }
+}
