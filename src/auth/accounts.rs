@@ -33,7 +33,8 @@ impl Actor {
     fn log(self, action: &str, target: Uuid) {
         match self {
             Actor::Admin(admin) => log::info!("admin {action} admin_id={admin} target_id={target}"),
-            Actor::Operator => log::info!("operator {action} target_id={target}"),
+            // The command prints what it did; its stderr stays for errors.
+            Actor::Operator => log::debug!("operator {action} target_id={target}"),
         }
     }
 }

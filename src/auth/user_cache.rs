@@ -39,13 +39,13 @@ use crate::clock::Clock;
 use crate::db::accounts::{Account, Freshness};
 
 pub const USER_CACHE_TTL: TimeDelta = TimeDelta::seconds(1);
-/// Room for the accounts of ~47,000 active users (a row with an email and two roles weighs
-/// ~650 bytes, see [`RowWeight`]), so that 30,000 fit with a fifth to spare for uneven
-/// shards. A bound, not an allocation: 30,000 accounts take ~20 MB.
+/// Room for the accounts of many more active users than the 30,000 it is sized for (see
+/// [`TYPICAL_ROW_BYTES`]), with a fifth to spare for uneven shards. A bound, not an
+/// allocation.
 pub const USER_CACHE_BYTES: u64 = 32 << 20;
 /// Accounts of this weight are what the cache is sized for: a typical one, with an email
-/// and two roles.
-const TYPICAL_ROW_BYTES: u64 = 704;
+/// and two roles, as [`RowWeight`] weighs it (a test holds the two together).
+const TYPICAL_ROW_BYTES: u64 = 320;
 const _: () = assert!(30_000 * TYPICAL_ROW_BYTES <= USER_CACHE_BYTES * 4 / 5);
 /// A user's entry is re-read as it ages for this long after their last request.
 pub const KEPT_FRESH_FOR: TimeDelta = TimeDelta::seconds(30);
@@ -352,6 +352,7 @@ mod tests {
             }),
         );
         assert!(weight <= TYPICAL_ROW_BYTES, "{weight}");
+        assert!(weight > TYPICAL_ROW_BYTES / 2, "{weight}");
     }
 
     #[test]

@@ -29,3 +29,4 @@ mod shared_limits;
 mod startup;
 mod tokens;
 mod verify_client;
+mod warm_cache;
