@@ -1,17 +1,22 @@
 //! Staged key rotation with `tollgate keys rotate`, as running servers see it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::Value;
+use tollgate::auth::keys::{KeyState, KeyStore};
+use tollgate::clock::ManualClock;
 
-/// Short timings: a new key signs 3 s after it is published, and a superseded key
-/// retires when its last token can no longer be live (6 s TTL, no leeway).
+/// A superseded key retires when its last token can no longer be live (6 s TTL, no
+/// leeway). A new key signs 300 s after it is published: far more than the test takes in
+/// real time, so the CLI (on the system clock) sees it pending however slow the machine
+/// is, while the server's clock is moved to its activation.
+const TTL_SECS: i64 = 6;
 const TIMINGS: &[(&str, &str)] =
-    &[("ACCESS_TOKEN_TTL_SECS", "6"), ("JWT_LEEWAY_SECS", "0"), ("JWT_KEY_PUBLISH_AHEAD_SECS", "3")];
+    &[("ACCESS_TOKEN_TTL_SECS", "6"), ("JWT_LEEWAY_SECS", "0"), ("JWT_KEY_PUBLISH_AHEAD_SECS", "300")];
 
 fn keys_command(app: &TestApp, command: &str) -> String {
     let output = app.command(&["keys", command]).output().unwrap();
@@ -24,46 +29,42 @@ fn kid_of(token: &str) -> String {
     serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
 }
 
-async fn published_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = app.get("/.well-known/jwks.json").await.json().await.unwrap();
-    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
-}
-
 async fn login_kid(app: &TestApp) -> (String, String) {
     let body: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
     let access = field(&body, "access_token").to_owned();
     (kid_of(&access), access)
 }
 
-/// Polls `probe` until it is true, for at most `limit`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    limit: Duration,
-    mut probe: impl FnMut() -> F,
-) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if probe().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
+/// Moves `clock` on to the start of the unix second `at`.
+fn advance_to(clock: &ManualClock, at: i64) {
+    let micros = at * 1_000_000 - clock.now().timestamp_micros();
+    clock.advance(Duration::from_micros(u64::try_from(micros).expect("the clock only moves on")));
+}
+
+/// The store of `app`'s key directory on `app`'s clock: what `tollgate keys` would say at
+/// the server's time, which the test has moved past the system's.
+fn key_store(app: &TestApp) -> KeyStore {
+    KeyStore::open(&app.settings().jwt, app.clock.clone()).unwrap()
+}
+
+fn state_of(app: &TestApp, kid: &str) -> Option<KeyState> {
+    key_store(app).list().unwrap().into_iter().find(|key| key.kid == kid).map(|key| key.state)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotation_publishes_first_signs_later_and_retires_the_old_key_last() {
-    let app = spawn_app_with(Backend::Sqlite, TIMINGS).await;
-    let signup = app.signup("alice").await;
-    let old_token = field(&signup, "access_token").to_owned();
-    let old_kid = kid_of(&old_token);
+    let clock = ManualClock::new();
+    let app = spawn_app_at(Backend::Sqlite, &clock, TIMINGS).await;
+    let old_kid = kid_of(field(&app.signup("alice").await, "access_token"));
 
     let rotated = keys_command(&app, "rotate");
     let new_kid = rotated.split_whitespace().nth(1).unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
-    // Published within the servers' reload interval, before it signs anything.
+    // Published within the servers' reload interval, before it signs anything: the one
+    // wait in real time, for the server to notice the file.
     assert!(
         eventually(Duration::from_secs(5), || async {
-            published_kids(&app).await == [old_kid.clone(), new_kid.clone()]
+            app.published_kids().await == [old_kid.clone(), new_kid.clone()]
         })
         .await
     );
@@ -72,17 +73,24 @@ async fn a_rotation_publishes_first_signs_later_and_retires_the_old_key_last() {
     assert!(listed.lines().any(|l| l.starts_with(&old_kid) && l.contains(" active ")), "{listed}");
     assert!(listed.lines().any(|l| l.starts_with(&new_kid) && l.contains(" pending ")), "{listed}");
 
-    // Then it signs, and tokens of the old key stay valid while they live.
-    assert!(eventually(Duration::from_secs(10), || async { login_kid(&app).await.0 == new_kid }).await);
+    // Then it signs from its activation second on, and tokens of the old key stay valid
+    // while they live.
+    let activate_at = key_store(&app).list().unwrap().iter().find(|k| k.kid == new_kid).unwrap().activate_at;
+    advance_to(&clock, activate_at - 1);
+    let (kid, old_token) = login_kid(&app).await;
+    assert_eq!(kid, old_kid, "one second before its activation");
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(login_kid(&app).await.0, new_kid);
     assert_eq!(app.get_with_bearer("/auth/me", &old_token).await.status(), StatusCode::OK);
-    let listed = keys_command(&app, "list");
-    assert!(listed.lines().any(|l| l.starts_with(&old_kid) && l.contains(" verifying ")), "{listed}");
+    assert_eq!(state_of(&app, &old_kid), Some(KeyState::Verifying));
+    assert_eq!(state_of(&app, &new_kid), Some(KeyState::Active));
 
     // Once no token it signed can be live, the old key leaves the JWKS.
-    assert!(
-        eventually(Duration::from_secs(15), || async { published_kids(&app).await == [new_kid.clone()] })
-            .await
-    );
+    advance_to(&clock, activate_at + TTL_SECS);
+    assert_eq!(app.published_kids().await, [old_kid.as_str(), new_kid.as_str()]);
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(app.published_kids().await, [new_kid.as_str()]);
+    assert_eq!(state_of(&app, &old_kid), Some(KeyState::Retired));
     assert_error(
         app.get_with_bearer("/auth/me", &old_token).await,
         StatusCode::UNAUTHORIZED,
@@ -92,8 +100,8 @@ async fn a_rotation_publishes_first_signs_later_and_retires_the_old_key_last() {
     let (_, fresh) = login_kid(&app).await;
     assert_eq!(app.get_with_bearer("/auth/me", &fresh).await.status(), StatusCode::OK);
     // The next rotation deletes the retired key's file.
-    keys_command(&app, "rotate");
-    assert!(!keys_command(&app, "list").contains(&old_kid));
+    key_store(&app).rotate(300).unwrap();
+    assert_eq!(state_of(&app, &old_kid), None);
 }
 
 #[tokio::test]

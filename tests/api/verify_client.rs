@@ -180,14 +180,26 @@ fn kid_of(token: &str) -> String {
     decode_segment(token, 0)["kid"].as_str().unwrap().to_owned()
 }
 
-/// A whole staged rotation, driven by `tollgate keys rotate`, while a consumer verifies
-/// every live token every 200 ms: not one valid token may be refused. The consumer may
-/// not lean on its unknown-`kid` refetch (a cooldown longer than the test): it must have
-/// the new key from the JWKS before the key signs.
+/// A whole staged rotation, driven by `tollgate keys rotate`, with tollgate and a
+/// consumer on manual clocks moved together 200 ms at a time, from before the new key is
+/// published until after the old one retired. At each step a fresh token is issued and
+/// the consumer verifies every live token: not one valid token may be refused. The
+/// consumer may not lean on its unknown-`kid` refetch (spent on a forged `kid` first, with
+/// a cooldown longer than the test): it must have the new key from the JWKS (`max-age`
+/// 1 s) before the key signs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_rejects_no_valid_token_during_a_key_rotation() {
-    let app = spawn_app_with(
+    const TTL_SECS: i64 = 5;
+    const STEP: std::time::Duration = std::time::Duration::from_millis(200);
+    // One start for both clocks (a whole second), so that they say the same second at
+    // every step. The CLI stamps the new key from the system clock, at or past this start.
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_now.as_secs());
+    let tollgate_clock = tollgate::clock::ManualClock::starting_at(start.into());
+    let consumer_clock = tollgate_verify::ManualClock::starting_at(start);
+    let app = spawn_app_at(
         Backend::Sqlite,
+        &tollgate_clock,
         &[
             ("ACCESS_TOKEN_TTL_SECS", "5"),
             ("JWT_LEEWAY_SECS", "0"),
@@ -200,29 +212,68 @@ async fn a_consumer_rejects_no_valid_token_during_a_key_rotation() {
     let mut config = VerifierConfig::new(&app.address);
     config.leeway_secs = 0;
     config.unknown_kid_cooldown = std::time::Duration::from_secs(3600);
+    config.clock = std::sync::Arc::new(consumer_clock.clone());
     let verifier = Verifier::new(config);
 
-    let first_kid = kid_of(&login_token(&app, "alice").await);
-    assert!(app.command(&["keys", "rotate"]).output().unwrap().status.success());
+    let first = login_token(&app, "alice").await;
+    let first_kid = kid_of(&first);
+    verifier.verify(&first).await.unwrap();
+    let mut forged_header = decode_segment(&first, 0);
+    forged_header["kid"] = json!("forged");
+    let forged = sign_with_stranger_key(&forged_header, &decode_segment(&first, 1));
+    assert_eq!(verifier.verify(&forged).await, Err(Error::UnknownKey));
 
+    let rotated = app.command(&["keys", "rotate"]).output().unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    // "published <kid> (<alg>); it signs from <RFC 3339 time>"
+    let rotated = String::from_utf8(rotated.stdout).unwrap();
+    let new_kid = rotated.split_whitespace().nth(1).unwrap().to_owned();
+    let signs_from = rotated.split_whitespace().last().unwrap();
+    let activate_at = chrono::DateTime::parse_from_rfc3339(signs_from).unwrap().timestamp();
+    // The one wait in real time: for tollgate to notice the new key file (the contract
+    // gives it 5 s; this only turns a hang into a failure).
+    assert!(
+        eventually(std::time::Duration::from_secs(20), || async {
+            app.published_kids().await.contains(&new_kid)
+        })
+        .await,
+        "tollgate never published {new_kid}"
+    );
+    assert_eq!(kid_of(&login_token(&app, "alice").await), first_kid, "published before it signs");
+
+    // The old key retires once its last token (issued the second before the activation)
+    // is past `exp`; the consumer's cache lets go of it within a `max-age` more.
+    let retired_at = activate_at + TTL_SECS + 1;
     let mut live: Vec<(String, i64)> = Vec::new();
     let mut kids = std::collections::BTreeSet::new();
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(12) {
+    while tollgate_clock.now().timestamp() < retired_at + 2 {
+        tollgate_clock.advance(STEP);
+        consumer_clock.advance(STEP);
+        let now = tollgate_clock.now().timestamp();
         let token = login_token(&app, "alice").await;
+        let expected = if now < activate_at { &first_kid } else { &new_kid };
+        assert_eq!(&kid_of(&token), expected, "the key signing at {now} (the new one from {activate_at})");
         kids.insert(kid_of(&token));
+        let published = app.published_kids().await;
+        assert!(published.contains(&new_kid), "at {now}: {published:?}");
+        assert_eq!(published.contains(&first_kid), now < retired_at, "at {now}: {published:?}");
         let exp = decode_segment(&token, 1)["exp"].as_i64().unwrap();
         live.push((token, exp));
-        let now = chrono::Utc::now().timestamp();
-        live.retain(|(_, exp)| *exp > now + 1);
-        for (token, _) in &live {
+        live.retain(|(_, exp)| *exp >= now);
+        for (token, exp) in &live {
             let verified = verifier.verify(token).await;
-            assert!(verified.is_ok(), "a valid token of kid {} was refused: {verified:?}", kid_of(token));
+            assert!(
+                verified.is_ok(),
+                "at {now}, a token of kid {} valid until {exp} was refused: {verified:?}",
+                kid_of(token)
+            );
         }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // A refresh of the consumer's keys that this step started is over before the
+        // clocks move on.
+        verifier.wait_for_fetch().await;
     }
-    assert_eq!(kids.len(), 2, "the rotation took place: {kids:?}");
-    assert!(kids.contains(&first_kid));
+    assert_eq!(kids, [first_kid, new_kid].into(), "the rotation took place");
+    assert_eq!(verifier.verify(&first).await, Err(Error::UnknownKey), "the old key retired");
 }
 
 /// With the feed token configured, the consumer polls `/auth/revocations` and refuses a

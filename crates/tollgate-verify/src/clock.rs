@@ -50,9 +50,15 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new() -> Self {
+        Self::starting_at(SystemTime::now())
+    }
+
+    /// A clock whose wall-clock time starts at `unix_start`: a test gives the same start to
+    /// the clock of the tollgate it runs, so that both say the same second as they move.
+    pub fn starting_at(unix_start: SystemTime) -> Self {
         Self {
             start: Instant::now(),
-            unix_start: SystemTime::now(),
+            unix_start,
             elapsed: Arc::new(tokio::sync::watch::Sender::new(Duration::ZERO)),
         }
     }
@@ -116,5 +122,11 @@ mod tests {
         assert_eq!(clock.unix_secs() - unix_start, 10);
         // A deadline already passed ends at once.
         clock.sleep_until(start).await;
+
+        let at = UNIX_EPOCH + Duration::from_millis(1_000_900);
+        let clock = ManualClock::starting_at(at);
+        assert_eq!(clock.unix_secs(), 1_000);
+        clock.advance(Duration::from_millis(100));
+        assert_eq!(clock.unix_secs(), 1_001);
     }
 }

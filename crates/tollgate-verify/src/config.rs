@@ -47,9 +47,9 @@ pub struct VerifierConfig {
     /// `ACCESS_TOKEN_TTL_SECS`): revocation entries older than this are dropped, since
     /// every token they could reject has expired. Default 1 hour.
     pub max_token_age: Duration,
-    /// The time the verifier decides by: key ages, retry and cooldown intervals,
-    /// revocation polls. Default [`SystemClock`]; a [`ManualClock`](crate::ManualClock)
-    /// lets tests move time.
+    /// The time the verifier decides by: a token's `exp`, `nbf` and `iat`, key ages,
+    /// retry and cooldown intervals, revocation polls. Default [`SystemClock`]; a
+    /// [`ManualClock`](crate::ManualClock) lets tests move time.
     pub clock: Arc<dyn Clock>,
 }
 

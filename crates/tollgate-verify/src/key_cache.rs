@@ -3,7 +3,6 @@
 //! and still used, however old, while tollgate cannot be reached.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,9 +21,7 @@ pub(crate) struct KeyCache {
     fetch_retry_interval: Duration,
     state: RwLock<State>,
     /// Held while fetching the JWKS: concurrent callers share one fetch.
-    fetch: tokio::sync::Mutex<()>,
-    /// A background refresh of expired keys is running.
-    refreshing: AtomicBool,
+    fetch: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
@@ -79,8 +76,7 @@ impl KeyCache {
             unknown_kid_cooldown: config.unknown_kid_cooldown,
             fetch_retry_interval: config.fetch_retry_interval,
             state: RwLock::default(),
-            fetch: tokio::sync::Mutex::new(()),
-            refreshing: AtomicBool::new(false),
+            fetch: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -134,25 +130,18 @@ impl KeyCache {
         self.refetch(Refetch::Stale).await
     }
 
-    /// Starts one background refresh of expired keys unless one is running.
+    /// Starts one background refresh of expired keys unless a fetch is in flight (if
+    /// that one brings no fresh keys, the next `verify` tries again). The fetch lock is
+    /// taken here, before the task runs, so that [`wait_for_fetch`](Self::wait_for_fetch)
+    /// called after this returns waits for the refresh; the task releases it however it
+    /// ends, cancelled with its runtime included.
     fn refresh_in_background(self: &Arc<Self>) {
-        if self.refreshing.swap(true, Ordering::AcqRel) {
+        let Ok(guard) = self.fetch.clone().try_lock_owned() else {
             return;
-        }
-        /// Clears the flag however the task ends, cancelled with its runtime included.
-        struct Done(Arc<KeyCache>);
-        impl Drop for Done {
-            fn drop(&mut self) {
-                self.0.refreshing.store(false, Ordering::Release);
-            }
-        }
-        let done = Done(self.clone());
+        };
+        let cache = self.clone();
         tokio::spawn(async move {
-            let cache = done.0.clone();
-            let guard = cache.fetch.lock().await;
             let _ = cache.refetch_locked(Refetch::Stale).await;
-            // Before the lock goes: whoever waited for this fetch may start the next one.
-            drop(done);
             drop(guard);
         });
     }

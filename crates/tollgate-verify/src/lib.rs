@@ -121,8 +121,11 @@ impl Rules {
                 let mut validation = Validation::new(algorithm);
                 validation.algorithms = vec![algorithm];
                 validation.leeway = leeway_secs;
-                validation.validate_exp = true;
-                validation.validate_nbf = true;
+                // jsonwebtoken would check them on the system clock: `check_times` checks
+                // them at the caller's `now` (its injected clock) instead. They stay
+                // required, as unsigned integers, below.
+                validation.validate_exp = false;
+                validation.validate_nbf = false;
                 validation.validate_aud = true;
                 validation.set_issuer(&[issuer]);
                 validation.set_audience(&[audience]);
@@ -371,11 +374,25 @@ mod tests {
     }
 
     #[test]
+    fn token_times_are_checked_at_the_callers_now_alone() {
+        let key = VerificationKey { algorithm: Algorithm::HS256, key: DecodingKey::from_secret(SECRET) };
+        let rules = Rules::new("tollgate", "tollgate", 0);
+        let verify = |token: &str, now| verify_with(token, &rules, now, |_| Some(&key));
+        // A token of 1970, and one of the year 2200: the system clock plays no part.
+        for issued in [1_000, 7_258_118_400] {
+            let token = token(Uuid::nil(), issued);
+            assert!(verify(&token, issued).is_ok());
+            assert!(verify(&token, issued + 900).is_ok());
+            assert_eq!(verify(&token, issued + 901), Err(Error::Rejected("expired".into())));
+            assert_eq!(verify(&token, issued - 1), Err(Error::Rejected("not yet valid".into())));
+        }
+    }
+
+    #[test]
     fn a_full_verified_cache_evicts_and_never_serves_another_tokens_claims() {
         let key = VerificationKey { algorithm: Algorithm::HS256, key: DecodingKey::from_secret(SECRET) };
         let rules = Rules::new("tollgate", "tollgate", 30);
         let cache = VerifiedCache::new(32 * TYPICAL_VERIFIED_BYTES);
-        // jsonwebtoken checks `exp` and `nbf` on the system clock too.
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
         let subs: Vec<Uuid> = (0..500u128).map(Uuid::from_u128).collect();

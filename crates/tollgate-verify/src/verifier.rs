@@ -83,7 +83,8 @@ impl Verifier {
     }
 
     /// Waits until the JWKS fetch in flight, if any (a background refresh of expired keys
-    /// included), has been applied to the cache. With a [`ManualClock`](crate::ManualClock)
+    /// included, from the moment the `verify` that started it returns), has been applied
+    /// to the cache. With a [`ManualClock`](crate::ManualClock)
     /// this is how a test knows the refresh that moving time caused is over.
     pub async fn wait_for_fetch(&self) {
         self.inner.keys.wait_for_fetch().await;
@@ -99,5 +100,15 @@ impl Verifier {
     /// Outside a tokio runtime (like `tokio::spawn`).
     pub fn spawn_revocation_poller(&self) -> Option<tokio::task::JoinHandle<()>> {
         self.inner.revocations.spawn_poller()
+    }
+
+    /// Whether the revocation poller runs (started by the first [`verify`](Self::verify)
+    /// or by [`spawn_revocation_poller`](Self::spawn_revocation_poller)); never without a
+    /// `revocation_token`. True from the moment the call that started it returns, so a
+    /// readiness check or a test can rely on it at once.
+    pub fn polls_revocations(&self) -> bool {
+        // The poller task holds the only weak reference to the revocation list, taken
+        // before `spawn_poller` returns and kept until the task ends.
+        Arc::weak_count(&self.inner.revocations) > 0
     }
 }

@@ -91,8 +91,9 @@ async fn cache_control_max_age_is_honoured() {
 
     tollgate.clock.advance(Duration::from_millis(1100));
     verifier.verify(&token).await.unwrap();
-    tollgate.wait_for_jwks_requests(2).await;
+    // The refresh that verify started is waited for, whether its task has begun or not.
     verifier.wait_for_fetch().await;
+    assert_eq!(tollgate.jwks_requests(), 2);
     verifier.verify(&token).await.unwrap();
     verifier.verify(&token).await.unwrap();
     assert_eq!(tollgate.jwks_requests(), 2);
@@ -469,13 +470,18 @@ async fn verify_starts_the_poller_by_itself() {
     tollgate.poll_feed(2).await;
     assert_eq!(verifier.verify(&token).await, Err(Error::Revoked));
     assert!(verifier.spawn_revocation_poller().is_none());
+    assert!(verifier.polls_revocations());
 
     // Without a feed token there is no poller and no feed request.
     let plain = FakeTollgate::start(&[&key]).await;
     let verifier = Verifier::new(plain.config());
     assert!(verifier.spawn_revocation_poller().is_none());
     verifier.verify(&token).await.unwrap();
-    // Nothing to wait for: a poller that wrongly started would have asked by now.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Nothing to wait for, so no race: a poller is spawned inside `verify`, and
+    // `polls_revocations` is true from then on (it is above, for the verifier with a
+    // token), so a wrongly started one fails the first assertion however late it would
+    // poll; a feed request made by `verify` itself reached the fake before `verify`
+    // could have its answer, and fails the second.
+    assert!(!verifier.polls_revocations());
     assert!(plain.feed_requests().is_empty());
 }

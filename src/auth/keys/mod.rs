@@ -13,6 +13,9 @@
 //!   accepted until its successor's `activate_at` + access token TTL + leeway.
 //! - **retired**: after that. Neither published nor accepted; `keys rotate` deletes it.
 //!
+//! The [`KeyRing`] holds those times: the keys that sign, verify and are published are
+//! picked by the clock at each use, not when the directory was last read.
+//!
 //! Files are published by an exclusive hard link, so instances starting together on an
 //! empty directory agree on one first key. Keys of another algorithm than
 //! `JWT_ALGORITHM` are ignored.
@@ -25,7 +28,7 @@ mod store;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
@@ -41,7 +44,8 @@ use self::store::KeyDir;
 use crate::clock::Clock;
 use crate::config::JwtSettings;
 
-/// How often running servers look at the key directory (the contract allows 5 s).
+/// How often running servers look at the key directory for added or deleted key files
+/// (the contract allows 5 s). States change with time alone, without a look.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The key that signs new access tokens.
@@ -53,13 +57,55 @@ pub struct SigningKey {
     pub signer: Arc<Signer>,
 }
 
-/// The keys in force at one moment; swapped whole when the key directory or time changes.
-pub struct KeyRing {
+/// The keys in force during one stretch of time.
+pub struct KeySet {
     pub signing: SigningKey,
     /// Keys that may verify a token, by `kid`; tokens are never verified by any other key.
     pub verifying: HashMap<String, VerificationKey>,
     /// The JWKS document: public keys only; empty under HS256.
     pub jwks: Vec<u8>,
+}
+
+/// The key timeline, as the key directory held it at the last reload: the [`KeySet`] of
+/// every stretch between two state changes (a key activates, a superseded key retires)
+/// from then on. The set is picked by the time of each use, so states change at their
+/// times exactly; only a change of the directory rebuilds the ring.
+pub struct KeyRing {
+    /// By start time; the first one also holds for any time before the next.
+    windows: Vec<Window>,
+    /// `(kid, activate_at)` of the keys it was built from: a reload that finds the same
+    /// keys keeps the ring.
+    files: Vec<(String, i64)>,
+}
+
+struct Window {
+    from: i64,
+    keys: KeySet,
+}
+
+impl KeyRing {
+    /// The keys in force at `now` (unix seconds): a binary search among a few windows.
+    pub fn at(&self, now: i64) -> &KeySet {
+        &self.windows[self.index_at(now)].keys
+    }
+
+    fn index_at(&self, now: i64) -> usize {
+        self.windows.partition_point(|window| window.from <= now).saturating_sub(1)
+    }
+}
+
+/// The [`KeySet`] in force at one moment, holding the ring it comes from.
+pub struct KeysInForce {
+    ring: Arc<KeyRing>,
+    index: usize,
+}
+
+impl std::ops::Deref for KeysInForce {
+    type Target = KeySet;
+
+    fn deref(&self) -> &KeySet {
+        &self.ring.windows[self.index].keys
+    }
 }
 
 /// One key of the directory, as `tollgate keys list` shows it.
@@ -123,6 +169,8 @@ pub struct KeyStore {
     source: Source,
     clock: Clock,
     ring: RwLock<Arc<KeyRing>>,
+    /// The signing key and the number of published keys last logged.
+    announced: Mutex<(String, usize)>,
     /// Keys the deterministic refresh-token successor (HMAC of the old token).
     pub refresh_secret: SecretSlice<u8>,
 }
@@ -143,27 +191,42 @@ impl KeyStore {
                 (Source::Dir { keys, retire_after_secs }, refresh_secret)
             }
         };
-        let ring = build_ring(&source, clock.unix())?;
-        Ok(Self { source, clock, ring: RwLock::new(Arc::new(ring)), refresh_secret })
+        let now = clock.unix();
+        let ring = build_ring(&source, now)?;
+        let in_force = ring.at(now);
+        let announced = Mutex::new((in_force.signing.kid.clone(), in_force.verifying.len()));
+        Ok(Self { source, clock, ring: RwLock::new(Arc::new(ring)), announced, refresh_secret })
     }
 
-    /// The keys in force now.
-    pub fn ring(&self) -> Arc<KeyRing> {
-        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The keys in force now, by the clock: picked at each call (no I/O, no allocation),
+    /// so a key signs from its `activate_at` on and retires on time without a reload.
+    pub fn ring(&self) -> KeysInForce {
+        let ring = self.ring.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let index = ring.index_at(self.clock.unix());
+        KeysInForce { ring, index }
     }
 
-    /// Re-reads the key directory and re-derives every key's state at the current time.
+    /// Re-reads the key directory; a ring is rebuilt only when its keys changed.
     pub fn reload(&self) -> Result<(), KeyStoreError> {
         let ring = build_ring(&self.source, self.clock.unix())?;
-        let changed = {
-            let current = self.ring();
-            current.signing.kid != ring.signing.kid || current.jwks != ring.jwks
-        };
+        let changed = ring.files != self.ring.read().unwrap_or_else(|p| p.into_inner()).files;
         if changed {
-            log::info!("signing key {} in force; JWKS has {} key(s)", ring.signing.kid, ring.verifying.len());
             *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
         }
+        self.announce();
         Ok(())
+    }
+
+    /// Logs the keys in force when they differ from the last ones logged: called at each
+    /// look at the directory, so a change that time alone made is logged within a second.
+    fn announce(&self) {
+        let in_force = self.ring();
+        let (kid, published) = (&in_force.signing.kid, in_force.verifying.len());
+        let mut announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        if (&announced.0, announced.1) != (kid, published) {
+            log::info!("signing key {kid} in force; JWKS has {published} key(s)");
+            *announced = (kid.clone(), published);
+        }
     }
 
     /// Keeps the ring current in the background, so that rotations made by
@@ -221,20 +284,47 @@ fn timeline_of(source: &Source, now: i64) -> Result<Vec<(Arc<jwk::KeyMaterial>, 
     }
 }
 
+/// The ring from `now` on: the keys in force at `now`, then at each later time a state
+/// changes. Under HS256, one secret for all time.
 fn build_ring(source: &Source, now: i64) -> Result<KeyRing, KeyStoreError> {
-    if let Source::Secret(signing, verification) = source {
-        return Ok(KeyRing {
-            signing: signing.clone(),
-            verifying: HashMap::from([(signing.kid.clone(), verification.clone())]),
-            jwks: jwks_document(JwkSet::default()),
-        });
-    }
-    let keys = timeline_of(source, now)?;
+    let (keys, retire_after_secs) = match source {
+        Source::Secret(signing, verification) => {
+            let keys = KeySet {
+                signing: signing.clone(),
+                verifying: HashMap::from([(signing.kid.clone(), verification.clone())]),
+                jwks: jwks_document(JwkSet::default()),
+            };
+            return Ok(KeyRing { windows: vec![Window { from: i64::MIN, keys }], files: Vec::new() });
+        }
+        Source::Dir { keys, retire_after_secs } => (keys.keys()?, *retire_after_secs),
+    };
+    // A key's activation makes it active and the key before it verifying; that one
+    // retires once `retire_after_secs` have passed (see `timeline`).
+    let mut changes: Vec<i64> = keys
+        .iter()
+        .flat_map(|key| {
+            [key.activate_at, key.activate_at.saturating_add(retire_after_secs).saturating_add(1)]
+        })
+        .filter(|at| *at > now)
+        .collect();
+    changes.sort_unstable();
+    changes.dedup();
+    let starts = std::iter::once((i64::MIN, now)).chain(changes.into_iter().map(|at| (at, at)));
+    let windows = starts
+        .map(|(from, at)| Ok(Window { from, keys: key_set(timeline(keys.clone(), at, retire_after_secs))? }))
+        .collect::<Result<_, KeyStoreError>>()?;
+    let mut files: Vec<(String, i64)> = keys.iter().map(|key| (key.kid.clone(), key.activate_at)).collect();
+    files.sort();
+    Ok(KeyRing { windows, files })
+}
+
+/// The keys in force when the keys have the states of `timeline`.
+fn key_set(timeline: Vec<(Arc<jwk::KeyMaterial>, KeyState)>) -> Result<KeySet, KeyStoreError> {
     let live: Vec<&jwk::KeyMaterial> =
-        keys.iter().filter(|(_, s)| *s != KeyState::Retired).map(|(k, _)| k.as_ref()).collect();
+        timeline.iter().filter(|(_, s)| *s != KeyState::Retired).map(|(k, _)| k.as_ref()).collect();
     let (active, _) =
-        keys.iter().find(|(_, state)| *state == KeyState::Active).ok_or(KeyStoreError::NoActiveKey)?;
-    Ok(KeyRing {
+        timeline.iter().find(|(_, state)| *state == KeyState::Active).ok_or(KeyStoreError::NoActiveKey)?;
+    Ok(KeySet {
         signing: SigningKey {
             kid: active.kid.clone(),
             algorithm: active.algorithm,
@@ -272,6 +362,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::clock::ManualClock;
 
     fn settings(dir: &Path, algorithm: Algorithm) -> JwtSettings {
         JwtSettings {
@@ -293,6 +384,15 @@ mod tests {
 
     fn jwks(store: &KeyStore) -> Value {
         serde_json::from_slice(&store.ring().jwks).unwrap()
+    }
+
+    fn published(store: &KeyStore) -> Vec<String> {
+        jwks(store)["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
@@ -346,16 +446,34 @@ mod tests {
         assert_ne!(new.kid, old);
         let ring = store.ring();
         assert_eq!(ring.signing.kid, old, "the new key does not sign before it activates");
-        let published: Vec<String> = jwks(&store)["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|k| k["kid"].as_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(published, [old.clone(), new.kid.clone()]);
+        assert_eq!(published(&store), [old.as_str(), new.kid.as_str()]);
         assert!(ring.verifying.contains_key(&new.kid));
         let states: Vec<KeyState> = store.list().unwrap().iter().map(|k| k.state).collect();
         assert_eq!(states, [KeyState::Active, KeyState::Pending]);
+    }
+
+    #[test]
+    fn time_alone_moves_the_keys_through_their_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let manual = ManualClock::starting_at(chrono::DateTime::from_timestamp(10_000, 0).unwrap());
+        let store = KeyStore::open(&settings(dir.path(), Algorithm::EdDSA), manual.clock()).unwrap();
+        let old = store.ring().signing.kid.clone();
+        let new = store.rotate(300).unwrap().kid;
+        let step = |secs| manual.advance(Duration::from_secs(secs));
+        // No reload from here on: only the clock moves.
+        step(299);
+        assert_eq!(store.ring().signing.kid, old);
+        assert_eq!(published(&store), [old.as_str(), new.as_str()]);
+        step(1);
+        assert_eq!(store.ring().signing.kid, new, "signs from its activate_at");
+        assert!(store.ring().verifying.contains_key(&old));
+        // The old key's last token lives until 10_300 + 900 s TTL + 30 s leeway.
+        step(930);
+        assert_eq!(published(&store), [old.as_str(), new.as_str()]);
+        step(1);
+        assert_eq!(published(&store), [new.as_str()]);
+        assert!(!store.ring().verifying.contains_key(&old), "retired on time");
+        assert_eq!(store.ring().signing.kid, new);
     }
 
     #[test]

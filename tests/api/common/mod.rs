@@ -338,3 +338,27 @@ pub fn access_claims(token: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
         .unwrap()
 }
+
+impl TestApp {
+    /// The `kid`s of the JWKS, in its order.
+    pub async fn published_kids(&self) -> Vec<String> {
+        let jwks: Value = self.get("/.well-known/jwks.json").await.json().await.unwrap();
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+    }
+}
+
+/// Polls `probe` until it is true, for at most `limit`: a wait for an event (a server
+/// noticing a file), never for time to pass (move the clock for that).
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> F,
+) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if probe().await {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
