@@ -7,8 +7,9 @@
 #   POSTGRES=postgres://postgres@127.0.0.1:5432 scripts/ab.sh A B   # on PostgreSQL
 #
 # Each turn: a fresh database, USERS users at a cheap argon2 cost, a 3 s warm-up that
-# presents every token, then DURATION of /auth/me over the users' tokens and DURATION of
-# refresh along CHAINS chains (wrk, 2 threads, 32 connections). With POSTGRES (a server's
+# presents every token, then DURATION of /auth/me over the users' tokens, DURATION of
+# refresh along CHAINS chains and DURATION of login cycling over CHAINS users (wrk, 2
+# threads, 32 connections; login last, since it replaces the sessions the chains use). With POSTGRES (a server's
 # URL, no database), each turn gets a fresh database on that server instead of SQLite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +54,9 @@ for round in $(seq 1 "$ROUNDS"); do
     wrk -t2 -c32 -d3s -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/access" > /dev/null
     me="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/access")"
     refresh="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/refresh.lua "$BASE/auth/refresh" -- "$WORK/chains" 2 2>&1)"
-    echo "round $round $bin: /auth/me $(figure "$me"), refresh $(figure "$refresh")"
+    seq 1 "$CHAINS" | awk -v p="ab${round}u" '{ printf "%s%d load test password %d\n", p, $1, $1 }' > "$WORK/users"
+    login="$(wrk -t2 -c32 -d"$DURATION" --latency -s scripts/wrk/login.lua "$BASE/auth/login" -- "$WORK/users")"
+    echo "round $round $bin: /auth/me $(figure "$me"), refresh $(figure "$refresh"), login $(figure "$login")"
     cleanup
     WORK="" SERVER_PID="" PG_DB=""
   done

@@ -202,7 +202,7 @@ impl Sessions {
         let attempt = self.limits.login_attempt(client.ip, username).await?;
         // An impossible username is looked up no further, but still costs one hash below.
         let user = match validate_username(username) {
-            Ok(username) => self.pool.read(move |conn| User::find_by_username(conn, &username)).await?,
+            Ok(username) => self.pool.read(move |conn| User::find_for_login(conn, &username)).await?,
             Err(_) => None,
         };
         let stored = user.as_ref().map(|u| u.password_hash.clone());

@@ -273,7 +273,8 @@ impl User {
         Ok(rows.into_iter().next().map(|(user, roles)| (user, split_roles(roles))))
     }
 
-    pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
+    /// The row a login checks the password against.
+    pub fn find_for_login(conn: &mut DbConnection, username: &str) -> Result<Option<User>, DbError> {
         let rows = users::table.filter(users::username.eq(username)).select(User::as_select()).load(conn)?;
         Ok(rows.into_iter().next())
     }
