@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::CliError;
 use crate::auth::password::{Memory, PasswordHasherConfig, normalize};
 use crate::auth::rules::{parse_roles, validate_email, validate_username};
+use crate::auth::tokens::max_token_age_secs;
 use crate::config::Settings;
 use crate::db::accounts::{Account, AccountChange, NewAccount};
 use crate::db::{DbConnection, DbError, Pool};
@@ -102,7 +103,8 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
         UserCommand::Delete { username } => {
             with_conn(&pool, |conn| {
                 let id = id_of(conn, &username)?;
-                Account::delete(conn, id)?.then_some(()).ok_or(UNKNOWN_USER)
+                let keep_secs = max_token_age_secs(&settings.jwt);
+                Account::delete(conn, id, now, keep_secs)?.then_some(()).ok_or(UNKNOWN_USER)
             })?;
             println!("deleted {username}");
         }

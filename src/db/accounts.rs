@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::connection::DbConnection;
-use super::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
+use super::models::{DbUuid, NewUser, SessionChange, Tombstone, UnixMillis, User, tokens_valid_after};
 use super::schema::{user_roles, users};
 
 /// A user with its roles (sorted): what tokens and user objects are made from.
@@ -31,7 +31,7 @@ pub struct Account {
 pub struct Freshness {
     pub id: Uuid,
     pub updated_at: NaiveDateTime,
-    pub tokens_valid_after: Option<i64>,
+    pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
     /// The roles joined by commas, in no particular order; `None` for none.
     pub roles: Option<String>,
@@ -56,7 +56,7 @@ impl Freshness {
 }
 
 /// What [`Account::freshness_of`] reads: a [`Freshness`] in column order.
-type FreshnessRow = (DbUuid, NaiveDateTime, Option<i64>, bool, Option<String>);
+type FreshnessRow = (DbUuid, NaiveDateTime, Option<UnixMillis>, bool, Option<String>);
 
 /// A user to create, with the roles it starts with.
 pub struct NewAccount {
@@ -275,20 +275,34 @@ impl Account {
 
     /// Ends the session and revokes every access token issued so far.
     pub fn log_out(conn: &mut DbConnection, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
-        write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, &current.user, now, false, true))
-            .map(|account| account.is_some())
+        Ok(User::end_session_if(conn, id, now, |_| true)?.is_some())
     }
 
-    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
-    pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<bool, DbError> {
-        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
+    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`). Its tokens stay
+    /// revoked in the revocation feed for `max_token_age_secs`, by a [`Tombstone`] written
+    /// in the same transaction: services that check tokens themselves cannot ask whether
+    /// the user still exists.
+    pub fn delete(
+        conn: &mut DbConnection,
+        id: Uuid,
+        now: NaiveDateTime,
+        max_token_age_secs: i64,
+    ) -> Result<bool, DbError> {
+        conn.transaction(|conn| {
+            let Some(user) = User::lock(conn, id)? else { return Ok(false) };
+            let forget_before = UnixMillis(UnixMillis::of(now).0.saturating_sub(max_token_age_secs * 1000));
+            Tombstone::user(id, tokens_valid_after(now, &user)).keep(conn, forget_before)?;
+            Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
+        })
     }
 }
 
 /// Runs `change` on the account in a transaction and returns the account as it is after.
-/// The transaction writes first (`updated_at`): on SQLite that takes the write lock at the
-/// start, so that another process (a server beside the CLI) cannot write between this
-/// transaction's reads and its writes and make the lock upgrade fail.
+/// The row is locked first ([`User::lock`]; on SQLite that takes the write lock at the
+/// start, so that another process, a server beside the CLI, cannot write between this
+/// transaction's reads and its writes and make the lock upgrade fail), and `change` gets
+/// the account as locked, before any write: a revocation is computed from it
+/// ([`tokens_valid_after`]).
 fn write_transaction(
     conn: &mut DbConnection,
     id: Uuid,
@@ -296,12 +310,12 @@ fn write_transaction(
     change: impl FnOnce(&mut DbConnection, &Account) -> Result<(), DbError>,
 ) -> Result<Option<Account>, DbError> {
     conn.transaction(|conn| {
-        let touched =
-            diesel::update(users::table.find(DbUuid(id))).set(users::updated_at.eq(now)).execute(conn)?;
-        let Some(current) = Account::find(conn, id)?.filter(|_| touched == 1) else {
-            return Ok(None);
-        };
+        let Some(user) = User::lock(conn, id)? else { return Ok(None) };
+        // Read after the lock: the roles that go with the row.
+        let current = Account { roles: roles_of(conn, id)?, user };
         change(conn, &current)?;
+        let stamp = current.user.stamp(now);
+        diesel::update(users::table.find(DbUuid(id))).set(users::updated_at.eq(stamp)).execute(conn)?;
         Account::find(conn, id)
     })
 }
@@ -325,7 +339,7 @@ fn replace_roles(conn: &mut DbConnection, current: &Account, roles: &[String]) -
 }
 
 /// Revokes the access tokens issued so far (`revoke`), and with `end_session` the refresh
-/// token too.
+/// token too; `user` is the row as locked.
 fn revoke_tokens(
     conn: &mut DbConnection,
     user: &User,
@@ -337,7 +351,7 @@ fn revoke_tokens(
     if end_session {
         diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn)?;
     } else if revoke {
-        let valid_after = tokens_valid_after(now, user.tokens_valid_after);
+        let valid_after = tokens_valid_after(now, user);
         diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn)?;
     }
     Ok(())

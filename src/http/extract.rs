@@ -56,8 +56,10 @@ pub async fn authenticate_token(state: &AppState, token: &str) -> Result<Current
         account = account_of(state, user_id).await?;
     }
     let user = &account.user;
-    // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
-    if user.disabled || user.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after) {
+    // Disabling revokes the tokens too; the flag also covers a row disabled by hand. The
+    // issue time is exact to the millisecond (the jti's), as the revocation time is.
+    let revoked = user.tokens_valid_after.is_some_and(|valid_after| claims.issued_at_ms() < valid_after.0);
+    if user.disabled || revoked {
         log::debug!("revoked access token presented user_id={user_id}");
         return Err(ApiError::InvalidToken);
     }

@@ -78,7 +78,9 @@ async fn the_feed_lists_revocations_after_since(backend: Backend) {
     assert_eq!(revocations.len(), 1, "{listed}");
     assert_eq!(revocations[0]["sub"], alice["user"]["id"]);
     let not_before = revocations[0]["not_before"].as_i64().unwrap();
-    assert_eq!(Some(not_before), app.user_row("alice").tokens_valid_after);
+    let exact = revocations[0]["not_before_ms"].as_i64().unwrap();
+    assert_eq!(Some(exact), app.user_row("alice").tokens_valid_after.map(|t| t.0));
+    assert_eq!(not_before, (exact + 999).div_euclid(1000), "rounded up");
     assert_ne!(revocations[0]["sub"], bob["user"]["id"]);
     // Entries at or before `since` are not repeated.
     let later: Value = feed(&app, not_before, FEED_TOKEN).await.json().await.unwrap();

@@ -32,9 +32,11 @@ struct UserId {
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
-/// A caller whose access token is valid, unrevoked, and carries the `admin` role. A
-/// demoted admin's earlier tokens were revoked with the role, so the role in a token
-/// that passes is the admin's current one.
+/// A caller whose access token is valid, unrevoked, and carries the `admin` role, which the
+/// account still has. A demoted admin's earlier tokens were revoked with the role; the
+/// account's current roles (the user cache's, which a change of roles evicts) are checked
+/// too, so that no token minted around the change, nor a role removed behind the server's
+/// back, lets the admin API in.
 pub struct Admin {
     id: Uuid,
 }
@@ -47,7 +49,8 @@ impl FromRequest for Admin {
         let req = req.clone();
         Box::pin(async move {
             let caller = authenticate(&req).await?;
-            if !caller.claims.has_role(ADMIN_ROLE) {
+            let current = caller.account.roles.iter().any(|role| role == ADMIN_ROLE);
+            if !caller.claims.has_role(ADMIN_ROLE) || !current {
                 log::info!("admin API refused user_id={}", caller.claims.sub);
                 return Err(ApiError::Forbidden);
             }
@@ -310,7 +313,9 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    found(db::run_write(&state.pool, move |conn| Account::delete(conn, id)).await?)?;
+    let now = state.clock.now().naive_utc();
+    let keep_secs = state.tokens.max_token_age_secs();
+    found(db::run_write(&state.pool, move |conn| Account::delete(conn, id, now, keep_secs)).await?)?;
     admin.changed(&state, "delete", id);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use chrono::NaiveDateTime;
+use diesel::Connection;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use crate::auth::password::{Verified, normalize};
 use crate::auth::refresh::{IssuedRefresh, RefreshToken, Rotation};
 use crate::auth::rules::{validate_email, validate_username};
-use crate::db::accounts::{Account, NewAccount, roles_of};
+use crate::db::accounts::{Account, NewAccount};
 use crate::db::{
     self,
     models::{SessionChange, User, tokens_valid_after},
@@ -135,7 +136,7 @@ fn token_response(state: &AppState, issued: &IssuedRefresh, now: NaiveDateTime) 
             user.id.0,
             &user.username,
             &issued.roles,
-            now.and_utc().timestamp(),
+            now,
             user.tokens_valid_after,
         ),
         token_type: "Bearer",
@@ -160,39 +161,43 @@ enum PasswordUpdate {
     Change(String),
 }
 
-/// Starts a new refresh session for the user, replacing any previous one. `None` when a
-/// rehash found the password changed since it was verified.
+/// Starts a new refresh session for the user, replacing any previous one. `None` when the
+/// user is gone, or a rehash found the password changed since it was verified.
 async fn start_session(
     state: &web::Data<AppState>,
-    mut user: User,
+    user: User,
     password: PasswordUpdate,
 ) -> Result<Option<(IssuedRefresh, NaiveDateTime)>, ApiError> {
     let now = state.clock.now().naive_utc();
-    // A password change also revokes the access tokens issued before it.
-    if matches!(password, PasswordUpdate::Change(_)) {
-        user.tokens_valid_after = Some(tokens_valid_after(now, user.tokens_valid_after));
-    }
-    let valid_after = user.tokens_valid_after;
     let token = RefreshToken::mint();
     let expires_at = state.sessions.expiry(now);
     let hash = token.hash();
     let user_id = user.id.0;
-    let roles = db::run_write(&state.pool, move |conn| {
-        let change = SessionChange::start(&hash, expires_at, now);
-        let started = match &password {
-            PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
-            PasswordUpdate::Rehash { verified, rehashed } => {
-                User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+    // On the row as locked, and the roles and revocation time that go with it: what the
+    // token is issued from (see `User::lock`).
+    let account = db::run_write(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            let Some(current) = User::lock(conn, user_id)? else { return Ok(None) };
+            let change = SessionChange::start(&hash, expires_at, current.stamp(now));
+            let started = match &password {
+                PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+                PasswordUpdate::Rehash { verified, rehashed } => {
+                    User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+                }
+                // A password change also revokes the access tokens issued before it.
+                PasswordUpdate::Change(new_hash) => {
+                    let change = change.revoking_access_tokens(tokens_valid_after(now, &current));
+                    User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
+                }
+            }?;
+            if !started {
+                return Ok(None);
             }
-            PasswordUpdate::Change(new_hash) => {
-                let change = change.revoking_access_tokens(valid_after.unwrap_or_default());
-                User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
-            }
-        }?;
-        started.then(|| roles_of(conn, user_id)).transpose()
+            Account::find(conn, user_id)
+        })
     })
     .await?;
-    Ok(roles.map(|roles| (IssuedRefresh { user, roles, token, expires_at }, now)))
+    Ok(account.map(|Account { user, roles }| (IssuedRefresh { user, roles, token, expires_at }, now)))
 }
 
 /// Creates an account and starts its session.
@@ -386,10 +391,8 @@ pub async fn logout(
     let now = state.clock.now().naive_utc();
     let cookie = state.cookie_mode.presented_token(&req);
     let user = if bearer_token(&req)?.is_some() {
-        let account = authenticate(&req).await?.account;
-        let user_id = account.user.id.0;
-        let revoked = SessionChange::revoked(now, &account.user);
-        db::run_write(&state.pool, move |conn| User::set_session(conn, user_id, &revoked)).await?;
+        let user_id = authenticate(&req).await?.account.user.id.0;
+        db::run_write(&state.pool, move |conn| Account::log_out(conn, user_id, now)).await?;
         user_id
     } else {
         if body.is_empty() && cookie.is_none() {
@@ -463,9 +466,9 @@ pub async fn change_password(
         return Err(ApiError::WrongCurrentPassword);
     }
     let new_hash = state.passwords.hash(new_password).await?;
-    let (issued, now) = start_session(&state, user, PasswordUpdate::Change(new_hash))
-        .await?
-        .ok_or_else(|| ApiError::Internal("a password change is unconditional".into()))?;
+    // Unconditional, unless the account was deleted meanwhile.
+    let (issued, now) =
+        start_session(&state, user, PasswordUpdate::Change(new_hash)).await?.ok_or(ApiError::InvalidToken)?;
     state.users.evict(issued.user.id.0);
     log::info!("password changed user_id={}", issued.user.id.0);
     Ok(respond(&req, &state, HttpResponse::Ok(), &issued, now))

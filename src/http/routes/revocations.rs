@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::db::{self, models::User};
+use crate::db::{
+    self,
+    models::{UnixMillis, User},
+};
 use crate::http::extract::ServiceCaller;
 use crate::http::routes::openapi::{DatabaseErrors, ErrorBody, ServerErrors, ServiceTokenErrors};
 use crate::http::{ApiError, AppState};
@@ -23,12 +26,26 @@ pub struct FeedQuery {
     since: i64,
 }
 
-/// Reject a token of `sub` whose `iat` is before `not_before`.
+/// Reject a token of `sub` issued before `not_before_ms`: one whose `jti` is a UUIDv7
+/// with an earlier timestamp; for a token whose `jti` is not (issued by a tollgate before
+/// the millisecond revocation times), one whose `iat` is before `not_before`.
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
     sub: Uuid,
-    /// Unix seconds.
+    /// Unix seconds: `not_before_ms` rounded up, so that a consumer that compares `iat`
+    /// alone refuses every token issued before; it may also refuse one issued after, in
+    /// the same second (its holder's next refresh gets a token it accepts).
+    #[schema(example = 1764636301)]
     not_before: i64,
+    /// Unix milliseconds, exact: what the `jti`'s timestamp is compared with.
+    #[schema(example = 1764636300123_i64)]
+    not_before_ms: i64,
+}
+
+impl Revocation {
+    fn new(sub: Uuid, at: UnixMillis) -> Self {
+        Self { sub, not_before: at.ceil_seconds(), not_before_ms: at.0 }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -38,7 +55,7 @@ pub struct Feed {
     now: i64,
 }
 
-/// The users whose access tokens were revoked after `since`.
+/// The users whose access tokens were revoked after `since`, deleted users included.
 #[utoipa::path(get, path = "/auth/revocations", tag = "services", params(FeedQuery),
     security(("service_token" = [])),
     responses(
@@ -54,9 +71,11 @@ pub async fn revocations(
     let now = state.clock.unix();
     // Older revocations cover only tokens that have expired anyway.
     let since = query.since.max(now - state.tokens.max_token_age_secs());
+    // A `not_before` (rounded up) after `since` is an exact time after it.
+    let since = UnixMillis(since.saturating_mul(1000));
     let rows = db::run(&state.pool, move |conn| User::revoked_since(conn, since)).await?;
     Ok(HttpResponse::Ok().json(Feed {
-        revocations: rows.into_iter().map(|(id, at)| Revocation { sub: id.0, not_before: at }).collect(),
+        revocations: rows.into_iter().map(|(sub, at)| Revocation::new(sub, at)).collect(),
         now: now - WATERMARK_LAG_SECS,
     }))
 }

@@ -330,3 +330,10 @@ pub fn access_claims(token: &str) -> Value {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap())
         .unwrap()
 }
+
+/// When an access token was issued, in unix milliseconds: the timestamp of its `jti`, a
+/// UUIDv7.
+pub fn issued_ms(token: &str) -> i64 {
+    let jti: uuid::Uuid = field(&access_claims(token), "jti").parse().unwrap();
+    tollgate_verify::uuid_v7_millis(&jti).expect("the jti is a UUIDv7")
+}
