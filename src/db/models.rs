@@ -1,6 +1,6 @@
 //! The `users` row and every query on it.
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
@@ -425,13 +425,12 @@ impl User {
             .optional()?)
     }
 
-    /// The `updated_at` of a write at `now` to this row, as read under its lock: `now`, or a
-    /// microsecond past the stamp already there if that is later (another instance's clock,
-    /// or a request that read the clock after this one but wrote first). So the stamp never
-    /// goes back, as [`tokens_valid_after`] needs, and changes at every write, which the
-    /// user cache compares.
+    /// The `updated_at` of a write at `now` to this row, as read under its lock: `now`, or
+    /// the stamp already there if that is later (another instance's clock, or a request
+    /// that read the clock after this one but wrote first). So the stamp never goes back:
+    /// [`tokens_valid_after`] takes it for the latest `now` a token was issued at.
     pub fn stamp(&self, now: NaiveDateTime) -> NaiveDateTime {
-        now.max(self.updated_at + TimeDelta::microseconds(1))
+        now.max(self.updated_at)
     }
 
     /// Locks the user's row until the end of the transaction, and reads it as it is then;
