@@ -50,9 +50,8 @@ fn access_tokens(c: &mut Criterion) {
         let at = Utc::now().naive_utc();
         let now = at.and_utc().timestamp();
         let mut group = c.benchmark_group(format!("access token sign {name}"));
-        group.bench_function("kept key", |b| {
-            b.iter(|| tokens.issue(black_box(user), "alice", &[], at, None))
-        });
+        group
+            .bench_function("kept key", |b| b.iter(|| tokens.issue(black_box(user), "alice", &[], at, None)));
         // How tollgate signed before: jsonwebtoken parses the key's DER for each signature.
         let encoding = match algorithm {
             Algorithm::HS256 => EncodingKey::from_secret(secret.as_bytes()),

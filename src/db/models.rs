@@ -7,8 +7,8 @@ use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Array, Double, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 use std::io::Write;
@@ -282,6 +282,9 @@ fn joined_roles() -> _ {
         .single_value()
 }
 
+/// A rotated user, as changed, with its sorted roles.
+pub type Rotated = (User, Vec<String>);
+
 /// A row of [`User::rotate_live_sessions`]: the user as changed, and its roles joined.
 #[derive(QueryableByName)]
 struct RotatedRow {
@@ -472,7 +475,9 @@ impl User {
     /// Records, on the row as locked, that a token is being issued at `now` without any
     /// other change (a retry within the grace window): see [`tokens_valid_after`].
     pub fn stamp_issue(conn: &mut DbConnection, user: &User, now: NaiveDateTime) -> Result<(), DbError> {
-        diesel::update(users::table.find(user.id)).set(users::updated_at.eq(user.stamp(now))).execute(conn)?;
+        diesel::update(users::table.find(user.id))
+            .set(users::updated_at.eq(user.stamp(now)))
+            .execute(conn)?;
         Ok(())
     }
 
@@ -516,7 +521,9 @@ impl User {
         // prepared statement is built again for every execution.
         let row: Option<(User, Option<String>)> = match conn {
             DbConnection::Sqlite(conn) => update().get_result(conn).optional()?,
-            DbConnection::Postgres(conn) => repeatable_read(conn, |conn| update().get_result(conn).optional())?,
+            DbConnection::Postgres(conn) => {
+                repeatable_read(conn, |conn| update().get_result(conn).optional())?
+            }
         };
         Ok(row.map(|(user, roles)| (user, split_roles(roles))))
     }
@@ -530,7 +537,7 @@ impl User {
     pub fn rotate_live_sessions(
         conn: &mut PgConnection,
         rotations: &[&LiveRotation],
-    ) -> Result<Option<Vec<(User, Vec<String>)>>, DbError> {
+    ) -> Result<Option<Vec<Rotated>>, DbError> {
         // The same change as `SessionChange::rotated`, row by row from the arrays. Sorted
         // by token (the plan walks the array in order, probing the token's index), the
         // batches of concurrent instances lock the rows they share in one order.
@@ -606,7 +613,8 @@ impl User {
             .select((revocations::user_id, revocations::not_before))
             .load(conn)?;
         let users = users.into_iter().filter_map(|(id, at)| Some((id.0, at?)));
-        let mut all: Vec<(Uuid, UnixMillis)> = users.chain(deleted.into_iter().map(|(id, at)| (id.0, at))).collect();
+        let mut all: Vec<(Uuid, UnixMillis)> =
+            users.chain(deleted.into_iter().map(|(id, at)| (id.0, at))).collect();
         all.sort_unstable_by_key(|&(_, at)| at);
         Ok(all)
     }

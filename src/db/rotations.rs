@@ -25,11 +25,8 @@ use tokio::sync::oneshot;
 
 use super::batch::Batches;
 use super::connection::ConnectionManager;
-use super::models::{LiveRotation, User};
+use super::models::{LiveRotation, Rotated, User};
 use super::{DbConnection, DbError};
-
-/// A rotated user, as changed, with its sorted roles.
-type Rotated = (User, Vec<String>);
 
 /// The queue to the rotations thread; the thread ends when the last clone is dropped.
 #[derive(Clone)]
@@ -47,7 +44,8 @@ struct Pending {
 
 impl Rotations {
     pub fn spawn(manager: ConnectionManager, timeout: Duration) -> std::io::Result<Self> {
-        let batches = Batches { name: "pg-rotations", max: 128, prepare: repeatable_read, run: rotate, answer };
+        let batches =
+            Batches { name: "pg-rotations", max: 128, prepare: repeatable_read, run: rotate, answer };
         Ok(Self { jobs: batches.spawn(manager)?, timeout })
     }
 
@@ -68,7 +66,8 @@ impl Rotations {
 
 /// Set once per connection, so that a batch stays one round trip.
 fn repeatable_read(conn: &mut DbConnection) -> Result<(), DbError> {
-    Ok(postgres(conn)?.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")?)
+    Ok(postgres(conn)?
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")?)
 }
 
 fn postgres(conn: &mut DbConnection) -> Result<&mut diesel::PgConnection, DbError> {
@@ -89,7 +88,10 @@ fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError>
         log::warn!("a batch of {} rotations failed; each is retried alone: {e}", unique.len());
     })?;
     let Some(rotated) = rotated else {
-        log::debug!("a batch of {} rotations met a row written meanwhile; each is retried alone", unique.len());
+        log::debug!(
+            "a batch of {} rotations met a row written meanwhile; each is retried alone",
+            unique.len()
+        );
         return Ok(());
     };
     // Each successor is unique to the rotation that wrote it.

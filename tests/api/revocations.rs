@@ -235,7 +235,11 @@ async fn ten_logout_login_cycles_in_one_instant_cut_exactly_and_never_issue_ahea
         assert_issued_now(fresh, &clock, cycle);
         assert_eq!(me_status(&app, fresh).await, StatusCode::OK, "cycle {cycle}: the new token");
         for earlier in &old {
-            assert_eq!(me_status(&app, earlier).await, StatusCode::UNAUTHORIZED, "cycle {cycle}: an old token");
+            assert_eq!(
+                me_status(&app, earlier).await,
+                StatusCode::UNAUTHORIZED,
+                "cycle {cycle}: an old token"
+            );
         }
         old.push(fresh.to_owned());
     }
@@ -285,7 +289,9 @@ async fn a_revocation_and_an_issue_in_one_instant_cut_exactly(backend: Backend) 
     let signup = app.signup("dave").await;
     // Through the API, on the app's clock, as everything that touches dave here.
     let path = format!("/admin/users/{}", field(&signup["user"], "id"));
-    let set_roles = |roles: Value| app.client.patch(app.url(&path)).bearer_auth(&admin).json(&json!({ "roles": roles })).send();
+    let set_roles = |roles: Value| {
+        app.client.patch(app.url(&path)).bearer_auth(&admin).json(&json!({ "roles": roles })).send()
+    };
     assert_eq!(set_roles(json!(["staff"])).await.unwrap().status(), StatusCode::OK);
     let before: Value = app.login("dave", PASSWORD).await.json().await.unwrap();
     assert_eq!(set_roles(json!([])).await.unwrap().status(), StatusCode::OK);
@@ -324,7 +330,13 @@ async fn a_deleted_user_stays_in_the_feed_until_its_tokens_expired(backend: Back
     let id = field(&erin["user"], "id").to_owned();
     let entries = |listed: Value| -> Vec<(String, i64, i64)> {
         let entries = listed["revocations"].as_array().unwrap().iter();
-        let entry = |e: &Value| (field(e, "sub").to_owned(), e["not_before"].as_i64().unwrap(), e["not_before_ms"].as_i64().unwrap());
+        let entry = |e: &Value| {
+            (
+                field(e, "sub").to_owned(),
+                e["not_before"].as_i64().unwrap(),
+                e["not_before_ms"].as_i64().unwrap(),
+            )
+        };
         entries.map(entry).collect()
     };
     let logout = app.client.post(app.url(&format!("/admin/users/{id}/logout"))).bearer_auth(&admin).send();
@@ -340,7 +352,7 @@ async fn a_deleted_user_stays_in_the_feed_until_its_tokens_expired(backend: Back
     let [(sub, not_before, not_before_ms)] = &listed[..] else { panic!("{listed:?}") };
     assert_eq!(sub, &id);
     assert!(*not_before_ms > deleted_at.timestamp_millis() && *not_before > deleted_at.timestamp());
-    assert_eq!(tombstones(&app), [id.clone()]);
+    assert_eq!(tombstones(&app), [id.as_str()]);
     // Introspection and tollgate itself refuse the token too.
     assert_eq!(me_status(&app, field(&erin, "access_token")).await, StatusCode::UNAUTHORIZED);
 
