@@ -625,3 +625,25 @@ impl User {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_are_rounded_up_only_from_a_fraction() {
+        let cases =
+            [(1_765_000_000_000, 1_765_000_000), (1_765_000_000_001, 1_765_000_001), (-1, 0), (-1000, -1)];
+        for (millis, seconds) in cases {
+            assert_eq!(UnixMillis(millis).ceil_seconds(), seconds, "{millis}");
+        }
+    }
+
+    #[test]
+    fn every_millisecond_survives_the_seconds_the_database_keeps() {
+        for millis in [0, 1, 999, 1_765_000_000_123, 4_102_444_800_999] {
+            let seconds = UnixMillis(millis).seconds();
+            assert_eq!(((seconds * 1000.0).round()) as i64, millis);
+        }
+    }
+}
