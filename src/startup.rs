@@ -15,7 +15,7 @@ use crate::auth::password::Passwords;
 use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::sessions::{Sessions, SessionsParts};
-use crate::auth::tokens::AccessTokens;
+use crate::auth::tokens::{AccessTokens, max_token_age_secs};
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
@@ -58,7 +58,8 @@ pub fn passwords(settings: &Settings) -> Result<Arc<Passwords>, StartupError> {
 pub fn accounts(settings: &Settings, pool: Pool) -> Result<Accounts, StartupError> {
     let clock = Clock::system();
     let users = Arc::new(UserCache::new(clock.clone()));
-    Ok(Accounts::new(pool, clock, passwords(settings)?, users, settings.accounts.default_roles.clone()))
+    let roles = settings.accounts.default_roles.clone();
+    Ok(Accounts::new(pool, clock, passwords(settings)?, users, roles, max_token_age_secs(&settings.jwt)))
 }
 
 /// Loads keys, starts the hashing threads and builds the core and what the handlers share.
@@ -81,7 +82,8 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         metrics: metrics.clone(),
         clock: clock.clone(),
     });
-    let accounts = Accounts::new(pool, clock, passwords, users, settings.accounts.default_roles.clone());
+    let roles = settings.accounts.default_roles.clone();
+    let accounts = Accounts::new(pool, clock, passwords, users, roles, max_token_age_secs(&settings.jwt));
     Ok(AppState {
         core: Core { sessions, accounts },
         keys,

@@ -66,6 +66,9 @@ pub struct Accounts {
     users: Arc<UserCache>,
     /// The roles of an account created without any (`DEFAULT_ROLES`).
     default_roles: Vec<String>,
+    /// How long a deleted user stays in the revocation feed: as long as a token it was
+    /// issued may live (`tokens::max_token_age_secs`).
+    max_token_age_secs: i64,
 }
 
 impl Accounts {
@@ -75,8 +78,9 @@ impl Accounts {
         passwords: Arc<Passwords>,
         users: Arc<UserCache>,
         default_roles: Vec<String>,
+        max_token_age_secs: i64,
     ) -> Self {
-        Self { pool, clock, passwords, users, default_roles }
+        Self { pool, clock, passwords, users, default_roles, max_token_age_secs }
     }
 
     /// Up to `limit` accounts whose usernames sort after `after`, and where the next page
@@ -151,9 +155,11 @@ impl Accounts {
         Ok(account)
     }
 
-    /// Deletes an account; its roles go with it.
+    /// Deletes an account; its roles go with it, and the revocation feed keeps it until its
+    /// tokens have expired.
     pub async fn delete(&self, actor: Actor, id: Uuid) -> Result<()> {
-        if !self.pool.write(move |conn| Account::delete(conn, id)).await? {
+        let (now, keep_secs) = (self.clock.now().naive_utc(), self.max_token_age_secs);
+        if !self.pool.write(move |conn| Account::delete(conn, id, now, keep_secs)).await? {
             return Err(Error::NotFound);
         }
         self.changed(actor, "delete", id);

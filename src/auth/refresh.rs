@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::config::RefreshSettings;
 use crate::db::accounts::roles_of;
-use crate::db::models::{LiveRotation, SessionChange, User};
+use crate::db::models::{LiveRotation, User};
 use crate::db::{DbError, Pool, WriteConn};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
@@ -149,29 +149,38 @@ impl RefreshSessions {
             return Ok(Rotation::Rotated(Box::new(rotated(user, roles, successor, live.expires_at))));
         }
         let LiveRotation { current_hash: hash, successor_hash, .. } = &live;
-        let Some(user) = User::find_by_refresh_hash(conn, hash)? else {
+        let Some(found) = User::find_by_refresh_hash(conn, hash)? else {
             return self.detect_ancestor_replay(conn, presented, now);
         };
-        let user_id = user.id.0;
-        // Disabling clears the session anyway; this also covers a row disabled by hand.
-        if user.disabled {
-            return Ok(Rotation::Refused);
-        }
-        // Still the current token, yet not rotated above: it has expired.
-        if user.refresh_token_hash.as_ref() == Some(hash) {
-            return Ok(Rotation::Refused);
-        }
-        // The previous token: a retry, possibly of a rotation that a concurrent request
-        // won a moment ago.
-        let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
-        if within_grace && user.refresh_token_hash.as_ref() == Some(successor_hash) {
-            log::info!("refresh retried within grace window user_id={user_id}");
-            let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-            let roles = roles_of(conn, user_id)?;
-            let issued = IssuedRefresh { user, roles, token: successor, expires_at };
-            return Ok(Rotation::Rotated(Box::new(issued)));
-        }
-        revoke_replayed(conn, &user, hash, now)
+        // Decided on the row as locked: a retry issues a token, and must see a revocation
+        // committed meanwhile, or be seen by one that comes after (see `User::lock`).
+        conn.transaction(|conn| {
+            let Some(user) = User::lock(conn, found.id.0)? else { return Ok(Rotation::Refused) };
+            let user_id = user.id.0;
+            // Disabling clears the session anyway; this also covers a row disabled by hand.
+            // Still the current token, yet not rotated above: it has expired. Neither
+            // current nor previous any more: the session moved on since it was found.
+            if user.disabled
+                || user.refresh_token_hash.as_ref() == Some(hash)
+                || user.previous_refresh_token_hash.as_ref() != Some(hash)
+            {
+                return Ok(Rotation::Refused);
+            }
+            // The previous token: a retry, possibly of a rotation that a concurrent request
+            // won a moment ago.
+            let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
+            if within_grace && user.refresh_token_hash.as_ref() == Some(successor_hash) {
+                log::info!("refresh retried within grace window user_id={user_id}");
+                // Issuing a token writes the row, for a revocation to come after it
+                // (`tokens_valid_after`).
+                User::stamp_issue(conn, &user, now)?;
+                let expires_at = user.refresh_token_expires_at.unwrap_or(now);
+                let roles = roles_of(conn, user_id)?;
+                let issued = IssuedRefresh { user, roles, token: successor, expires_at };
+                return Ok(Rotation::Rotated(Box::new(issued)));
+            }
+            revoke_replayed(conn, &user, hash, now)
+        })
     }
 
     /// The statement's inputs for rotating `presented` at `now`, and the successor.
@@ -220,11 +229,16 @@ impl RefreshSessions {
         presented: &RefreshToken,
         now: NaiveDateTime,
     ) -> Result<Option<User>, DbError> {
-        let Some(user) = User::find_by_refresh_hash(conn, &presented.hash())? else {
+        let hash = presented.hash();
+        let Some(found) = User::find_by_refresh_hash(conn, &hash)? else {
             return Ok(None);
         };
-        User::set_session(conn, user.id.0, &SessionChange::revoked(now, user.tokens_valid_after))?;
-        Ok(Some(user))
+        // Unless the session moved on between the lookup and the lock.
+        let ours = |user: &User| {
+            let hash = Some(hash.as_str());
+            user.refresh_token_hash.as_deref() == hash || user.previous_refresh_token_hash.as_deref() == hash
+        };
+        User::end_session_if(conn, found.id.0, now, ours)
     }
 }
 
@@ -233,15 +247,17 @@ fn rotated(user: User, roles: Vec<String>, token: RefreshToken, expires_at: Naiv
     IssuedRefresh { user, roles, token, expires_at }
 }
 
-/// Revokes the session whose previous token was replayed (unless a fresh login replaced
-/// it meanwhile, see [`User::revoke_if_previous`]).
+/// Revokes the session whose previous token was replayed, only if its previous token is
+/// still `previous_hash` once locked, so that a replay detected late cannot wipe a session
+/// started afterwards by a fresh login.
 fn revoke_replayed(
     conn: &mut WriteConn,
     user: &User,
     previous_hash: &str,
     now: NaiveDateTime,
 ) -> Result<Rotation, DbError> {
-    if !User::revoke_if_previous(conn, user, previous_hash, now)? {
+    let still_previous = |user: &User| user.previous_refresh_token_hash.as_deref() == Some(previous_hash);
+    if User::end_session_if(conn, user.id.0, now, still_previous)?.is_none() {
         return Ok(Rotation::Refused);
     }
     log::warn!("refresh token reuse detected, session revoked user_id={}", user.id.0);

@@ -21,8 +21,8 @@ use super::tokens::{AccessClaims, AccessTokens};
 use super::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::db::Pool;
-use crate::db::accounts::{Account, NewAccount, roles_of};
-use crate::db::models::{SessionChange, User, tokens_valid_after};
+use crate::db::accounts::{Account, NewAccount};
+use crate::db::models::{SessionChange, UnixMillis, User, tokens_valid_after};
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 
 /// Who is asking, as far as the limits care.
@@ -51,9 +51,12 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// The admin API's rule: the token carries the `admin` role.
+    /// The admin API's rule: the token carries the `admin` role, and so does the account
+    /// now (the user cache's, which a change of roles evicts), so that no token minted
+    /// around a change of roles, nor a role removed behind the server's back, lets it in.
     pub fn require_admin(&self) -> Result<()> {
-        if self.claims.has_role(ADMIN_ROLE) {
+        let current = self.account.roles.iter().any(|role| role == ADMIN_ROLE);
+        if self.claims.has_role(ADMIN_ROLE) && current {
             Ok(())
         } else {
             log::info!("admin API refused user_id={}", self.claims.sub);
@@ -84,8 +87,7 @@ pub enum LogoutBy<'a> {
 /// A revocation the feed publishes: tokens of `sub` issued before `not_before` are dead.
 pub struct Revocation {
     pub sub: Uuid,
-    /// Unix seconds.
-    pub not_before: i64,
+    pub not_before: UnixMillis,
 }
 
 /// How long after a revocation the feed still lists it: the `now` of an answer lags the
@@ -278,9 +280,8 @@ impl Sessions {
         let now = self.clock.now().naive_utc();
         let user_id = match by {
             LogoutBy::Caller(caller) => {
-                let (user_id, valid_after) = (caller.account.id, caller.account.tokens_valid_after);
-                let revoked = SessionChange::revoked(now, valid_after);
-                self.pool.write(move |conn| User::set_session(conn, user_id, &revoked)).await?;
+                let user_id = caller.account.id;
+                self.pool.write(move |conn| Account::log_out(conn, user_id, now)).await?;
                 user_id
             }
             LogoutBy::RefreshToken(raw) | LogoutBy::Cookie(raw) => {
@@ -325,7 +326,8 @@ impl Sessions {
         let issued = self
             .start_session(user, PasswordUpdate::Change(new_hash))
             .await?
-            .ok_or_else(|| Error::Internal("a password change is unconditional".into()))?;
+            // The account was deleted meanwhile.
+            .ok_or(Error::InvalidToken)?;
         log::info!("password changed user_id={user_id}");
         Ok(issued)
     }
@@ -341,9 +343,11 @@ impl Sessions {
         if self.reread_aged_accounts().await {
             account = self.account_of(user_id).await?;
         }
-        // Disabling revokes the tokens too; the flag also covers a row disabled by hand.
-        if account.disabled || account.tokens_valid_after.is_some_and(|valid_after| claims.iat < valid_after)
-        {
+        // Disabling revokes the tokens too; the flag also covers a row disabled by hand. The
+        // issue time is exact to the millisecond (the jti's), as the revocation time is.
+        let revoked =
+            account.tokens_valid_after.is_some_and(|valid_after| claims.issued_at_ms() < valid_after.0);
+        if account.disabled || revoked {
             log::debug!("revoked access token presented user_id={user_id}");
             return Err(Error::InvalidToken);
         }
@@ -356,8 +360,10 @@ impl Sessions {
         let now = self.clock.unix();
         // Older revocations cover only tokens that have expired anyway.
         let since = since.max(now - self.tokens.max_token_age_secs());
+        // A `not_before` (rounded up) after `since` is an exact time after it.
+        let since = UnixMillis(since.saturating_mul(1000));
         let rows = self.pool.read(move |conn| User::revoked_since(conn, since)).await?;
-        let revocations = rows.into_iter().map(|(id, at)| Revocation { sub: id.0, not_before: at }).collect();
+        let revocations = rows.into_iter().map(|(sub, not_before)| Revocation { sub, not_before }).collect();
         Ok((revocations, now - FEED_WATERMARK_LAG_SECS))
     }
 
@@ -377,44 +383,44 @@ impl Sessions {
     }
 
     /// Starts a new refresh session for the user, replacing any previous one; `None` when
-    /// a rehash found the password changed since it was verified.
+    /// the user is gone, or a rehash found the password changed since it was verified.
     async fn start_session(&self, user: User, password: PasswordUpdate) -> Result<Option<Issued>> {
         let now = self.clock.now().naive_utc();
-        let mut valid_after = user.tokens_valid_after;
-        // A password change also revokes the access tokens issued before it.
-        if matches!(password, PasswordUpdate::Change(_)) {
-            valid_after = Some(tokens_valid_after(now, valid_after));
-        }
         let token = RefreshToken::mint();
         let expires_at = self.refresh.expiry(now);
         let hash = token.hash();
         let user_id = user.id.0;
-        let roles = self
+        // On the row as locked, and the roles and revocation time that go with it: what the
+        // token is issued from (see `User::lock`).
+        let account = self
             .pool
             .write(move |conn| {
-                let change = SessionChange::start(&hash, expires_at, now);
-                let started = match &password {
-                    PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
-                    PasswordUpdate::Rehash { verified, rehashed } => {
-                        User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+                conn.transaction(|conn| {
+                    let Some(current) = User::lock(conn, user_id)? else { return Ok(None) };
+                    let change = SessionChange::start(&hash, expires_at, current.stamp(now));
+                    let started = match &password {
+                        PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+                        PasswordUpdate::Rehash { verified, rehashed } => {
+                            User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+                        }
+                        // A password change also revokes the access tokens issued before it.
+                        PasswordUpdate::Change(new_hash) => {
+                            let change = change.revoking_access_tokens(tokens_valid_after(now, &current));
+                            User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
+                        }
+                    }?;
+                    if !started {
+                        return Ok(None);
                     }
-                    PasswordUpdate::Change(new_hash) => {
-                        let change = change.revoking_access_tokens(valid_after.unwrap_or_default());
-                        User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
-                    }
-                }?;
-                started.then(|| roles_of(conn, user_id)).transpose()
+                    Account::find(conn, user_id)
+                })
             })
             .await?;
         // The row just read may be newer than the cached one (say, an account re-enabled
         // from the command line), and a password change revoked: the new token must not
         // meet the old entry.
         self.users.evict(user_id);
-        Ok(roles.map(|roles| {
-            let mut account = Account::of(&user, roles);
-            account.tokens_valid_after = valid_after;
-            self.issue(account, token, expires_at, now)
-        }))
+        Ok(account.map(|account| self.issue(account, token, expires_at, now)))
     }
 
     fn issue(
@@ -424,13 +430,8 @@ impl Sessions {
         expires_at: NaiveDateTime,
         now: NaiveDateTime,
     ) -> Issued {
-        let access_token = self.tokens.issue(
-            account.id,
-            &account.username,
-            &account.roles,
-            now.and_utc().timestamp(),
-            account.tokens_valid_after,
-        );
+        let access_token =
+            self.tokens.issue(account.id, &account.username, &account.roles, now, account.tokens_valid_after);
         Issued {
             access_token,
             expires_in: self.tokens.ttl_secs(),

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+use rand::RngCore;
+use rand::rngs::OsRng;
 pub use tollgate_verify::{ACCESS_TOKEN_TYPE, Claims as AccessClaims, Error as TokenError, MAX_TOKEN_LEN};
 use tollgate_verify::{Rules, VerifiedCache};
 use uuid::Uuid;
@@ -10,6 +13,7 @@ use uuid::Uuid;
 use super::keys::KeyStore;
 use crate::clock::Clock;
 use crate::config::JwtSettings;
+use crate::db::models::UnixMillis;
 
 /// Memory for tokens remembered as verified: an EdDSA token's entry (a username and two
 /// roles) weighs ~820 bytes, so one token for each of ~40,000 active users fits (a test
@@ -23,7 +27,13 @@ pub struct AccessTokens {
     rules: Rules,
     verified: VerifiedCache,
     ttl_secs: i64,
-    leeway_secs: i64,
+    max_token_age_secs: i64,
+}
+
+/// How long after its issue a token can still be accepted anywhere: its lifetime and the
+/// leeway for clock skew.
+pub fn max_token_age_secs(settings: &JwtSettings) -> i64 {
+    settings.access_token_ttl_secs as i64 + settings.leeway_secs as i64
 }
 
 impl AccessTokens {
@@ -34,7 +44,7 @@ impl AccessTokens {
             rules: Rules::new(&settings.issuer, &settings.audience, settings.leeway_secs),
             verified: VerifiedCache::new(VERIFIED_CACHE_BYTES),
             ttl_secs: settings.access_token_ttl_secs as i64,
-            leeway_secs: settings.leeway_secs as i64,
+            max_token_age_secs: max_token_age_secs(settings),
         }
     }
 
@@ -42,32 +52,38 @@ impl AccessTokens {
         self.ttl_secs
     }
 
-    /// How long after its issue a token can still be accepted anywhere.
+    /// See [`max_token_age_secs`].
     pub fn max_token_age_secs(&self) -> i64 {
-        self.ttl_secs + self.leeway_secs
+        self.max_token_age_secs
     }
 
-    /// Signs a token for the user. `tokens_valid_after` is the user's revocation time: a
-    /// token issued in the same second as a revocation carries it as `iat`, so that it is
-    /// not mistaken for one issued before. `roles` are sorted (as `Account` holds them).
+    /// Signs a token for the user, issued at `now` unless the user's revocation time
+    /// `tokens_valid_after` is later (a revocation in this very millisecond, which set it a
+    /// millisecond ahead): then at that time, so that the token is not taken for one issued
+    /// before the revocation. That exact time is the timestamp of the `jti`, a UUIDv7, and
+    /// revocations are checked against it (`Claims::issued_at_ms`); `iat` and `nbf` are
+    /// `now` in whole seconds, so never ahead of the clock. `roles` are sorted (as
+    /// `Account` holds them).
     pub fn issue(
         &self,
         user_id: Uuid,
         username: &str,
         roles: &[String],
-        now: i64,
-        tokens_valid_after: Option<i64>,
+        now: NaiveDateTime,
+        tokens_valid_after: Option<UnixMillis>,
     ) -> String {
+        let issued = UnixMillis::of(now).max(tokens_valid_after.unwrap_or(UnixMillis(i64::MIN)));
+        let iat = now.and_utc().timestamp();
         let claims = AccessClaims {
             sub: user_id,
             username: username.to_owned(),
             roles: roles.to_vec(),
             iss: self.rules.issuer().to_owned(),
             aud: self.rules.audience().to_owned(),
-            iat: now.max(tokens_valid_after.unwrap_or(now)),
-            nbf: now,
-            exp: now + self.ttl_secs,
-            jti: Uuid::new_v4(),
+            iat,
+            nbf: iat,
+            exp: iat + self.ttl_secs,
+            jti: issue_id(issued),
         };
         self.keys.ring().signing.sign(ACCESS_TOKEN_TYPE, &claims)
     }
@@ -77,6 +93,15 @@ impl AccessTokens {
         let ring = self.keys.ring();
         self.verified.verify(token, &self.rules, self.clock.unix(), |kid| ring.verifying.get(kid))
     }
+}
+
+/// A token id that says when it was issued: a UUIDv7 (RFC 9562) with the issue time as its
+/// timestamp, and 74 random bits.
+fn issue_id(issued: UnixMillis) -> Uuid {
+    let mut random = [0u8; 10];
+    OsRng.fill_bytes(&mut random);
+    let millis = u64::try_from(issued.0).unwrap_or_default();
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 #[cfg(test)]
@@ -113,7 +138,7 @@ mod tests {
         let settings = hs256_settings();
         let manual = ManualClock::new();
         let tokens = access_tokens(&settings, &manual);
-        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.clock().unix(), None);
+        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.now().naive_utc(), None);
         manual.advance(Duration::from_secs(930));
         assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
         manual.advance(Duration::from_secs(1));
@@ -130,7 +155,7 @@ mod tests {
         let issued: Vec<String> = (0..30_000)
             .map(|i| {
                 let name = format!("user_{i}_with_a_name_long_enough_for_an_eddsa_token_size");
-                tokens.issue(Uuid::new_v4(), &name, &roles, manual.clock().unix(), None)
+                tokens.issue(Uuid::new_v4(), &name, &roles, manual.now().naive_utc(), None)
             })
             .collect();
         for token in &issued {

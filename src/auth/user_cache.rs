@@ -330,7 +330,7 @@ mod tests {
         }
         let mut found: Vec<_> = accounts.iter().map(|a| freshness(a)).collect();
         found[0].updated_at += TimeDelta::seconds(1);
-        found[1].tokens_valid_after = Some(1);
+        found[1].tokens_valid_after = Some(crate::db::models::UnixMillis(1));
         found[2].disabled = true;
         found[3].roles = Some("editor".into());
         cache.revalidate(cache.take_aged().unwrap(), found);

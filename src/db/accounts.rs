@@ -15,7 +15,10 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::manager::{DbConnection, WriteConn};
-use super::models::{DbUuid, NewUser, SessionChange, User, joined_roles, split_roles, tokens_valid_after};
+use super::models::{
+    DbUuid, NewUser, SessionChange, Tombstone, UnixMillis, User, joined_roles, split_roles,
+    tokens_valid_after,
+};
 use super::schema::{user_roles, users};
 
 /// A user as the service sees it, with its roles (sorted): what tokens, user objects and
@@ -28,8 +31,8 @@ pub struct Account {
     pub email: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
-    /// Access tokens issued (`iat`) before this unix time are revoked.
-    pub tokens_valid_after: Option<i64>,
+    /// Access tokens issued before this time are revoked.
+    pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
     pub roles: Vec<String>,
 }
@@ -43,7 +46,7 @@ struct AccountColumns {
     email: Option<String>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
-    tokens_valid_after: Option<i64>,
+    tokens_valid_after: Option<UnixMillis>,
     disabled: bool,
 }
 
@@ -76,7 +79,7 @@ impl Account {
 pub struct Freshness {
     pub id: Uuid,
     pub updated_at: NaiveDateTime,
-    pub tokens_valid_after: Option<i64>,
+    pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
     /// The roles joined by commas, in no particular order; `None` for none.
     pub roles: Option<String>,
@@ -100,7 +103,7 @@ impl Freshness {
 }
 
 /// What [`Account::freshness_of`] reads: a [`Freshness`] in column order.
-type FreshnessRow = (DbUuid, NaiveDateTime, Option<i64>, bool, Option<String>);
+type FreshnessRow = (DbUuid, NaiveDateTime, Option<UnixMillis>, bool, Option<String>);
 
 /// A user to create, with the roles it starts with.
 pub struct NewAccount {
@@ -303,22 +306,22 @@ impl Account {
                 revoke |= replace_roles(conn, current, roles)?;
             }
             if let Some(disabled) = change.disabled {
-                end_session |= disabled && !current.disabled;
-                diesel::update(users::table.find(DbUuid(current.id)))
+                end_session |= disabled && !current.user.disabled;
+                diesel::update(users::table.find(current.user.id))
                     .set(users::disabled.eq(disabled))
                     .execute(conn.conn())?;
             }
             if let Some(email) = &change.email {
-                diesel::update(users::table.find(DbUuid(current.id)))
+                diesel::update(users::table.find(current.user.id))
                     .set(users::email.eq(email))
                     .execute(conn.conn())?;
             }
             if let Some(hash) = &change.password_hash {
-                diesel::update(users::table.find(DbUuid(current.id)))
+                diesel::update(users::table.find(current.user.id))
                     .set(users::password_hash.eq(hash))
                     .execute(conn.conn())?;
             }
-            revoke_tokens(conn, current, now, revoke, end_session)
+            revoke_tokens(conn, &current.user, now, revoke, end_session)
         })
     }
 
@@ -336,40 +339,61 @@ impl Account {
             roles.sort_unstable();
             roles.dedup();
             let revoke = replace_roles(conn, current, &roles)?;
-            revoke_tokens(conn, current, now, revoke, false)
+            revoke_tokens(conn, &current.user, now, revoke, false)
         })
     }
 
     /// Ends the session and revokes every access token issued so far.
     pub fn log_out(conn: &mut WriteConn, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
-        write_transaction(conn, id, now, |conn, current| revoke_tokens(conn, current, now, false, true))
-            .map(|account| account.is_some())
+        Ok(User::end_session_if(conn, id, now, |_| true)?.is_some())
     }
 
-    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
-    pub fn delete(conn: &mut WriteConn, id: Uuid) -> Result<bool, DbError> {
-        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1)
+    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`). Its tokens stay
+    /// revoked in the revocation feed for `max_token_age_secs`, by a [`Tombstone`] written
+    /// in the same transaction: services that check tokens themselves cannot ask whether
+    /// the user still exists.
+    pub fn delete(
+        conn: &mut WriteConn,
+        id: Uuid,
+        now: NaiveDateTime,
+        max_token_age_secs: i64,
+    ) -> Result<bool, DbError> {
+        conn.transaction(|conn| {
+            let Some(user) = User::lock(conn, id)? else { return Ok(false) };
+            let forget_before = UnixMillis(UnixMillis::of(now).0.saturating_sub(max_token_age_secs * 1000));
+            Tombstone::user(id, tokens_valid_after(now, &user)).keep(conn, forget_before)?;
+            Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1)
+        })
     }
 }
 
+/// A row locked for a change, with the roles read after the lock.
+struct Locked {
+    user: User,
+    roles: Vec<String>,
+}
+
 /// Runs `change` on the account in a transaction and returns the account as it is after.
-/// The transaction writes first (`updated_at`): on SQLite that takes the write lock at the
-/// start, so that another process (a server beside the CLI) cannot write between this
-/// transaction's reads and its writes and make the lock upgrade fail.
+/// The row is locked first ([`User::lock`]; on SQLite that takes the write lock at the
+/// start, so that another process, a server beside the CLI, cannot write between this
+/// transaction's reads and its writes and make the lock upgrade fail), and `change` gets
+/// the account as locked, before any write: a revocation is computed from it
+/// ([`tokens_valid_after`]).
 fn write_transaction(
     conn: &mut WriteConn,
     id: Uuid,
     now: NaiveDateTime,
-    change: impl FnOnce(&mut WriteConn, &Account) -> Result<(), DbError>,
+    change: impl FnOnce(&mut WriteConn, &Locked) -> Result<(), DbError>,
 ) -> Result<Option<Account>, DbError> {
     conn.transaction(|conn| {
-        let touched = diesel::update(users::table.find(DbUuid(id)))
-            .set(users::updated_at.eq(now))
-            .execute(conn.conn())?;
-        let Some(current) = Account::find(conn, id)?.filter(|_| touched == 1) else {
-            return Ok(None);
-        };
+        let Some(user) = User::lock(conn, id)? else { return Ok(None) };
+        // Read after the lock: the roles that go with the row.
+        let current = Locked { roles: roles_of(conn, id)?, user };
         change(conn, &current)?;
+        let stamp = current.user.stamp(now);
+        diesel::update(users::table.find(DbUuid(id)))
+            .set(users::updated_at.eq(stamp))
+            .execute(conn.conn())?;
         Account::find(conn, id)
     })
 }
@@ -385,29 +409,27 @@ fn insert_roles(conn: &mut WriteConn, id: DbUuid, roles: &[String]) -> QueryResu
 }
 
 /// Makes `roles` the account's set; returns whether any role was taken away.
-fn replace_roles(conn: &mut WriteConn, current: &Account, roles: &[String]) -> QueryResult<bool> {
-    let id = DbUuid(current.id);
+fn replace_roles(conn: &mut WriteConn, current: &Locked, roles: &[String]) -> QueryResult<bool> {
+    let id = current.user.id;
     diesel::delete(user_roles::table.filter(user_roles::user_id.eq(id))).execute(conn.conn())?;
     insert_roles(conn, id, roles)?;
     Ok(current.roles.iter().any(|role| !roles.contains(role)))
 }
 
 /// Revokes the access tokens issued so far (`revoke`), and with `end_session` the refresh
-/// token too.
+/// token too; `user` is the row as locked.
 fn revoke_tokens(
     conn: &mut WriteConn,
-    account: &Account,
+    user: &User,
     now: NaiveDateTime,
     revoke: bool,
     end_session: bool,
 ) -> Result<(), DbError> {
-    let target = users::table.find(DbUuid(account.id));
+    let target = users::table.find(user.id);
     if end_session {
-        diesel::update(target)
-            .set(&SessionChange::revoked(now, account.tokens_valid_after))
-            .execute(conn.conn())?;
+        diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn.conn())?;
     } else if revoke {
-        let valid_after = tokens_valid_after(now, account.tokens_valid_after);
+        let valid_after = tokens_valid_after(now, user);
         diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn.conn())?;
     }
     Ok(())

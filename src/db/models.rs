@@ -7,8 +7,9 @@ use diesel::expression::AsExpression;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::serialize::{self, IsNull, Output, ToSql};
-use diesel::sql_types::{Array, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, Double, Nullable, Text, Timestamp};
 use diesel::sqlite::Sqlite;
 use std::io::Write;
 use std::marker::PhantomData;
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::DbError;
 use super::manager::{DbConnection, MultiBackend, WriteConn};
-use super::schema::{user_roles, users};
+use super::schema::{revocations, user_roles, users};
 
 /// A uuid stored as TEXT, the one column type both backends share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
@@ -54,6 +55,63 @@ where
     }
 }
 
+/// A revocation time in unix milliseconds, what Rust compares and tokens carry (the issue
+/// time in a token's `jti`, see `auth::tokens`). The database keeps unix seconds with a
+/// fraction (`users.tokens_valid_after`, whose name and unit the contract fixes, and
+/// `revocations.not_before`): this type is the one conversion between the two. Any
+/// millisecond survives the round trip, since a double holds today's seconds to within a
+/// microsecond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Double)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    /// `at`, to the millisecond (rounded down, as a token's issue time is).
+    pub fn of(at: NaiveDateTime) -> Self {
+        Self(at.and_utc().timestamp_millis())
+    }
+
+    fn seconds(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+
+    /// Whole unix seconds, rounded up: every token whose whole-second `iat` is before
+    /// this was issued before `self`.
+    pub fn ceil_seconds(self) -> i64 {
+        self.0.div_euclid(1000) + i64::from(self.0.rem_euclid(1000) != 0)
+    }
+}
+
+impl ToSql<Double, Sqlite> for UnixMillis {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+        out.set_value(self.seconds());
+        Ok(IsNull::No)
+    }
+}
+
+impl ToSql<Double, Pg> for UnixMillis {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(&self.seconds().to_be_bytes())?;
+        Ok(IsNull::No)
+    }
+}
+
+impl ToSql<Double, MultiBackend> for UnixMillis {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, MultiBackend>) -> serialize::Result {
+        out.set_value((Double, self));
+        Ok(IsNull::No)
+    }
+}
+
+impl<DB: Backend> FromSql<Double, DB> for UnixMillis
+where
+    f64: FromSql<Double, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        Ok(UnixMillis((f64::from_sql(bytes)? * 1000.0).round() as i64))
+    }
+}
+
 /// A user row. Deliberately not `Debug`: it holds the password hash.
 #[derive(Queryable, QueryableByName, Selectable, Clone)]
 #[diesel(table_name = users)]
@@ -68,8 +126,8 @@ pub struct User {
     pub refresh_token_rotated_at: Option<NaiveDateTime>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
-    /// Access tokens issued (`iat`) before this unix time are revoked.
-    pub tokens_valid_after: Option<i64>,
+    /// Access tokens issued before this are revoked (see [`tokens_valid_after`]).
+    pub tokens_valid_after: Option<UnixMillis>,
     /// A disabled account cannot log in or refresh, and its tokens are refused.
     pub disabled: bool,
 }
@@ -90,12 +148,29 @@ pub struct NewUser {
     pub disabled: bool,
 }
 
-/// The `tokens_valid_after` of a revocation at `now`, given the user's current one: a
-/// second past both `now` and the current value, so that every token issued so far is
-/// before it (a token's `iat` is `now` rounded down, or the current value if that is
-/// later). Tokens issued afterwards carry `iat` ≥ the new value (`AccessTokens::issue`).
-pub fn tokens_valid_after(now: NaiveDateTime, current: Option<i64>) -> i64 {
-    now.and_utc().timestamp().max(current.unwrap_or(0)) + 1
+/// The `tokens_valid_after` of a revocation at `now` of `user`, the row as read under its
+/// lock ([`User::lock`]) before the revoking transaction wrote to it: after every token
+/// issued so far, and by as little as that allows, so that the next token issued is
+/// hardly ahead of the clock.
+///
+/// A token's issue time is `max(its now, the row's tokens_valid_after)` to the millisecond
+/// (`AccessTokens::issue`), and every request that issues one writes the row first with its
+/// `now` (or later) as `updated_at`, under the row's lock. So a token issued so far is
+/// before a millisecond past `now` (issued by a request that read the clock earlier), past
+/// the row's last write (issued by one that committed before this took the lock, though its
+/// clock read came after this request's), and, while a session is live (a token may have
+/// been issued since the current value was set, and then carries that value), past the
+/// current value. Without a session no token was issued since the revocation that ended
+/// it, so consecutive revocations do not push the value on. Tokens issued afterwards are
+/// at or past the new value, and so accepted.
+pub fn tokens_valid_after(now: NaiveDateTime, user: &User) -> UnixMillis {
+    let last_write = user.refresh_token_rotated_at.map_or(user.updated_at, |at| at.max(user.updated_at));
+    let past_writes = UnixMillis::of(now.max(last_write)).0 + 1;
+    let current = user.tokens_valid_after.map_or(0, |current| {
+        let live = user.refresh_token_hash.is_some();
+        current.0 + i64::from(live)
+    });
+    UnixMillis(past_writes.max(current))
 }
 
 /// The columns that describe the refresh session, written together. An outer `None`
@@ -107,7 +182,7 @@ pub struct SessionChange<'a> {
     refresh_token_expires_at: Option<Option<NaiveDateTime>>,
     previous_refresh_token_hash: Option<Option<&'a str>>,
     refresh_token_rotated_at: Option<Option<NaiveDateTime>>,
-    tokens_valid_after: Option<Option<i64>>,
+    tokens_valid_after: Option<Option<UnixMillis>>,
     updated_at: NaiveDateTime,
 }
 
@@ -139,20 +214,21 @@ impl<'a> SessionChange<'a> {
     }
 
     /// No session at all (logout, reuse detected); access tokens issued so far die too.
-    pub fn revoked(now: NaiveDateTime, current_valid_after: Option<i64>) -> Self {
+    /// `user` is the row as locked ([`User::lock`]).
+    pub fn revoked(now: NaiveDateTime, user: &User) -> Self {
         Self {
             refresh_token_hash: Some(None),
             refresh_token_expires_at: Some(None),
             previous_refresh_token_hash: Some(None),
             refresh_token_rotated_at: Some(None),
             tokens_valid_after: None,
-            updated_at: now,
+            updated_at: user.stamp(now),
         }
-        .revoking_access_tokens(tokens_valid_after(now, current_valid_after))
+        .revoking_access_tokens(tokens_valid_after(now, user))
     }
 
     /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).
-    pub fn revoking_access_tokens(self, valid_after: i64) -> Self {
+    pub fn revoking_access_tokens(self, valid_after: UnixMillis) -> Self {
         Self { tokens_valid_after: Some(Some(valid_after)), ..self }
     }
 }
@@ -206,6 +282,9 @@ pub(super) fn joined_roles() -> _ {
         .single_value()
 }
 
+/// A rotated user, as changed, with its sorted roles.
+pub type Rotated = (User, Vec<String>);
+
 /// A row of [`User::rotate_live_sessions`]: the user as changed, and its roles joined.
 #[derive(QueryableByName)]
 struct RotatedRow {
@@ -254,6 +333,57 @@ impl<Q, Id, Conn> RunQueryDsl<Conn> for PreparedOnce<Q, Id> {}
 /// The key of [`User::rotate_live_session`]'s statement.
 struct RotateLiveSession;
 
+/// How often a PostgreSQL transaction is tried while concurrent writes to its rows make it
+/// fail to serialise. Each retry starts from a snapshot that has the write that failed the
+/// last, so one retry is the rule: more needs a user's row written again and again.
+const SERIALIZATION_ATTEMPTS: usize = 5;
+
+fn is_serialization_failure(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _))
+}
+
+/// Runs `work` in a REPEATABLE READ transaction, again while it fails to serialise (see
+/// [`SERIALIZATION_ATTEMPTS`]); past those, the database is as good as unavailable.
+fn repeatable_read<T>(
+    conn: &mut PgConnection,
+    mut work: impl FnMut(&mut PgConnection) -> QueryResult<T>,
+) -> Result<T, DbError> {
+    for _ in 0..SERIALIZATION_ATTEMPTS {
+        match conn.build_transaction().repeatable_read().run(&mut work) {
+            Err(e) if is_serialization_failure(&e) => continue,
+            result => return Ok(result?),
+        }
+    }
+    Err(DbError::Unavailable("concurrent writes to one user kept a rotation from serialising".into()))
+}
+
+/// A revocation that outlives its `users` row (a deleted user's): the revocation feed
+/// lists it beside the users' `tokens_valid_after` until it can refuse only expired tokens.
+#[derive(Insertable)]
+#[diesel(table_name = revocations)]
+pub struct Tombstone {
+    user_id: DbUuid,
+    /// `None`: every session of the user.
+    session_id: Option<DbUuid>,
+    not_before: UnixMillis,
+}
+
+impl Tombstone {
+    /// Revokes every token of the user issued before `not_before`.
+    pub fn user(id: Uuid, not_before: UnixMillis) -> Self {
+        Self { user_id: DbUuid(id), session_id: None, not_before }
+    }
+
+    /// Stores this one and forgets those before `forget_before`, in passing: they bound
+    /// the table by the deletions of one token lifetime.
+    pub fn keep(&self, conn: &mut WriteConn, forget_before: UnixMillis) -> Result<(), DbError> {
+        diesel::delete(revocations::table.filter(revocations::not_before.lt(forget_before)))
+            .execute(conn.conn())?;
+        diesel::insert_into(revocations::table).values(self).execute(conn.conn())?;
+        Ok(())
+    }
+}
+
 impl User {
     // The lookups by a unique key load their one row rather than ask for `first()`: the
     // bundled SQLite plans `LIMIT ?` with the bound value and so prepares the statement
@@ -261,16 +391,6 @@ impl User {
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<User>, DbError> {
         let rows = users::table.find(DbUuid(id)).select(User::as_select()).load(conn)?;
         Ok(rows.into_iter().next())
-    }
-
-    /// [`User::find`] with the user's sorted roles, in one query.
-    pub fn find_with_roles(
-        conn: &mut DbConnection,
-        id: Uuid,
-    ) -> Result<Option<(User, Vec<String>)>, DbError> {
-        let rows: Vec<(User, Option<String>)> =
-            users::table.find(DbUuid(id)).select((User::as_select(), joined_roles())).load(conn)?;
-        Ok(rows.into_iter().next().map(|(user, roles)| (user, split_roles(roles))))
     }
 
     /// The row a login checks the password against.
@@ -300,6 +420,59 @@ impl User {
             .optional()?)
     }
 
+    /// The `updated_at` of a write at `now` to this row, as read under its lock: `now`, or
+    /// the stamp already there if that is later (another instance's clock, or a request
+    /// that read the clock after this one but wrote first). So the stamp never goes back:
+    /// [`tokens_valid_after`] takes it for the latest `now` a token was issued at.
+    pub fn stamp(&self, now: NaiveDateTime) -> NaiveDateTime {
+        now.max(self.updated_at)
+    }
+
+    /// Locks the user's row until the end of the transaction, and reads it as it is then;
+    /// `None` when there is no such user. Requests that issue tokens or revoke them decide
+    /// on the row as read here, so that of two the later sees what the earlier wrote. In a
+    /// transaction only. PostgreSQL locks the row; SQLite locks the whole database, and
+    /// only at a write: there a write that changes nothing takes the lock (the SQLite
+    /// writer's batch holds it already, a transaction of the CLI takes it here).
+    pub fn lock(conn: &mut WriteConn, id: Uuid) -> Result<Option<User>, DbError> {
+        let row = users::table.find(DbUuid(id));
+        if let DbConnection::Postgres(pg) = conn.conn() {
+            let rows = row.select(User::as_select()).for_update().load(pg)?;
+            return Ok(rows.into_iter().next());
+        }
+        if diesel::update(row).set(users::updated_at.eq(users::updated_at)).execute(conn.conn())? == 0 {
+            return Ok(None);
+        }
+        User::find(conn, id)
+    }
+
+    /// Ends the user's session and revokes every access token issued so far, if `still`
+    /// holds for the row as locked: the row as it was, or `None` when there is no such user
+    /// or `still` refused.
+    pub fn end_session_if(
+        conn: &mut WriteConn,
+        id: Uuid,
+        now: NaiveDateTime,
+        still: impl FnOnce(&User) -> bool,
+    ) -> Result<Option<User>, DbError> {
+        conn.transaction(|conn| {
+            let Some(user) = User::lock(conn, id)?.filter(|user| still(user)) else {
+                return Ok(None);
+            };
+            User::set_session(conn, id, &SessionChange::revoked(now, &user))?;
+            Ok(Some(user))
+        })
+    }
+
+    /// Records, on the row as locked, that a token is being issued at `now` without any
+    /// other change (a retry within the grace window): see [`tokens_valid_after`].
+    pub fn stamp_issue(conn: &mut WriteConn, user: &User, now: NaiveDateTime) -> Result<(), DbError> {
+        diesel::update(users::table.find(user.id))
+            .set(users::updated_at.eq(user.stamp(now)))
+            .execute(conn.conn())?;
+        Ok(())
+    }
+
     /// Writes a session change unconditionally.
     pub fn set_session(conn: &mut WriteConn, id: Uuid, change: &SessionChange) -> Result<(), DbError> {
         diesel::update(users::table.find(DbUuid(id))).set(change).execute(conn.conn())?;
@@ -312,39 +485,51 @@ impl User {
     /// compare-and-set on the token itself, so that of concurrent rotations of one token
     /// exactly one wins (on PostgreSQL the losers re-check the row after the winner
     /// commits and find the token replaced).
+    ///
+    /// The roles are a subquery of the statement, which reads the statement's snapshot.
+    /// SQLite's one writer has no concurrent write. On PostgreSQL the statement runs in a
+    /// REPEATABLE READ transaction: a row written since that snapshot (a role taken away,
+    /// committed while the rotation waited for the row) fails the transaction, and the
+    /// retry reads the roles that go with the row it writes. Under READ COMMITTED it would
+    /// write and return the row as that write left it, with the roles from before.
     pub fn rotate_live_session(
         conn: &mut WriteConn,
         rotation: &LiveRotation,
     ) -> Result<Option<(User, Vec<String>)>, DbError> {
-        let live = users::table
-            .filter(users::refresh_token_hash.eq(&rotation.current_hash))
-            .filter(users::refresh_token_expires_at.gt(rotation.now))
-            .filter(users::disabled.eq(false));
-        let update = diesel::update(live)
-            .set(rotation.change())
-            // The columns `as_select` names: a `SelectBy` cannot serve a `MultiConnection`'s
-            // RETURNING.
-            .returning((<User as Selectable<MultiBackend>>::construct_selection(), joined_roles()));
-        // A rotation's change always sets the same columns, so its SQL never varies.
-        let update = PreparedOnce::<_, RotateLiveSession>::new(update);
+        let update = || {
+            let live = users::table
+                .filter(users::refresh_token_hash.eq(&rotation.current_hash))
+                .filter(users::refresh_token_expires_at.gt(rotation.now))
+                .filter(users::disabled.eq(false));
+            let update = diesel::update(live)
+                .set(rotation.change())
+                // The columns `as_select` names: a `SelectBy` cannot serve a
+                // `MultiConnection`'s RETURNING.
+                .returning((<User as Selectable<MultiBackend>>::construct_selection(), joined_roles()));
+            // A rotation's change always sets the same columns, so its SQL never varies.
+            PreparedOnce::<_, RotateLiveSession>::new(update)
+        };
         // On the backend's own connection: through the `MultiConnection`, the SQL of even a
         // prepared statement is built again for every execution.
         let row: Option<(User, Option<String>)> = match conn.conn() {
-            DbConnection::Sqlite(conn) => update.get_result(conn),
-            DbConnection::Postgres(conn) => update.get_result(conn),
-        }
-        .optional()?;
+            DbConnection::Sqlite(conn) => update().get_result(conn).optional()?,
+            DbConnection::Postgres(conn) => {
+                repeatable_read(conn, |conn| update().get_result(conn).optional())?
+            }
+        };
         Ok(row.map(|(user, roles)| (user, split_roles(roles))))
     }
 
     /// [`User::rotate_live_session`] for many tokens in one statement, on PostgreSQL:
     /// the users whose tokens were rotated, as changed, with their sorted roles; a token
     /// that is not live changes nothing and is left out. `rotations` must not repeat a
-    /// token (one row would match twice).
+    /// token (one row would match twice). For a connection whose transactions are
+    /// REPEATABLE READ (see [`User::rotate_live_session`] for why): `None` when a row was
+    /// written since the statement's snapshot, and nothing was rotated.
     pub fn rotate_live_sessions(
         conn: &mut PgConnection,
         rotations: &[&LiveRotation],
-    ) -> Result<Vec<(User, Vec<String>)>, DbError> {
+    ) -> Result<Option<Vec<Rotated>>, DbError> {
         // The same change as `SessionChange::rotated`, row by row from the arrays. Sorted
         // by token (the plan walks the array in order, probing the token's index), the
         // batches of concurrent instances lock the rows they share in one order.
@@ -363,29 +548,16 @@ impl User {
         let successor: Vec<&str> = sorted.iter().map(|r| r.successor_hash.as_str()).collect();
         let expires_at: Vec<NaiveDateTime> = sorted.iter().map(|r| r.expires_at).collect();
         let now: Vec<NaiveDateTime> = sorted.iter().map(|r| r.now).collect();
-        let rows: Vec<RotatedRow> = diesel::sql_query(ROTATE)
+        let rows: Result<Vec<RotatedRow>, _> = diesel::sql_query(ROTATE)
             .bind::<Array<Text>, _>(current)
             .bind::<Array<Text>, _>(successor)
             .bind::<Array<Timestamp>, _>(expires_at)
             .bind::<Array<Timestamp>, _>(now)
-            .load(conn)?;
-        Ok(rows.into_iter().map(|row| (row.user, split_roles(row.roles))).collect())
-    }
-
-    /// Revokes the session only if its previous token is still `previous_hash`, so that a
-    /// replay detected late cannot wipe a session started afterwards by a fresh login.
-    pub fn revoke_if_previous(
-        conn: &mut WriteConn,
-        user: &User,
-        previous_hash: &str,
-        now: NaiveDateTime,
-    ) -> Result<bool, DbError> {
-        let updated = diesel::update(
-            users::table.find(user.id).filter(users::previous_refresh_token_hash.eq(previous_hash)),
-        )
-        .set(&SessionChange::revoked(now, user.tokens_valid_after))
-        .execute(conn.conn())?;
-        Ok(updated == 1)
+            .load(conn);
+        match rows {
+            Err(e) if is_serialization_failure(&e) => Ok(None),
+            rows => Ok(Some(rows?.into_iter().map(|row| (row.user, split_roles(row.roles))).collect())),
+        }
     }
 
     pub fn set_password_and_session(
@@ -416,19 +588,54 @@ impl User {
         Ok(updated == 1)
     }
 
-    /// `(user id, tokens_valid_after)` of the users revoked after `since`, oldest first.
-    pub fn revoked_since(conn: &mut DbConnection, since: i64) -> Result<Vec<(DbUuid, i64)>, DbError> {
-        let rows: Vec<(DbUuid, Option<i64>)> = users::table
+    /// `(user id, not before)` of the revocations after `since`, oldest first: the users'
+    /// `tokens_valid_after` and the tombstones of deleted users ([`Tombstone`]).
+    pub fn revoked_since(
+        conn: &mut DbConnection,
+        since: UnixMillis,
+    ) -> Result<Vec<(Uuid, UnixMillis)>, DbError> {
+        let users: Vec<(DbUuid, Option<UnixMillis>)> = users::table
             .filter(users::tokens_valid_after.gt(since))
-            .order(users::tokens_valid_after)
             .select((users::id, users::tokens_valid_after))
             .load(conn)?;
-        Ok(rows.into_iter().filter_map(|(id, at)| Some((id, at?))).collect())
+        // A per-session tombstone (none is written yet) counts for the whole user until the
+        // feed says which session: refusing too much, never too little.
+        let deleted: Vec<(DbUuid, UnixMillis)> = revocations::table
+            .filter(revocations::not_before.gt(since))
+            .select((revocations::user_id, revocations::not_before))
+            .load(conn)?;
+        let users = users.into_iter().filter_map(|(id, at)| Some((id.0, at?)));
+        let mut all: Vec<(Uuid, UnixMillis)> =
+            users.chain(deleted.into_iter().map(|(id, at)| (id.0, at))).collect();
+        all.sort_unstable_by_key(|&(_, at)| at);
+        Ok(all)
     }
 
     /// Touches the table, for readiness: proves the connection and the schema.
     pub fn ping(conn: &mut DbConnection) -> Result<(), DbError> {
         users::table.select(users::id).limit(1).load::<DbUuid>(conn)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_seconds_are_rounded_up_only_from_a_fraction() {
+        let cases =
+            [(1_765_000_000_000, 1_765_000_000), (1_765_000_000_001, 1_765_000_001), (-1, 0), (-1000, -1)];
+        for (millis, seconds) in cases {
+            assert_eq!(UnixMillis(millis).ceil_seconds(), seconds, "{millis}");
+        }
+    }
+
+    #[test]
+    fn every_millisecond_survives_the_seconds_the_database_keeps() {
+        for millis in [0, 1, 999, 1_765_000_000_123, 4_102_444_800_999] {
+            let seconds = UnixMillis(millis).seconds();
+            assert_eq!(((seconds * 1000.0).round()) as i64, millis);
+        }
     }
 }

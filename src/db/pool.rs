@@ -10,7 +10,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use super::DbError;
 use super::manager::{ConnectError, ConnectionManager, DbConnection, WriteConn};
 use super::models::LiveRotation;
-use super::rotations::{Rotated, Rotations};
+use super::models::Rotated;
+use super::rotations::Rotations;
 use super::writer::Writer;
 use crate::config::{DatabaseSettings, DatabaseUrl};
 

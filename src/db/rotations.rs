@@ -10,20 +10,23 @@
 //! connection, which decides it exactly as before. That is also why a batch lost with its
 //! connection after its commit costs nothing: the full rotation finds the token rotated
 //! within the grace window and answers the same successor.
+//!
+//! The thread's transactions are REPEATABLE READ, so that the roles the statement reads
+//! go with the rows it writes (see [`User::rotate_live_session`]). A batch that meets a
+//! row written since its snapshot (a role taken away meanwhile) rotates nothing, and each
+//! of its requests takes the full rotation, which retries; the connection stays.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use tokio::sync::oneshot;
 
 use super::batch::Batches;
 use super::manager::ConnectionManager;
-use super::models::{LiveRotation, User};
+use super::models::{LiveRotation, Rotated, User};
 use super::{DbConnection, DbError};
-
-/// A rotated user, as changed, with its sorted roles.
-pub type Rotated = (User, Vec<String>);
 
 /// The queue to the rotations thread; the thread ends when the last clone is dropped.
 #[derive(Clone)]
@@ -41,7 +44,8 @@ struct Pending {
 
 impl Rotations {
     pub fn spawn(manager: ConnectionManager, timeout: Duration) -> std::io::Result<Self> {
-        let batches = Batches { name: "pg-rotations", max: 128, prepare: |_| Ok(()), run: rotate, answer };
+        let batches =
+            Batches { name: "pg-rotations", max: 128, prepare: repeatable_read, run: rotate, answer };
         Ok(Self { jobs: batches.spawn(manager)?, timeout })
     }
 
@@ -60,10 +64,21 @@ impl Rotations {
     }
 }
 
+/// Set once per connection, so that a batch stays one round trip.
+fn repeatable_read(conn: &mut DbConnection) -> Result<(), DbError> {
+    Ok(postgres(conn)?
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")?)
+}
+
+fn postgres(conn: &mut DbConnection) -> Result<&mut diesel::PgConnection, DbError> {
+    match conn {
+        DbConnection::Postgres(conn) => Ok(conn),
+        DbConnection::Sqlite(_) => Err(DbError::Other("batched rotations are PostgreSQL's".into())),
+    }
+}
+
 fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError> {
-    let DbConnection::Postgres(conn) = conn else {
-        return Err(DbError::Other("batched rotations are PostgreSQL's".into()));
-    };
+    let conn = postgres(conn)?;
     // A token presented twice at once is rotated by its first request; the others find
     // it rotated, in the full rotation's grace window.
     let mut tokens = HashSet::new();
@@ -72,6 +87,13 @@ fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError>
     let rotated = User::rotate_live_sessions(conn, &unique).inspect_err(|e| {
         log::warn!("a batch of {} rotations failed; each is retried alone: {e}", unique.len());
     })?;
+    let Some(rotated) = rotated else {
+        log::debug!(
+            "a batch of {} rotations met a row written meanwhile; each is retried alone",
+            unique.len()
+        );
+        return Ok(());
+    };
     // Each successor is unique to the rotation that wrote it.
     let mut by_successor: HashMap<String, Rotated> = rotated
         .into_iter()

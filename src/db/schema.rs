@@ -12,7 +12,7 @@ diesel::table! {
         refresh_token_rotated_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
-        tokens_valid_after -> Nullable<BigInt>,
+        tokens_valid_after -> Nullable<Double>,
         disabled -> Bool,
     }
 }
@@ -21,6 +21,16 @@ diesel::table! {
     user_roles (user_id, role) {
         user_id -> Text,
         role -> Text,
+    }
+}
+
+// Revocations that outlive their user (a deleted user's), for the revocation feed.
+diesel::table! {
+    revocations (id) {
+        id -> BigInt,
+        user_id -> Text,
+        session_id -> Nullable<Text>,
+        not_before -> Double,
     }
 }
 

@@ -163,6 +163,8 @@ async fn disable_enable_and_delete_take_effect_on_the_running_server(backend: Ba
     let bob = app.signup("bob").await;
     succeeds(&app, &["user", "delete", "bob"], "");
     assert_eq!(me_status(&app, field(&bob, "access_token")).await, StatusCode::UNAUTHORIZED);
+    // For the revocation feed, as a deletion through the admin API.
+    assert_eq!(crate::revocations::tombstones(&app), [field(&bob["user"], "id")]);
     assert_error(app.login("bob", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert!(!succeeds(&app, &["user", "list"], "").contains("bob"));
     // The name is free again.

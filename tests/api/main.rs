@@ -22,6 +22,7 @@ mod keys;
 mod logging;
 mod openapi;
 mod operations;
+mod races;
 mod refresh;
 mod revocations;
 mod security;

@@ -1,8 +1,11 @@
 //! Early death of access tokens: `tokens_valid_after`, and the feed other services poll.
 
+use std::time::Duration;
+
 use crate::common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tollgate::clock::ManualClock;
 
 const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
 
@@ -12,6 +15,11 @@ db_tests!(
     the_feed_needs_its_token_and_is_off_without_one,
     a_revocation_reaches_other_instances_within_their_cache_ttl,
     an_entry_kept_fresh_still_shows_a_role_changed_by_hand_within_the_ttl,
+    ten_logout_login_cycles_in_one_instant_cut_exactly_and_never_issue_ahead,
+    forty_forced_logouts_then_a_login_give_a_token_of_now_that_is_accepted,
+    a_password_change_issues_a_token_of_now_and_refuses_the_old_one,
+    a_revocation_and_an_issue_in_one_instant_cut_exactly,
+    a_deleted_user_stays_in_the_feed_until_its_tokens_expired,
 );
 
 async fn feed(app: &TestApp, since: i64, token: &str) -> reqwest::Response {
@@ -78,7 +86,9 @@ async fn the_feed_lists_revocations_after_since(backend: Backend) {
     assert_eq!(revocations.len(), 1, "{listed}");
     assert_eq!(revocations[0]["sub"], alice["user"]["id"]);
     let not_before = revocations[0]["not_before"].as_i64().unwrap();
-    assert_eq!(Some(not_before), app.user_row("alice").tokens_valid_after);
+    let exact = revocations[0]["not_before_ms"].as_i64().unwrap();
+    assert_eq!(Some(exact), app.user_row("alice").tokens_valid_after.map(|t| t.0));
+    assert_eq!(not_before, (exact + 999).div_euclid(1000), "rounded up");
     assert_ne!(revocations[0]["sub"], bob["user"]["id"]);
     // Entries at or before `since` are not repeated.
     let later: Value = feed(&app, not_before, FEED_TOKEN).await.json().await.unwrap();
@@ -190,4 +200,177 @@ fn assert_fresh(app: &TestApp, username: &str) {
     let found = Account::freshness_of(&mut conn, &[id, uuid::Uuid::new_v4()]).unwrap();
     assert_eq!(found.len(), 1, "only the user that exists");
     assert!(found[0].matches(&account), "roles {:?} vs {:?}", found[0].roles, account.roles);
+}
+
+/// Whether `token` was issued at `clock`'s now: `iat` and `nbf` the current second, never
+/// later (a verifier without leeway, such as PyJWT by default, refuses an `iat` ahead), and
+/// its exact issue time at most `ahead_ms` past the clock.
+fn assert_issued_now(token: &str, clock: &ManualClock, ahead_ms: i64) {
+    let claims = access_claims(token);
+    let now = clock.now();
+    assert_eq!(claims["iat"].as_i64(), Some(now.timestamp()), "{claims}");
+    assert_eq!(claims["nbf"], claims["iat"]);
+    let issued = issued_ms(token);
+    let now_ms = now.timestamp_millis();
+    assert!((now_ms..=now_ms + ahead_ms).contains(&issued), "issued {issued}, now {now_ms}");
+}
+
+async fn logout(app: &TestApp, access: &str) {
+    let response = app.client.post(app.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+/// The issue saw a token with `iat` 10 s in the future after ten such cycles in a second.
+async fn ten_logout_login_cycles_in_one_instant_cut_exactly_and_never_issue_ahead(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let signup = app.signup("alice").await;
+    let mut old = vec![field(&signup, "access_token").to_owned()];
+    for cycle in 1..=10 {
+        logout(&app, old.last().unwrap()).await;
+        let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+        let fresh = field(&login, "access_token");
+        // Each cycle in the same instant is a millisecond on: tokens of one instant must
+        // still be told apart.
+        assert_issued_now(fresh, &clock, cycle);
+        assert_eq!(me_status(&app, fresh).await, StatusCode::OK, "cycle {cycle}: the new token");
+        for earlier in &old {
+            assert_eq!(
+                me_status(&app, earlier).await,
+                StatusCode::UNAUTHORIZED,
+                "cycle {cycle}: an old token"
+            );
+        }
+        old.push(fresh.to_owned());
+    }
+}
+
+/// The issue saw `iat` 39 s ahead after 40 forced logouts, and tollgate refused its own
+/// token. Without a session in between, nothing pushes the revocation time on.
+async fn forty_forced_logouts_then_a_login_give_a_token_of_now_that_is_accepted(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let admin = crate::admin::admin_token(&app, "root").await;
+    let signup = app.signup("bob").await;
+    let path = format!("/admin/users/{}/logout", field(&signup["user"], "id"));
+    for _ in 0..40 {
+        let response = app.client.post(app.url(&path)).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    }
+    assert_eq!(me_status(&app, field(&signup, "access_token")).await, StatusCode::UNAUTHORIZED);
+    let login: Value = app.login("bob", PASSWORD).await.json().await.unwrap();
+    let fresh = field(&login, "access_token");
+    assert_issued_now(fresh, &clock, 1);
+    assert_eq!(me_status(&app, fresh).await, StatusCode::OK);
+}
+
+/// The issue saw every password change give `iat` = now + 1 s, which PyJWT refuses.
+async fn a_password_change_issues_a_token_of_now_and_refuses_the_old_one(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[]).await;
+    let signup = app.signup("carol").await;
+    let old = field(&signup, "access_token");
+    let body = json!({ "current_password": PASSWORD, "new_password": "another good password" });
+    let response = app.client.post(app.url("/auth/password")).bearer_auth(old).json(&body).send().await;
+    let changed: Value = response.unwrap().json().await.unwrap();
+    let fresh = field(&changed, "access_token");
+    assert_issued_now(fresh, &clock, 1);
+    assert_eq!(me_status(&app, fresh).await, StatusCode::OK);
+    assert_eq!(me_status(&app, old).await, StatusCode::UNAUTHORIZED);
+}
+
+/// A role taken away at the very instant of a refresh: the token issued before is
+/// refused, the one issued after (without the role) accepted, in tollgate and by the
+/// feed's exact time, though all three share one millisecond.
+async fn a_revocation_and_an_issue_in_one_instant_cut_exactly(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
+    let admin = crate::admin::admin_token(&app, "root").await;
+    let signup = app.signup("dave").await;
+    // Through the API, on the app's clock, as everything that touches dave here.
+    let path = format!("/admin/users/{}", field(&signup["user"], "id"));
+    let set_roles = |roles: Value| {
+        app.client.patch(app.url(&path)).bearer_auth(&admin).json(&json!({ "roles": roles })).send()
+    };
+    assert_eq!(set_roles(json!(["staff"])).await.unwrap().status(), StatusCode::OK);
+    let before: Value = app.login("dave", PASSWORD).await.json().await.unwrap();
+    assert_eq!(set_roles(json!([])).await.unwrap().status(), StatusCode::OK);
+    let after: Value = app.refresh(field(&before, "refresh_token")).await.json().await.unwrap();
+    let (before, after) = (field(&before, "access_token"), field(&after, "access_token"));
+    assert_eq!(access_claims(after)["roles"], json!([]));
+    assert_issued_now(before, &clock, 0);
+    assert_issued_now(after, &clock, 1);
+    assert_eq!(access_claims(before)["iat"], access_claims(after)["iat"], "one second");
+    assert_eq!(me_status(&app, before).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&app, after).await, StatusCode::OK);
+
+    let listed: Value = feed(&app, 0, FEED_TOKEN).await.json().await.unwrap();
+    let entry = &listed["revocations"].as_array().unwrap()[0];
+    let not_before_ms = entry["not_before_ms"].as_i64().unwrap();
+    assert!(issued_ms(before) < not_before_ms && not_before_ms <= issued_ms(after), "{entry}");
+    // Whole seconds, rounded up: a consumer that knows only `iat` refuses both.
+    assert!(access_claims(after)["iat"].as_i64().unwrap() < entry["not_before"].as_i64().unwrap());
+}
+
+/// The users whose tombstones are stored, in the order kept.
+pub(crate) fn tombstones(app: &TestApp) -> Vec<String> {
+    use diesel::prelude::*;
+    use tollgate::db::schema::revocations;
+    let mut conn = app.pool.get().unwrap();
+    revocations::table.order(revocations::id).select(revocations::user_id).load(&mut **conn).unwrap()
+}
+
+/// The issue saw the feed go from holding a user to `[]` once it was deleted, while its
+/// tokens lived on with every service that checks them itself.
+async fn a_deleted_user_stays_in_the_feed_until_its_tokens_expired(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_at(backend, &clock, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
+    let admin = crate::admin::admin_token(&app, "root").await;
+    let erin = app.signup("erin").await;
+    let id = field(&erin["user"], "id").to_owned();
+    let entries = |listed: Value| -> Vec<(String, i64, i64)> {
+        let entries = listed["revocations"].as_array().unwrap().iter();
+        let entry = |e: &Value| {
+            (
+                field(e, "sub").to_owned(),
+                e["not_before"].as_i64().unwrap(),
+                e["not_before_ms"].as_i64().unwrap(),
+            )
+        };
+        entries.map(entry).collect()
+    };
+    let logout = app.client.post(app.url(&format!("/admin/users/{id}/logout"))).bearer_auth(&admin).send();
+    assert_eq!(logout.await.unwrap().status(), StatusCode::NO_CONTENT);
+    let listed = entries(feed(&app, 0, FEED_TOKEN).await.json().await.unwrap());
+    assert_eq!(listed.iter().map(|e| &e.0).collect::<Vec<_>>(), [&id]);
+
+    clock.advance(Duration::from_secs(2));
+    let deleted_at = clock.now();
+    let delete = app.client.delete(app.url(&format!("/admin/users/{id}"))).bearer_auth(&admin).send();
+    assert_eq!(delete.await.unwrap().status(), StatusCode::NO_CONTENT);
+    let listed = entries(feed(&app, 0, FEED_TOKEN).await.json().await.unwrap());
+    let [(sub, not_before, not_before_ms)] = &listed[..] else { panic!("{listed:?}") };
+    assert_eq!(sub, &id);
+    assert!(*not_before_ms > deleted_at.timestamp_millis() && *not_before > deleted_at.timestamp());
+    assert_eq!(tombstones(&app), [id.as_str()]);
+    // Introspection and tollgate itself refuse the token too.
+    assert_eq!(me_status(&app, field(&erin, "access_token")).await, StatusCode::UNAUTHORIZED);
+
+    // Once the token lifetime and the leeway are over, the next deletion forgets it (on
+    // the database: a clock moved that far would make new tokens look issued in the future
+    // to jsonwebtoken, which checks them on the system clock).
+    let frank = app.signup("frank").await;
+    let frank_id: uuid::Uuid = field(&frank["user"], "id").parse().unwrap();
+    let later = (deleted_at + Duration::from_secs(900 + 30 + 1)).naive_utc();
+    let mut conn = app.pool.get().unwrap();
+    assert!(
+        tollgate::db::accounts::Account::delete(
+            &mut tollgate::db::WriteConn::direct(&mut conn),
+            frank_id,
+            later,
+            900 + 30
+        )
+        .unwrap()
+    );
+    assert_eq!(tombstones(&app), [frank_id.to_string()]);
 }

@@ -16,6 +16,7 @@ db_tests!(
     forged_and_garbage_tokens_are_rejected,
     cached_keys_keep_verifying_after_tollgate_stops,
     the_extractor_protects_an_actix_route,
+    a_consumer_refuses_a_deleted_users_token_after_one_poll,
 );
 
 fn verifier_for(app: &TestApp) -> Verifier {
@@ -309,4 +310,36 @@ async fn a_consumer_learns_of_a_logout_from_the_revocation_feed() {
     // A token issued after the logout is fine.
     let fresh = login_token(&app, "erin").await;
     assert_eq!(verifier.verify(&fresh).await.unwrap().username, "erin");
+}
+
+/// The issue saw a deleted user vanish from the feed, so that consumers accepted its
+/// tokens until `exp` while introspection said `{"active": false}`.
+async fn a_consumer_refuses_a_deleted_users_token_after_one_poll(backend: Backend) {
+    const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
+    let app = spawn_app_with(backend, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
+    let admin = crate::admin::admin_token(&app, "root").await;
+    let signup = app.signup("gina").await;
+    let access = field(&signup, "access_token");
+    let mut config = VerifierConfig::new(&app.address);
+    config.revocation_token = Some(FEED_TOKEN.to_owned());
+    let interval = std::time::Duration::from_secs(5);
+    config.revocation_poll_interval = interval;
+    let clock = tollgate_verify::ManualClock::new();
+    config.clock = std::sync::Arc::new(clock.clone());
+    let verifier = Verifier::new(config);
+    assert!(verifier.verify(access).await.is_ok());
+
+    let path = format!("/admin/users/{}", field(&signup["user"], "id"));
+    let deleted = app.client.delete(app.url(&path)).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
+    // One poll interval on the consumer's clock; its poll is the only thing waited for.
+    clock.advance(interval);
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while verifier.verify(access).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the consumer never heard of the deletion");
+    assert_eq!(verifier.verify(access).await, Err(Error::Revoked));
 }

@@ -3,6 +3,7 @@ revocation feed served by the test (tollgate does not put `roles` in tokens yet)
 
 import http.server
 import json
+import os
 import threading
 import uuid
 
@@ -101,6 +102,18 @@ def claims_at(now, **changes):
 
 
 REMOVE = object()
+
+
+def uuid7(ms):
+    """A UUIDv7 (RFC 9562) with this unix-millisecond timestamp, as tollgate's jti."""
+    random = int.from_bytes(os.urandom(10), "big")
+    rand_a, rand_b = random >> 68, random & ((1 << 62) - 1)
+    return str(uuid.UUID(int=(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b))
+
+
+def claims_issued_at(ms, **changes):
+    """The claims of a token issued at `ms` (unix milliseconds), as tollgate makes them."""
+    return claims_at(ms // 1000, jti=uuid7(ms), **changes)
 
 
 def sign(claims, key=ED_KEY, alg="EdDSA", kid="ed", typ="at+jwt"):
@@ -229,6 +242,34 @@ def test_revocations_refuse_tokens_issued_before_not_before_of_their_sub(issuer,
         assert issuer.feed_requests[0] == ("/revocations?since=0", "Bearer " + "t" * 24)
         assert issuer.feed_requests[-1][0] == "/revocations?since=1000"
         refused(feed, sign(old), "token revoked")
+    finally:
+        feed.close()
+
+
+def test_revocations_cut_at_the_millisecond_where_both_sides_have_it(issuer, clock):
+    feed = Verifier(config(issuer, REVOCATIONS_URL=issuer.url("/revocations"), REVOCATION_FEED_TOKEN="t" * 24),
+                    clock=clock)
+    try:
+        second = int(clock.now) - 100
+        at_ms = second * 1000 + 400
+        user, old_feed_user = str(uuid.uuid4()), str(uuid.uuid4())
+        issuer.revocations = [
+            {"sub": user, "not_before": second + 1, "not_before_ms": at_ms},
+            # From a tollgate before millisecond revocation times.
+            {"sub": old_feed_user, "not_before": second},
+        ]
+        feed.revocations.poll_once()
+        # A millisecond before, and at the revocation itself, within one second.
+        refused(feed, sign(claims_issued_at(at_ms - 1, sub=user)), "token revoked")
+        assert feed.verify(sign(claims_issued_at(at_ms, sub=user)))
+        # Without the exact issue time, the second decides.
+        refused(feed, sign(claims_at(second, sub=user)), "token revoked")
+        assert feed.verify(sign(claims_at(second + 1, sub=user)))
+        # An entry in whole seconds refuses what was issued before its second began.
+        refused(feed, sign(claims_issued_at(second * 1000 - 1, sub=old_feed_user)), "token revoked")
+        assert feed.verify(sign(claims_issued_at(second * 1000, sub=old_feed_user)))
+        # A jti that is no uuid at all is no time either.
+        refused(feed, sign(claims_at(second, sub=user, jti="not-a-uuid")), "token revoked")
     finally:
         feed.close()
 

@@ -26,7 +26,22 @@ pub(crate) struct RevocationFeed {
 #[derive(Deserialize)]
 pub(crate) struct RevocationEntry {
     pub sub: Uuid,
+    /// Unix seconds, rounded up from `not_before_ms`.
     pub not_before: i64,
+    /// Unix milliseconds, exact; absent from a tollgate that cut revocations at seconds.
+    #[serde(default)]
+    pub not_before_ms: Option<i64>,
+}
+
+impl RevocationEntry {
+    /// The entry as one time in milliseconds, for [`crate::Claims::issued_at_ms`]: a token
+    /// issued before `not_before_ms`, or with only `iat` before `not_before`, is revoked,
+    /// and that is the same as an issue time before this. (For whole seconds `t`,
+    /// `t < not_before` is `t * 1000 < not_before * 1000`, and tollgate's `not_before` is
+    /// `not_before_ms` rounded up, so `t < not_before` is `t * 1000 < not_before_ms`.)
+    pub fn not_before_ms(&self) -> i64 {
+        self.not_before_ms.unwrap_or_else(|| self.not_before.saturating_mul(1000))
+    }
 }
 
 /// The keys of one JWKS answer, and for how long they are fresh.

@@ -54,9 +54,11 @@ pub struct Claims {
     pub roles: Vec<String>,
     pub iss: String,
     pub aud: String,
+    /// Whole seconds, never later than the issue (see [`Claims::issued_at_ms`]).
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
+    /// A UUIDv7 whose timestamp is the exact issue time.
     pub jti: Uuid,
 }
 
@@ -64,6 +66,25 @@ impl Claims {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// When the token was issued, in unix milliseconds, the time revocations are compared
+    /// with: the timestamp of its `jti`, a UUIDv7 (RFC 9562) that tollgate stamps with the
+    /// issue time (at most a millisecond or so ahead of `iat`'s second, to fall after a
+    /// revocation made in the same millisecond); `iat` for a token without one (issued by
+    /// a tollgate that cut revocations at whole seconds).
+    pub fn issued_at_ms(&self) -> i64 {
+        uuid_v7_millis(&self.jti).unwrap_or_else(|| self.iat.saturating_mul(1000))
+    }
+}
+
+/// The unix-millisecond timestamp of a UUIDv7 (RFC 9562, section 5.7: its first 48
+/// bits); `None` for a uuid of any other version.
+pub fn uuid_v7_millis(id: &Uuid) -> Option<i64> {
+    if id.get_version_num() != 7 || id.get_variant() != uuid::Variant::RFC4122 {
+        return None;
+    }
+    let b = id.as_bytes();
+    Some(i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]]))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,8 +175,8 @@ impl Rules {
         if claims.nbf > now + leeway {
             return Err(Error::Rejected("not yet valid".into()));
         }
-        // One second more: a token issued in the same second as a revocation carries the
-        // next second as `iat`, so that it is not taken for one revoked.
+        // One second more: a tollgate that cut revocations at whole seconds gave a token
+        // issued in the same second as a revocation the next second as `iat`.
         if claims.iat > now + leeway + 1 {
             return Err(Error::Rejected("issued in the future".into()));
         }
@@ -386,6 +407,31 @@ mod tests {
             assert_eq!(verify(&token, issued + 901), Err(Error::Rejected("expired".into())));
             assert_eq!(verify(&token, issued - 1), Err(Error::Rejected("not yet valid".into())));
         }
+    }
+
+    #[test]
+    fn only_a_uuid_v7_says_when_it_was_made() {
+        let v7 = uuid::Builder::from_unix_timestamp_millis(1_765_000_000_123, &[0xa5; 10]).into_uuid();
+        assert_eq!(uuid_v7_millis(&v7), Some(1_765_000_000_123));
+        // The same bits under another version or variant are not a time.
+        let v4 = uuid::Builder::from_random_bytes(*v7.as_bytes()).into_uuid();
+        let mut bytes = *v7.as_bytes();
+        bytes[8] &= 0x3f;
+        for other in [v4, Uuid::from_bytes(bytes), Uuid::nil(), Uuid::max()] {
+            assert_eq!(uuid_v7_millis(&other), None, "{other}");
+        }
+        let mut claims: Claims = serde_json::from_str(&claims_json(v7)).unwrap();
+        assert_eq!(claims.issued_at_ms(), 1_765_000_000_123);
+        claims.jti = v4;
+        assert_eq!(claims.issued_at_ms(), 1_765_000_000_000, "iat, in whole seconds");
+    }
+
+    fn claims_json(jti: Uuid) -> String {
+        serde_json::json!({
+            "sub": Uuid::nil(), "username": "u", "roles": [], "iss": "i", "aud": "a",
+            "iat": 1_765_000_000, "nbf": 1_765_000_000, "exp": 1_765_000_900, "jti": jti,
+        })
+        .to_string()
     }
 
     #[test]

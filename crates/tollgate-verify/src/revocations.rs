@@ -1,5 +1,9 @@
 //! [`Revocations`]: the latest `not_before` per user from tollgate's revocation feed, kept
-//! up to date by a poller that runs while the verifier lives.
+//! up to date by a poller that runs while the verifier lives. Times are exact to the
+//! millisecond: an entry's `not_before_ms` against the token's issue time, the timestamp of
+//! its UUIDv7 `jti` ([`Claims::issued_at_ms`]); whole seconds (`iat`, `not_before`) where
+//! either side has only those, which can refuse a token issued just after a revocation
+//! in the same second.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +29,9 @@ pub(crate) struct Revocations {
 
 #[derive(Default)]
 struct State {
-    /// The latest `not_before` per user: tokens issued before it are revoked.
-    not_before: HashMap<Uuid, i64>,
+    /// The latest `not_before` per user, in unix milliseconds: tokens issued before it
+    /// are revoked.
+    not_before_ms: HashMap<Uuid, i64>,
     /// The `since` of the next poll: the `now` of the last successful one.
     since: Option<i64>,
 }
@@ -47,7 +52,7 @@ impl Revocations {
 
     pub fn is_revoked(&self, claims: &Claims) -> bool {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        state.not_before.get(&claims.sub).is_some_and(|&not_before| claims.iat < not_before)
+        state.not_before_ms.get(&claims.sub).is_some_and(|&not_before| claims.issued_at_ms() < not_before)
     }
 
     /// Whether a poller should run and does not yet.
@@ -77,14 +82,15 @@ impl Revocations {
         };
         let feed = self.client.revocations(token, since).await?;
         let count = feed.revocations.len();
-        let horizon = self.clock.unix_secs() - self.horizon_secs;
+        let horizon_ms = (self.clock.unix_secs() - self.horizon_secs).saturating_mul(1000);
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         for entry in feed.revocations {
-            let not_before = state.not_before.entry(entry.sub).or_insert(entry.not_before);
-            *not_before = (*not_before).max(entry.not_before);
+            let at = entry.not_before_ms();
+            let not_before = state.not_before_ms.entry(entry.sub).or_insert(at);
+            *not_before = (*not_before).max(at);
         }
         // An entry older than the longest token lifetime can only reject expired tokens.
-        state.not_before.retain(|_, not_before| *not_before >= horizon);
+        state.not_before_ms.retain(|_, not_before| *not_before >= horizon_ms);
         state.since = Some(feed.now);
         Ok(count)
     }

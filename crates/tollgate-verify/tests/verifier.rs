@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::{
-    FEED_TOKEN, FakeTollgate, POLL_INTERVAL, TestKey, claims, claims_for, closed_url, now, within,
+    FEED_TOKEN, FakeTollgate, POLL_INTERVAL, TestKey, claims, claims_for, claims_issued_at, closed_url,
+    legacy_claims_for, now, within,
 };
 use tollgate_verify::{Clock, Error, Verifier, VerifierConfig};
 use uuid::Uuid;
@@ -387,6 +388,50 @@ async fn revocation_poller_applies_entries_and_passes_since() {
     drop(verifier);
     tollgate.clock.advance(POLL_INTERVAL);
     within("the poller to stop", poller).await.unwrap();
+}
+
+/// A revocation cuts at the millisecond for tokens whose `jti` carries their issue time,
+/// also within one second; at the second for tokens or entries without one.
+#[tokio::test]
+async fn revocations_cut_at_the_millisecond_where_both_sides_have_it() {
+    let key = TestKey::generate("key-1");
+    let tollgate = FakeTollgate::start(&[&key]).await;
+    let (user, old_feed_user) = (Uuid::new_v4(), Uuid::new_v4());
+    // In the middle of a second, as tollgate publishes it: `not_before` rounded up.
+    let second = tollgate.clock.unix_secs() - 100;
+    let at_ms = second * 1000 + 400;
+    tollgate.set(|s| {
+        s.feed_body = json!({
+            "revocations": [
+                { "sub": user, "not_before": second + 1, "not_before_ms": at_ms },
+                // From a tollgate before millisecond revocation times.
+                { "sub": old_feed_user, "not_before": second },
+            ],
+            "now": second,
+        })
+    });
+    let verifier = Verifier::new(tollgate.feed_config());
+    let _poller = verifier.spawn_revocation_poller().unwrap();
+    tollgate.poll_feed(2).await;
+    let verify = |claims| {
+        let token = key.sign(&claims);
+        let verifier = &verifier;
+        async move { verifier.verify(&token).await.map(drop) }
+    };
+
+    // Issued a millisecond before, and at the revocation itself, in one second.
+    assert_eq!(verify(claims_issued_at(user, at_ms - 1)).await, Err(Error::Revoked));
+    assert_eq!(verify(claims_issued_at(user, at_ms)).await, Ok(()));
+    assert_eq!(verify(claims_issued_at(user, at_ms - 400)).await, Err(Error::Revoked));
+    // Without the exact time, the second decides: one issued that second, before or
+    // after, is refused; one of the next second is not.
+    assert_eq!(verify(legacy_claims_for(user, second)).await, Err(Error::Revoked));
+    assert_eq!(verify(legacy_claims_for(user, second + 1)).await, Ok(()));
+    // An entry in whole seconds refuses what was issued before that second began.
+    assert_eq!(verify(claims_issued_at(old_feed_user, second * 1000 - 1)).await, Err(Error::Revoked));
+    assert_eq!(verify(claims_issued_at(old_feed_user, second * 1000)).await, Ok(()));
+    assert_eq!(verify(legacy_claims_for(old_feed_user, second - 1)).await, Err(Error::Revoked));
+    assert_eq!(verify(legacy_claims_for(old_feed_user, second)).await, Ok(()));
 }
 
 #[tokio::test]

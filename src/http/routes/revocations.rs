@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::db::models::UnixMillis;
 use crate::http::extract::ServiceCaller;
 use crate::http::openapi::responses::{DatabaseErrors, ErrorBody, ServerErrors, ServiceTokenErrors};
 use crate::http::{ApiError, AppState};
@@ -18,12 +19,26 @@ pub struct FeedQuery {
     since: i64,
 }
 
-/// Reject a token of `sub` whose `iat` is before `not_before`.
+/// Reject a token of `sub` issued before `not_before_ms`: one whose `jti` is a UUIDv7
+/// with an earlier timestamp; for a token whose `jti` is not (issued by a tollgate before
+/// the millisecond revocation times), one whose `iat` is before `not_before`.
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
     sub: Uuid,
-    /// Unix seconds.
+    /// Unix seconds: `not_before_ms` rounded up, so that a consumer that compares `iat`
+    /// alone refuses every token issued before; it may also refuse one issued after, in
+    /// the same second (its holder's next refresh gets a token it accepts).
+    #[schema(example = 1764636301)]
     not_before: i64,
+    /// Unix milliseconds, exact: what the `jti`'s timestamp is compared with.
+    #[schema(example = 1764636300123_i64)]
+    not_before_ms: i64,
+}
+
+impl Revocation {
+    fn new(sub: Uuid, at: UnixMillis) -> Self {
+        Self { sub, not_before: at.ceil_seconds(), not_before_ms: at.0 }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -33,7 +48,7 @@ pub struct Feed {
     now: i64,
 }
 
-/// The users whose access tokens were revoked after `since`.
+/// The users whose access tokens were revoked after `since`, deleted users included.
 #[utoipa::path(get, path = "/auth/revocations", tag = "services", params(FeedQuery),
     security(("service_token" = [])),
     responses(
@@ -48,10 +63,7 @@ pub async fn revocations(
 ) -> Result<HttpResponse, ApiError> {
     let (revocations, now) = state.core.sessions.revocations(query.since).await?;
     Ok(HttpResponse::Ok().json(Feed {
-        revocations: revocations
-            .into_iter()
-            .map(|r| Revocation { sub: r.sub, not_before: r.not_before })
-            .collect(),
+        revocations: revocations.into_iter().map(|r| Revocation::new(r.sub, r.not_before)).collect(),
         now,
     }))
 }

@@ -362,3 +362,10 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     }
     false
 }
+
+/// When an access token was issued, in unix milliseconds: the timestamp of its `jti`, a
+/// UUIDv7.
+pub fn issued_ms(token: &str) -> i64 {
+    let jti: uuid::Uuid = field(&access_claims(token), "jti").parse().unwrap();
+    tollgate_verify::uuid_v7_millis(&jti).expect("the jti is a UUIDv7")
+}

@@ -93,14 +93,32 @@ class KeySet:
         self.keys = keys
 
 
+def issued_at_ms(claims):
+    """When a token was issued, in unix milliseconds: the timestamp of its jti, a UUIDv7
+    (RFC 9562) that tollgate stamps with the exact issue time; for a token whose jti is not
+    one (from a tollgate that cut revocations at whole seconds), its iat."""
+    try:
+        jti = uuid.UUID(claims["jti"])
+    except ValueError:
+        jti = None
+    if jti is not None and jti.variant == uuid.RFC_4122 and jti.version == 7:
+        return jti.int >> 80
+    return claims["iat"] * 1000
+
+
 class Revocations:
-    """tollgate's revocation feed: for each sub, the time before which its tokens are dead."""
+    """tollgate's revocation feed: for each sub, the time before which its tokens are dead,
+    in unix milliseconds. An entry's exact not_before_ms is compared with a token's exact
+    issue time (`issued_at_ms`); an entry from a tollgate without it counts from the start
+    of its second, not_before, which tollgate rounds up from the exact time. Where only
+    iat is known, the comparison is in effect `iat < not_before`, which can refuse a token
+    issued just after a revocation in the same second."""
 
     def __init__(self, url, feed_token, poll_secs):
         self.url = url
         self.feed_token = feed_token
         self.poll_secs = poll_secs
-        self.not_before = {}
+        self.not_before_ms = {}
         self.since = 0
         self.polled = threading.Event()
         self.stopped = threading.Event()
@@ -135,15 +153,17 @@ class Revocations:
         if not isinstance(entries, list) or not is_int(now):
             raise ValueError("revocation feed answered without revocations and now")
         for entry in entries:
-            sub, not_before = entry.get("sub"), entry.get("not_before")
-            if isinstance(sub, str) and is_int(not_before):
-                self.not_before[sub] = max(not_before, self.not_before.get(sub, not_before))
+            sub, not_before, exact = entry.get("sub"), entry.get("not_before"), entry.get("not_before_ms")
+            if not isinstance(sub, str) or not is_int(not_before):
+                continue
+            at = exact if is_int(exact) else not_before * 1000
+            self.not_before_ms[sub] = max(at, self.not_before_ms.get(sub, at))
         self.since = now
         self.polled.set()
 
     def revoked(self, claims):
-        not_before = self.not_before.get(claims["sub"])
-        return not_before is not None and claims["iat"] < not_before
+        not_before = self.not_before_ms.get(claims["sub"])
+        return not_before is not None and issued_at_ms(claims) < not_before
 
 
 def is_str(value):

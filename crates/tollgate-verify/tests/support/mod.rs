@@ -254,6 +254,14 @@ pub fn jwks(keys: &[&TestKey]) -> Value {
 
 /// The claims of a valid token for `sub`, issued at `iat`, living 15 minutes.
 pub fn claims_for(sub: Uuid, iat: i64) -> Value {
+    claims_issued_at(sub, iat * 1000)
+}
+
+/// The claims of a valid token for `sub` issued at `issued_ms` (unix milliseconds), as
+/// tollgate makes them: `iat` in whole seconds, the exact time in the `jti`, a UUIDv7.
+pub fn claims_issued_at(sub: Uuid, issued_ms: i64) -> Value {
+    let iat = issued_ms.div_euclid(1000);
+    let jti = uuid::Builder::from_unix_timestamp_millis(issued_ms as u64, &rand::random()).into_uuid();
     json!({
         "sub": sub,
         "username": "alice",
@@ -263,8 +271,16 @@ pub fn claims_for(sub: Uuid, iat: i64) -> Value {
         "iat": iat,
         "nbf": iat,
         "exp": iat + 900,
-        "jti": Uuid::from_u128(rand::random()),
+        "jti": jti,
     })
+}
+
+/// [`claims_for`] as a tollgate that cut revocations at whole seconds made them: with a
+/// random `jti`.
+pub fn legacy_claims_for(sub: Uuid, iat: i64) -> Value {
+    let mut claims = claims_for(sub, iat);
+    claims["jti"] = json!(Uuid::new_v4());
+    claims
 }
 
 pub fn claims() -> Value {
