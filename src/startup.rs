@@ -60,7 +60,7 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         passwords,
         users: UserCache::new(clock.clone()),
         refresh_failures: RateLimiter::new(settings.auth_rate_limit_per_min, clock.clone()),
-        trust_proxy_headers: settings.trust_proxy_headers,
+        proxies: settings.proxies.clone(),
         jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
         revocation_feed_token: settings.revocation_feed_token.clone(),
         cookie_mode: CookieMode {

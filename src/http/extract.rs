@@ -132,21 +132,14 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     })
 }
 
-/// The client's address for rate limiting: the socket's, unless the operator said a
-/// trusted proxy sets the forwarding headers.
-fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
-    if trust_proxy_headers {
-        let info = req.connection_info();
-        if let Some(ip) = info.realip_remote_addr().and_then(parse_ip) {
-            return Some(ip);
-        }
-    }
-    req.peer_addr().map(|addr| addr.ip())
+/// The client's address for rate limiting (see `client_ip`).
+fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+    super::client_ip::client_ip(req.peer_addr().map(|addr| addr.ip()), req.headers(), state.proxies.as_ref())
 }
 
 /// Counts one signup or password-change attempt against the client's IP limit.
 pub async fn rate_limit(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    let ip = client_ip(req, state.trust_proxy_headers);
+    let ip = client_ip(req, state);
     Ok(state.limits.attempt(ip).await?)
 }
 
@@ -157,7 +150,7 @@ pub async fn login_limit(
     state: &AppState,
     username: &str,
 ) -> Result<LoginAttempt, ApiError> {
-    let ip = client_ip(req, state.trust_proxy_headers);
+    let ip = client_ip(req, state);
     Ok(state.limits.login_attempt(ip, username).await?)
 }
 
@@ -165,16 +158,11 @@ pub async fn login_limit(
 /// IP has had more refused than its limit within the minute. Only refusals count, so a
 /// client that refreshes correctly is never limited, however much junk shares its IP.
 pub fn refused_refresh_token(req: &HttpRequest, state: &AppState) -> ApiError {
-    let limited = client_ip(req, state.trust_proxy_headers).map(|ip| state.refresh_failures.check(ip));
+    let limited = client_ip(req, state).map(|ip| state.refresh_failures.check(ip));
     match limited {
         Some(Err(limited)) => limited.into(),
         Some(Ok(())) | None => ApiError::InvalidRefreshToken,
     }
-}
-
-/// `realip_remote_addr` may be `ip`, `ip:port` or `[v6]:port`.
-fn parse_ip(raw: &str) -> Option<IpAddr> {
-    raw.parse().ok().or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The `Json` extractor's errors in the contract's terms.
@@ -213,18 +201,5 @@ fn parse_error(err: serde_json::Error) -> ApiError {
     match err.classify() {
         Category::Data => ApiError::Validation(err.to_string()),
         Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(err.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_with_ports_parse() {
-        assert_eq!(parse_ip("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip("[::1]:80"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_ip("unknown"), None);
     }
 }

@@ -15,7 +15,7 @@ use crate::auth::refresh::RefreshSessions;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
-use crate::config::DemoUi;
+use crate::config::{DemoUi, Proxies};
 use crate::db::Pool;
 
 pub struct AppState {
@@ -32,8 +32,8 @@ pub struct AppState {
     /// which no instance should pay a database write for, while guessing a refresh token
     /// is hopeless at any rate.
     pub refresh_failures: RateLimiter,
-    /// Whether the client IP comes from `X-Forwarded-For` / `Forwarded`.
-    pub trust_proxy_headers: bool,
+    /// The proxies whose forwarding header names the client IP, if any.
+    pub proxies: Option<Proxies>,
     pub keys: Arc<KeyStore>,
     pub jwks_max_age_secs: u64,
     pub revocation_feed_token: Option<SecretString>,
