@@ -16,6 +16,7 @@ db_tests!(
     forged_forwarding_entries_do_not_escape_the_ip_limit,
     cors_answers_only_configured_origins,
     security_headers_are_on_every_response,
+    the_pages_cannot_be_framed_and_run_only_their_own_scripts,
     stalled_clients_are_disconnected,
 );
 
@@ -216,6 +217,65 @@ async fn security_headers_are_on_every_response(backend: Backend) {
     let jwks = app.get("/.well-known/jwks.json").await;
     assert_eq!(jwks.headers()["x-content-type-options"], "nosniff");
     assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+}
+
+/// The directives of a `Content-Security-Policy`, by name.
+fn csp(response: &Response) -> std::collections::HashMap<String, Vec<String>> {
+    let policy = response.headers()["content-security-policy"].to_str().unwrap();
+    policy
+        .split(';')
+        .filter_map(|directive| {
+            let mut words = directive.split_whitespace().map(str::to_owned);
+            Some((words.next()?, words.collect()))
+        })
+        .collect()
+}
+
+async fn the_pages_cannot_be_framed_and_run_only_their_own_scripts(backend: Backend) {
+    use base64::Engine;
+    use sha2::Digest;
+
+    let app = spawn_app_with(backend, &[("DEMO_UI", "true")]).await;
+    let demo = app.get("/demo").await;
+    assert_eq!(demo.status(), StatusCode::OK);
+    assert_eq!(demo.headers()["x-frame-options"], "DENY");
+    let policy = csp(&demo);
+    let html = demo.text().await.unwrap();
+    assert_eq!(policy["frame-ancestors"], ["'none'"]);
+    assert_eq!(policy["default-src"], ["'none'"]);
+    // Its one inline script by its hash, and the client module from here; nothing else.
+    let (_, script) = html.split_once("<script type=\"module\">").unwrap();
+    let (script, _) = script.split_once("</script>").unwrap();
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(script));
+    assert_eq!(policy["script-src"], ["'self'".to_owned(), format!("'sha256-{hash}'")]);
+    assert!(policy["style-src"].iter().all(|source| source.starts_with("'sha256-")), "{policy:?}");
+    assert_eq!(policy["connect-src"], ["'self'"]);
+
+    let docs = app.get("/docs").await;
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert_eq!(docs.headers()["x-frame-options"], "DENY");
+    let policy = csp(&docs);
+    assert_eq!(policy["frame-ancestors"], ["'none'"]);
+    assert_eq!(policy["script-src"], ["'self'"], "Swagger UI's scripts are files under /docs/");
+    let html = docs.text().await.unwrap();
+    for script in html.split("<script").skip(1) {
+        assert!(script.trim_start().starts_with("src=\"./"), "an inline script: {script}");
+    }
+
+    // The API's answers: JSON as before, under a policy that lets nothing load or frame.
+    let login = app.login("nobody", "wrong password").await;
+    let health = app.get("/healthz").await;
+    let jwks = app.get("/.well-known/jwks.json").await;
+    for response in [login, health, jwks] {
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        assert_eq!(
+            response.headers()["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body.is_object(), "{body}");
+    }
 }
 
 async fn stalled_clients_are_disconnected(backend: Backend) {
