@@ -20,6 +20,7 @@ db_tests!(
     admin_input_is_validated_like_signup,
     an_account_created_without_a_password_cannot_log_in_until_one_is_set,
     paging_walks_every_user_once_while_users_are_created,
+    a_cursor_that_is_no_stored_username_is_refused_before_the_database,
     disabling_refuses_old_tokens_at_once_and_reaches_the_feed,
     removing_a_role_revokes_at_once_and_a_demoted_admin_is_refused,
     a_forced_logout_revokes_the_session_and_every_access_token,
@@ -416,6 +417,28 @@ async fn paging_walks_every_user_once_while_users_are_created(backend: Backend) 
         let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         assert!(field(&error, "error").contains("after"), "{error}");
     }
+}
+
+async fn a_cursor_that_is_no_stored_username_is_refused_before_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = admin_token(&app, "root").await;
+    app.signup("zed").await;
+    // "AA" was base64 for a NUL, which reached PostgreSQL and failed there (500); "00" is
+    // the hex one. Then invalid UTF-8, an upper-case name (never stored so), a space, an
+    // empty and an over-long name, upper-case hex, and a base64 cursor of before.
+    let long = "7a".repeat(151);
+    let refused = ["AA", "00", "7a00", "ff", "c3", "416c696365", "6120", "", &long, "7A", "em9k"];
+    for cursor in refused {
+        let response =
+            call(&app, Method::GET, &format!("/admin/users?after={cursor}"), Some(&admin), None).await;
+        let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert!(field(&error, "error").contains("after"), "{cursor:?}: {error}");
+    }
+    // Any cursor of the pattern is a position, whether or not that user exists: "s".
+    let page = call(&app, Method::GET, "/admin/users?after=73", Some(&admin), None).await;
+    let page = json_of(page, StatusCode::OK).await;
+    let names: Vec<&str> = page["users"].as_array().unwrap().iter().map(|u| field(u, "username")).collect();
+    assert_eq!(names, ["zed"]);
 }
 
 async fn disabling_refuses_old_tokens_at_once_and_reaches_the_feed(backend: Backend) {
