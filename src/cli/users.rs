@@ -170,6 +170,9 @@ fn with_conn<T>(
         Failure::UnknownUser => CliError::Refused("no such user".into()),
         // `users.username` is the only unique column a command can collide on.
         Failure::Db(DbError::UniqueViolation) => CliError::Refused("username is already taken".into()),
+        Failure::Db(DbError::LastAdmin) => {
+            CliError::Refused("this would leave no enabled admin: make another user an admin first".into())
+        }
         Failure::Db(e) => StartupError::Database(e.to_string()).into(),
     })
 }

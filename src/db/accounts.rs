@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -17,6 +18,11 @@ use super::DbError;
 use super::connection::DbConnection;
 use super::models::{DbUuid, NewUser, SessionChange, User, tokens_valid_after};
 use super::schema::{user_roles, users};
+use crate::auth::rules::ADMIN_ROLE;
+
+/// The PostgreSQL advisory lock that changes taking the last admins' rights take turns
+/// at (any constant works, as long as every tollgate uses the same one).
+const ADMINS_LOCK_ID: i64 = 0x746f_6c6c_6164_6d6e; // "tolladmn"
 
 /// A user with its roles (sorted): what tokens and user objects are made from.
 pub struct Account {
@@ -279,9 +285,23 @@ impl Account {
             .map(|account| account.is_some())
     }
 
-    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`).
+    /// Deletes the user and its roles; [`DbError::LastAdmin`] if it is the last enabled admin.
     pub fn delete(conn: &mut DbConnection, id: Uuid) -> Result<bool, DbError> {
-        Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn)? == 1)
+        conn.transaction(|conn| {
+            // Deletes first and reads the account from what they return: on SQLite the
+            // first write takes the lock (see `write_transaction`).
+            let roles: Vec<String> =
+                diesel::delete(user_roles::table.filter(user_roles::user_id.eq(DbUuid(id))))
+                    .returning(user_roles::role)
+                    .get_results(conn)?;
+            let disabled = diesel::delete(users::table.find(DbUuid(id)))
+                .returning(users::disabled)
+                .get_result::<bool>(conn)
+                .optional()?;
+            let Some(disabled) = disabled else { return Ok(false) };
+            keep_an_admin(conn, !disabled && roles.iter().any(|role| role == ADMIN_ROLE), false)?;
+            Ok(true)
+        })
     }
 }
 
@@ -302,8 +322,49 @@ fn write_transaction(
             return Ok(None);
         };
         change(conn, &current)?;
-        Account::find(conn, id)
+        let after = Account::find(conn, id)?;
+        keep_an_admin(conn, is_enabled_admin(&current), after.as_ref().is_some_and(is_enabled_admin))?;
+        Ok(after)
     })
+}
+
+/// Whether the account may use the admin API.
+fn is_enabled_admin(account: &Account) -> bool {
+    !account.user.disabled && account.roles.iter().any(|role| role == ADMIN_ROLE)
+}
+
+/// Refuses (with [`DbError::LastAdmin`], which rolls the transaction back) a change that
+/// took a user's admin rights away (it `was_admin`, enabled, and `is_admin` no longer, or
+/// is deleted) when no other enabled admin remains: nobody could use the admin API any
+/// more, nor give the rights back but through the CLI. Runs in the change's transaction,
+/// after the change.
+///
+/// Two such changes at once (two admins demoting each other) must not both count the
+/// other as the admin that remains. SQLite runs one write transaction at a time, and this
+/// one holds the lock since its first write. On PostgreSQL each statement reads what was
+/// committed when it started, so the count waits for a lock that such changes share, held
+/// to the commit: the second one counts after the first one committed. Only changes that
+/// took an admin's rights away take it, after the row locks of their own user; holding
+/// it, they touch only that user's rows, which no transaction waiting for it holds (one
+/// changing the same user waits for the row instead), so it cannot deadlock.
+fn keep_an_admin(conn: &mut DbConnection, was_admin: bool, is_admin: bool) -> Result<(), DbError> {
+    if !was_admin || is_admin {
+        return Ok(());
+    }
+    if let DbConnection::Postgres(conn) = conn {
+        conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({ADMINS_LOCK_ID})"))?;
+    }
+    let remaining = users::table
+        .inner_join(user_roles::table)
+        .filter(user_roles::role.eq(ADMIN_ROLE))
+        .filter(users::disabled.eq(false))
+        .select(users::id)
+        .first::<DbUuid>(conn)
+        .optional()?;
+    match remaining {
+        Some(_) => Ok(()),
+        None => Err(DbError::LastAdmin),
+    }
 }
 
 /// One statement a row: diesel's `MultiConnection` has no multi-row `INSERT`.

@@ -29,6 +29,9 @@ pub enum ApiError {
     Validation(String),
     #[error("username is already taken")]
     UsernameTaken,
+    /// The change would leave nobody who may use the admin API.
+    #[error("this change would leave no enabled admin: make another user an admin first")]
+    LastAdmin,
     /// Unknown user and wrong password are deliberately the same error.
     #[error("invalid username or password")]
     InvalidCredentials,
@@ -93,6 +96,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Validation(_) => "validation_failed",
             ApiError::UsernameTaken => "username_taken",
+            ApiError::LastAdmin => "last_admin",
             ApiError::InvalidCredentials | ApiError::WrongCurrentPassword => "invalid_credentials",
             ApiError::MissingToken => "missing_token",
             ApiError::InvalidToken => "invalid_token",
@@ -127,7 +131,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::UsernameTaken | ApiError::LastAdmin => StatusCode::CONFLICT,
             ApiError::InvalidCredentials
             | ApiError::WrongCurrentPassword
             | ApiError::MissingToken
@@ -199,6 +203,7 @@ impl From<DbError> for ApiError {
             DbError::Unavailable(cause) => ApiError::DatabaseUnavailable(cause),
             // `users.username` is the only unique column a request can collide on.
             DbError::UniqueViolation => ApiError::UsernameTaken,
+            DbError::LastAdmin => ApiError::LastAdmin,
             DbError::Other(cause) => ApiError::Internal(cause),
         }
     }

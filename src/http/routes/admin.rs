@@ -15,7 +15,9 @@ use crate::auth::rules::{ADMIN_ROLE, parse_roles, validate_email, validate_usern
 use crate::db::accounts::{Account, AccountChange, NewAccount};
 use crate::db::{self};
 use crate::http::extract::authenticate;
-use crate::http::routes::openapi::{AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, ServerErrors};
+use crate::http::routes::openapi::{
+    AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, LastAdminErrors, ServerErrors,
+};
 use crate::http::{ApiError, AppState};
 use utoipa::{IntoParams, ToSchema};
 
@@ -273,13 +275,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(AdminUserView::from(&account)))
 }
 
-/// Changes a user; removing a role or disabling revokes the user's tokens.
+/// Changes a user; removing a role or disabling revokes the user's tokens. Taking the
+/// `admin` role from the last enabled admin, or disabling it, is refused.
 #[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(UserId), request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The changed user", body = AdminUserView),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        AdminErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+        AdminErrors, LastAdminErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn update(
     admin: Admin,
@@ -309,12 +312,12 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
-/// Deletes a user.
+/// Deletes a user; never the last enabled admin.
 #[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", params(UserId), security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        AdminErrors, DatabaseErrors, ServerErrors,
+        AdminErrors, LastAdminErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn delete(
     admin: Admin,
