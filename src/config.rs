@@ -4,10 +4,11 @@
 //! deployment stops at once with a line an operator can act on.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -46,7 +47,9 @@ pub struct HttpSettings {
     pub client_timeout: Duration,
     /// How long, after SIGTERM, in-flight requests have to finish.
     pub shutdown_timeout: Duration,
-    pub trust_proxy_headers: bool,
+    /// Where the client IP may come from a forwarding header; `None` (the default, unless
+    /// `TRUST_PROXY_HEADERS=true`): the socket's address alone.
+    pub proxies: Option<Proxies>,
     pub cors_allowed_origins: Vec<String>,
     /// Browsers get the refresh token as an HttpOnly cookie (see `http::cookie`).
     pub refresh_token_cookie: bool,
@@ -90,6 +93,30 @@ pub enum LogFormat {
     Text,
     /// One JSON object a line, for log collectors.
     Json,
+}
+
+/// The proxies in front of tollgate, whose forwarding header names the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxies {
+    pub trusted: TrustedProxies,
+    pub header: ProxyHeader,
+}
+
+/// Which hops of the forwarding header are proxies (`TRUSTED_PROXIES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedProxies {
+    /// This many proxies, the socket's peer the last of them.
+    Hops(usize),
+    /// Any address in these networks is a proxy.
+    Networks(Vec<IpNet>),
+}
+
+/// The header the proxies write (`PROXY_HEADER`); the other one is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyHeader {
+    XForwardedFor,
+    /// RFC 7239's `Forwarded: for=…`.
+    Forwarded,
 }
 
 /// Where the demo page's files come from.
@@ -206,7 +233,7 @@ impl HttpSettings {
                 .transpose()?,
             client_timeout: Duration::from_secs(env.positive("HTTP_CLIENT_TIMEOUT_SECS", 10)?),
             shutdown_timeout: Duration::from_secs(env.number("SHUTDOWN_TIMEOUT_SECS", 30)?),
-            trust_proxy_headers: env.boolean("TRUST_PROXY_HEADERS", false)?,
+            proxies: parse_proxies(env)?,
             cors_allowed_origins: parse_origins(&env.string("CORS_ALLOWED_ORIGINS", ""))?,
             refresh_token_cookie: env.boolean("REFRESH_TOKEN_COOKIE", false)?,
             demo_ui: env.boolean("DEMO_UI", false)?.then(|| match env.get("DEMO_UI_DIR") {
@@ -314,6 +341,58 @@ impl ServiceSettings {
         };
         Ok(Self { revocation_feed_token })
     }
+}
+
+/// `TRUSTED_PROXIES` and `PROXY_HEADER` are checked even while `TRUST_PROXY_HEADERS` is
+/// false, so that a typo shows before the day they are turned on.
+fn parse_proxies(env: &Env) -> Result<Option<Proxies>, ConfigError> {
+    let trusted = match env.trimmed("TRUSTED_PROXIES") {
+        None => TrustedProxies::Hops(1),
+        Some(raw) => parse_trusted_proxies(&raw)?,
+    };
+    let header = match env.string("PROXY_HEADER", "x-forwarded-for").to_ascii_lowercase().as_str() {
+        "x-forwarded-for" => ProxyHeader::XForwardedFor,
+        "forwarded" => ProxyHeader::Forwarded,
+        other => {
+            return Err(
+                env.error("PROXY_HEADER", format!("expected x-forwarded-for or forwarded, got {other:?}"))
+            );
+        }
+    };
+    Ok(env.boolean("TRUST_PROXY_HEADERS", false)?.then_some(Proxies { trusted, header }))
+}
+
+/// A number of proxies, or a comma-separated list of addresses and CIDR networks.
+fn parse_trusted_proxies(raw: &str) -> Result<TrustedProxies, ConfigError> {
+    let error = |problem: String| ConfigError { variable: "TRUSTED_PROXIES", problem };
+    if raw.bytes().all(|b| b.is_ascii_digit()) {
+        return match raw.parse() {
+            Ok(0) => {
+                Err(error("expected at least 1 proxy (without one, leave TRUST_PROXY_HEADERS false)".into()))
+            }
+            Ok(hops) => Ok(TrustedProxies::Hops(hops)),
+            Err(_) => Err(error(format!("{raw:?} is too many proxies"))),
+        };
+    }
+    let networks = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    error(format!(
+                        "{item:?} is neither a number of proxies nor an address or network like 10.0.0.0/8"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if networks.is_empty() {
+        return Err(error(format!("expected a number of proxies or a list of networks, got {raw:?}")));
+    }
+    Ok(TrustedProxies::Networks(networks))
 }
 
 fn default_parallelism() -> usize {
@@ -429,7 +508,7 @@ mod tests {
         assert_eq!(s.refresh.reuse_grace_secs, 10);
         assert_eq!((s.argon2.memory_kib, s.argon2.iterations, s.argon2.parallelism), (19_456, 2, 1));
         assert_eq!(s.limits.auth_rate_limit_per_min, 30);
-        assert!(!s.http.trust_proxy_headers);
+        assert_eq!(s.http.proxies, None);
         assert!(s.limits.shared_abuse_limits);
         assert_eq!(s.argon2.max_concurrent, default_parallelism());
         assert_eq!(s.http.client_timeout, Duration::from_secs(10));
@@ -492,6 +571,12 @@ mod tests {
             ("ACCESS_TOKEN_TTL_SECS", "0"),
             ("BIND_ADDR", "nowhere"),
             ("TRUST_PROXY_HEADERS", "maybe"),
+            ("TRUSTED_PROXIES", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "10.0.0.1, proxy.internal"),
+            ("TRUSTED_PROXIES", "-1"),
+            ("TRUSTED_PROXIES", " , "),
+            ("PROXY_HEADER", "x-real-ip"),
             ("SHARED_ABUSE_LIMITS", "yes please"),
             ("ARGON2_MEMORY_KIB", "1"),
             ("CORS_ALLOWED_ORIGINS", "*"),
@@ -506,6 +591,26 @@ mod tests {
             let err = settings(&[(variable, value)]).unwrap_err();
             assert_eq!(err.variable, variable, "{value}");
         }
+    }
+
+    #[test]
+    fn proxies_are_a_count_or_networks_and_trusted_only_when_asked() {
+        let proxies = |vars: &[(&str, &str)]| settings(vars).unwrap().http.proxies;
+        let one_hop = Proxies { trusted: TrustedProxies::Hops(1), header: ProxyHeader::XForwardedFor };
+        assert_eq!(proxies(&[("TRUST_PROXY_HEADERS", "true")]), Some(one_hop));
+        assert_eq!(proxies(&[("TRUSTED_PROXIES", "2"), ("PROXY_HEADER", "forwarded")]), None);
+        let set = proxies(&[
+            ("TRUST_PROXY_HEADERS", "true"),
+            ("TRUSTED_PROXIES", "2"),
+            ("PROXY_HEADER", "Forwarded"),
+        ]);
+        assert_eq!(set, Some(Proxies { trusted: TrustedProxies::Hops(2), header: ProxyHeader::Forwarded }));
+        let listed = proxies(&[
+            ("TRUST_PROXY_HEADERS", "true"),
+            ("TRUSTED_PROXIES", "10.1.2.3/8, 192.0.2.7,2001:db8::/32,"),
+        ]);
+        let networks = ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"].map(|n| n.parse().unwrap());
+        assert_eq!(listed.unwrap().trusted, TrustedProxies::Networks(networks.to_vec()));
     }
 
     #[test]

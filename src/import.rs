@@ -16,7 +16,9 @@ use serde_json::{Map, Value};
 use tollgate_django_hash::{DjangoHash, DjangoHashError};
 use uuid::Uuid;
 
-use crate::auth::rules::{InvalidRole, parse_roles, validate_email, validate_username};
+use crate::auth::rules::{
+    ADMIN_ROLE, InvalidRole, RESERVED_ROLES, STAFF_ROLE, parse_roles, validate_email, validate_username,
+};
 use crate::db::DbError;
 use crate::db::accounts::NewAccount;
 use crate::db::models::{DbUuid, NewUser};
@@ -26,6 +28,8 @@ use crate::db::models::{DbUuid, NewUser};
 pub const BATCH: usize = 1000;
 /// A pk longer than this is cut in reports (it is the record's name there, nothing more).
 const MAX_PK_CHARS: usize = 64;
+/// Django's flags that grant a reserved role: the only way an import gives one.
+const FLAG_ROLES: [(&str, &str); 2] = [("is_staff", STAFF_ROLE), ("is_superuser", ADMIN_ROLE)];
 
 pub struct ImportOptions {
     /// The field holding the login name: `username`, or e.g. `email` for custom models.
@@ -44,20 +48,38 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// A group of an imported record whose name maps to a reserved role (a group "Admin"):
+/// the user came over without that role.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Withheld {
+    pub pk: String,
+    /// The group's name in Django.
+    pub group: String,
+    pub role: &'static str,
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub imported: u64,
     /// Already present (by username): an import run again changes nothing.
     pub skipped: u64,
     pub rejected: Vec<Rejection>,
+    /// Of the records imported (not those skipped, which got nothing).
+    pub withheld: Vec<Withheld>,
 }
 
 impl fmt::Display for Report {
-    /// The counts line, then one line per rejected record.
+    /// The counts line, then one line per rejected record, then one per withheld group.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "imported {}, skipped {}, rejected {}", self.imported, self.skipped, self.rejected.len())?;
         for Rejection { pk, reason } in &self.rejected {
             write!(f, "\npk {pk}: {reason}")?;
+        }
+        for Withheld { pk, group, role } in &self.withheld {
+            write!(f, "\npk {pk}: imported without group {group:?}: role {role:?} is reserved")?;
+            if let Some((flag, _)) = FLAG_ROLES.iter().find(|(_, r)| r == role) {
+                write!(f, " for {flag}")?;
+            }
         }
         Ok(())
     }
@@ -92,7 +114,7 @@ pub fn read_groups(reader: impl Read) -> Result<HashMap<i64, String>, ImportErro
 pub fn import(
     reader: impl Read,
     options: &ImportOptions,
-    write: &mut dyn FnMut(Vec<NewAccount>) -> Result<(u64, u64), DbError>,
+    write: &mut dyn FnMut(Vec<NewAccount>) -> Result<HashSet<String>, DbError>,
 ) -> (Report, Result<(), ImportError>) {
     let mut importer = Importer {
         write,
@@ -112,13 +134,19 @@ pub fn import(
     (importer.report, result)
 }
 
+/// A record ready to be written, with the groups it comes without.
+struct Pending {
+    account: NewAccount,
+    withheld: Vec<Withheld>,
+}
+
 struct Importer<'a> {
-    /// Writes a batch, leaving out the usernames already present: how many were
-    /// imported and how many skipped (`auth::accounts::Accounts::import_batch`).
-    write: &'a mut dyn FnMut(Vec<NewAccount>) -> Result<(u64, u64), DbError>,
+    /// Writes a batch, leaving out the usernames already present, and answers those
+    /// (`auth::accounts::Accounts::import_batch`).
+    write: &'a mut dyn FnMut(Vec<NewAccount>) -> Result<HashSet<String>, DbError>,
     options: &'a ImportOptions,
     report: Report,
-    batch: Vec<NewAccount>,
+    batch: Vec<Pending>,
     /// Usernames of this input (stored form), so that a second user differing only in
     /// case is rejected, not taken for one imported earlier.
     seen: HashSet<String>,
@@ -129,9 +157,9 @@ struct Importer<'a> {
 impl Importer<'_> {
     fn record(&mut self, record: Value) -> Result<(), DbError> {
         let pk = pk_of(&record);
-        match self.account(record) {
-            Ok(account) => {
-                self.batch.push(account);
+        match self.account(record, &pk) {
+            Ok(pending) => {
+                self.batch.push(pending);
                 if self.batch.len() >= BATCH {
                     return self.flush();
                 }
@@ -144,7 +172,7 @@ impl Importer<'_> {
     /// The account a record describes, or why it cannot be imported. The case check comes
     /// right after the username, so the second of two names differing only in case is
     /// rejected for that whatever else is wrong with the first, on every run alike.
-    fn account(&mut self, record: Value) -> Result<NewAccount, String> {
+    fn account(&mut self, record: Value, pk: &str) -> Result<Pending, String> {
         let fields = fields_of(record)?;
         let field = &self.options.username_field;
         let username = match fields.get(field) {
@@ -156,7 +184,7 @@ impl Importer<'_> {
                 "username {username:?} differs only in case from an earlier record's; usernames are unique regardless of case"
             ));
         }
-        account(&fields, username, self.options)
+        account(&fields, username, self.options, pk)
     }
 
     /// Writes the batch, leaving out the usernames already present.
@@ -164,9 +192,18 @@ impl Importer<'_> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let (imported, skipped) = (self.write)(std::mem::take(&mut self.batch))?;
-        self.report.imported += imported;
-        self.report.skipped += skipped;
+        let (accounts, withheld): (Vec<NewAccount>, Vec<Vec<Withheld>>) =
+            self.batch.drain(..).map(|pending| (pending.account, pending.withheld)).unzip();
+        let names: Vec<String> = accounts.iter().map(|a| a.user.username.clone()).collect();
+        let present = (self.write)(accounts)?;
+        for (name, withheld) in names.iter().zip(withheld) {
+            if present.contains(name) {
+                self.report.skipped += 1;
+            } else {
+                self.report.imported += 1;
+                self.report.withheld.extend(withheld);
+            }
+        }
         Ok(())
     }
 }
@@ -217,12 +254,13 @@ fn fields_of(record: Value) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// The rest of the account whose username is `username`.
+/// The rest of the account whose username is `username`, record `pk`.
 fn account(
     fields: &Map<String, Value>,
     username: String,
     options: &ImportOptions,
-) -> Result<NewAccount, String> {
+    pk: &str,
+) -> Result<Pending, String> {
     let password_hash = match fields.get("password") {
         Some(Value::String(hash)) => hash,
         _ => return Err("record has no \"password\" string".into()),
@@ -244,8 +282,7 @@ fn account(
         Some(Value::Bool(value)) => Ok(*value),
         Some(_) => Err(format!("{name} is not a boolean")),
     };
-    let (active, staff, superuser) =
-        (flag("is_active", true)?, flag("is_staff", false)?, flag("is_superuser", false)?);
+    let active = flag("is_active", true)?;
     let created_at = match fields.get("date_joined") {
         None | Some(Value::Null) => options.now,
         Some(Value::String(date)) => {
@@ -253,9 +290,22 @@ fn account(
         }
         Some(_) => return Err("date_joined is not a string".into()),
     };
-    let mut roles = groups(fields, options.groups.as_ref())?;
-    roles.extend(staff.then(|| "staff".to_owned()));
-    roles.extend(superuser.then(|| "admin".to_owned()));
+    let mut roles = Vec::new();
+    for (name, role) in FLAG_ROLES {
+        if flag(name, false)? {
+            roles.push(role.to_owned());
+        }
+    }
+    // Group names are the Django project's own, not grants: "Admin" is no superuser.
+    let mut withheld = Vec::new();
+    for (group, role) in groups(fields, options.groups.as_ref())? {
+        match RESERVED_ROLES.iter().find(|reserved| **reserved == role) {
+            None => roles.push(role),
+            // Its flag gives the role all the same: the group makes no difference.
+            Some(_) if roles.contains(&role) => {}
+            Some(reserved) => withheld.push(Withheld { pk: pk.to_owned(), group, role: reserved }),
+        }
+    }
     let roles =
         parse_roles(roles).map_err(|InvalidRole(role)| format!("group {role:?} makes no valid role name"))?;
     let user = NewUser {
@@ -269,12 +319,15 @@ fn account(
         updated_at: options.now,
         disabled: !active,
     };
-    Ok(NewAccount { user, roles })
+    Ok(Pending { account: NewAccount { user, roles }, withheld })
 }
 
-/// Role names of the record's groups: natural keys `[["name"]]`, or numeric pks looked up
-/// in `--groups`.
-fn groups(fields: &Map<String, Value>, by_pk: Option<&HashMap<i64, String>>) -> Result<Vec<String>, String> {
+/// The record's groups, each as its name and its role's: natural keys `[["name"]]`, or
+/// numeric pks looked up in `--groups`.
+fn groups(
+    fields: &Map<String, Value>,
+    by_pk: Option<&HashMap<i64, String>>,
+) -> Result<Vec<(String, String)>, String> {
     let groups = match fields.get("groups") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(groups)) => groups,
@@ -296,7 +349,7 @@ fn groups(fields: &Map<String, Value>, by_pk: Option<&HashMap<i64, String>>) -> 
                 }
                 _ => return Err("a group is neither [\"name\"] nor an id".to_owned()),
             };
-            Ok(role_of_group(name))
+            Ok((name.to_owned(), role_of_group(name)))
         })
         .collect()
 }
@@ -328,6 +381,13 @@ mod tests {
         assert_eq!(role_of_group("Support Team"), "support_team");
         assert_eq!(role_of_group("Éditeurs/Admins"), "éditeurs_admins".replace('é', "_"));
         assert_eq!(role_of_group("billing:read"), "billing:read");
+    }
+
+    #[test]
+    fn every_reserved_role_has_the_flag_that_grants_it() {
+        for reserved in RESERVED_ROLES {
+            assert!(FLAG_ROLES.iter().any(|(_, role)| role == reserved), "{reserved}");
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! right after its write, so that a revocation it made (a role taken away, disabled,
 //! deleted, logged out) takes effect on the next request, and no caller can forget it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use secrecy::SecretString;
@@ -177,10 +178,10 @@ impl Accounts {
     }
 
     /// Writes a batch of imported accounts in one transaction, leaving out the usernames
-    /// already present: how many were imported and how many skipped. A username taken
+    /// already present, which it answers. A username taken
     /// between the check and the insert (a signup meanwhile) fails the transaction, and
     /// the next attempt's check sees it.
-    pub async fn import_batch(&self, batch: Arc<Vec<NewAccount>>) -> Result<(u64, u64)> {
+    pub async fn import_batch(&self, batch: Arc<Vec<NewAccount>>) -> Result<HashSet<String>> {
         const ATTEMPTS: usize = 5;
         let mut attempt = 1;
         loop {

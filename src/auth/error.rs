@@ -14,6 +14,9 @@ pub enum Error {
     Validation(String),
     #[error("username is already taken")]
     UsernameTaken,
+    /// The change would leave nobody who may use the admin API.
+    #[error("this change would leave no enabled admin: make another user an admin first")]
+    LastAdmin,
     /// Unknown user and wrong password are deliberately the same error.
     #[error("invalid username or password")]
     InvalidCredentials,
@@ -55,6 +58,7 @@ impl From<DbError> for Error {
             DbError::Unavailable(cause) => Error::Unavailable(cause),
             // `users.username` is the only unique column a caller can collide on.
             DbError::UniqueViolation => Error::UsernameTaken,
+            DbError::LastAdmin => Error::LastAdmin,
             DbError::Other(cause) => Error::Internal(cause),
         }
     }

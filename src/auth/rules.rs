@@ -10,6 +10,12 @@ const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_ROLE_CHARS: usize = 64;
 /// The role that may use the admin API.
 pub const ADMIN_ROLE: &str = "admin";
+/// The role of Django's staff (`is_staff`), which django-tollgate maps back to it.
+pub const STAFF_ROLE: &str = "staff";
+/// Roles that grant rights, so that only a deliberate act gives them (an admin, the CLI,
+/// Django's `is_superuser` / `is_staff` on import), never a name that merely happens to
+/// match, such as a Django group called "Admin".
+pub const RESERVED_ROLES: &[&str] = &[ADMIN_ROLE, STAFF_ROLE];
 
 /// Input that breaks a rule; the message names the field.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]

@@ -54,7 +54,8 @@ pub enum UserCommand {
     ///
     /// Passwords keep their Django hash until the first login replaces it with argon2id.
     /// Users already present are skipped, so running it again changes nothing. Prints
-    /// `imported N, skipped M, rejected K`, then one line per rejected record.
+    /// `imported N, skipped M, rejected K`, then one line per rejected record, then one
+    /// per group not granted (only is_staff and is_superuser give `staff` and `admin`).
     Import {
         /// The dump, or `-` for standard input
         file: String,

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use uuid::Uuid;
 
@@ -20,6 +21,11 @@ use super::models::{
     tokens_valid_after,
 };
 use super::schema::{user_roles, users};
+use crate::auth::rules::ADMIN_ROLE;
+
+/// The PostgreSQL advisory lock that changes taking the last admins' rights take turns
+/// at (any constant works, as long as every tollgate uses the same one).
+const ADMINS_LOCK_ID: i64 = 0x746f_6c6c_6164_6d6e; // "tolladmn"
 
 /// A user as the service sees it, with its roles (sorted): what tokens, user objects and
 /// the user cache are made from. No hash of any kind: those stay in [`User`], which only
@@ -186,9 +192,9 @@ impl Account {
         })
     }
 
-    /// Inserts those of `batch` whose usernames are not taken yet, in one transaction:
-    /// how many were inserted and how many left out (imports).
-    pub fn insert_new(conn: &mut WriteConn, batch: &[NewAccount]) -> Result<(u64, u64), DbError> {
+    /// Inserts those of `batch` whose usernames are not taken yet, in one transaction, and
+    /// answers the usernames left out (imports).
+    pub fn insert_new(conn: &mut WriteConn, batch: &[NewAccount]) -> Result<HashSet<String>, DbError> {
         conn.transaction(|conn| {
             let names: Vec<&str> = batch.iter().map(|a| a.user.username.as_str()).collect();
             let present: HashSet<String> = users::table
@@ -200,7 +206,7 @@ impl Account {
             let new: Vec<&NewAccount> =
                 batch.iter().filter(|a| !present.contains(&a.user.username)).collect();
             Self::insert_batch(conn, new.iter().copied())?;
-            Ok((new.len() as u64, present.len() as u64))
+            Ok(present)
         })
     }
 
@@ -348,10 +354,10 @@ impl Account {
         Ok(User::end_session_if(conn, id, now, |_| true)?.is_some())
     }
 
-    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`). Its tokens stay
-    /// revoked in the revocation feed for `max_token_age_secs`, by a [`Tombstone`] written
-    /// in the same transaction: services that check tokens themselves cannot ask whether
-    /// the user still exists.
+    /// Deletes the user; its roles go with it (`ON DELETE CASCADE`); [`DbError::LastAdmin`]
+    /// if it is the last enabled admin. Its tokens stay revoked in the revocation feed for
+    /// `max_token_age_secs`, by a [`Tombstone`] written in the same transaction: services
+    /// that check tokens themselves cannot ask whether the user still exists.
     pub fn delete(
         conn: &mut WriteConn,
         id: Uuid,
@@ -360,9 +366,12 @@ impl Account {
     ) -> Result<bool, DbError> {
         conn.transaction(|conn| {
             let Some(user) = User::lock(conn, id)? else { return Ok(false) };
+            let was_admin = enabled_admin(user.disabled, &roles_of(conn, id)?);
             let forget_before = UnixMillis(UnixMillis::of(now).0.saturating_sub(max_token_age_secs * 1000));
             Tombstone::user(id, tokens_valid_after(now, &user)).keep(conn, forget_before)?;
-            Ok(diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1)
+            let deleted = diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1;
+            keep_an_admin(conn, was_admin, false)?;
+            Ok(deleted)
         })
     }
 }
@@ -394,8 +403,50 @@ fn write_transaction(
         diesel::update(users::table.find(DbUuid(id)))
             .set(users::updated_at.eq(stamp))
             .execute(conn.conn())?;
-        Account::find(conn, id)
+        let after = Account::find(conn, id)?;
+        let is_admin = after.as_ref().is_some_and(|after| enabled_admin(after.disabled, &after.roles));
+        keep_an_admin(conn, enabled_admin(current.user.disabled, &current.roles), is_admin)?;
+        Ok(after)
     })
+}
+
+/// Whether an account of these may use the admin API.
+fn enabled_admin(disabled: bool, roles: &[String]) -> bool {
+    !disabled && roles.iter().any(|role| role == ADMIN_ROLE)
+}
+
+/// Refuses (with [`DbError::LastAdmin`], which rolls the transaction back) a change that
+/// took a user's admin rights away (it `was_admin`, enabled, and `is_admin` no longer, or
+/// is deleted) when no other enabled admin remains: nobody could use the admin API any
+/// more, nor give the rights back but through the CLI. Runs in the change's transaction,
+/// after the change.
+///
+/// Two such changes at once (two admins demoting each other) must not both count the
+/// other as the admin that remains. SQLite runs one write transaction at a time, and this
+/// one holds the lock since its first write. On PostgreSQL each statement reads what was
+/// committed when it started, so the count waits for a lock that such changes share, held
+/// to the commit: the second one counts after the first one committed. Only changes that
+/// took an admin's rights away take it, after the row locks of their own user; holding
+/// it, they touch only that user's rows, which no transaction waiting for it holds (one
+/// changing the same user waits for the row instead), so it cannot deadlock.
+fn keep_an_admin(conn: &mut WriteConn, was_admin: bool, is_admin: bool) -> Result<(), DbError> {
+    if !was_admin || is_admin {
+        return Ok(());
+    }
+    if let DbConnection::Postgres(conn) = conn.conn() {
+        conn.batch_execute(&format!("SELECT pg_advisory_xact_lock({ADMINS_LOCK_ID})"))?;
+    }
+    let remaining = users::table
+        .inner_join(user_roles::table)
+        .filter(user_roles::role.eq(ADMIN_ROLE))
+        .filter(users::disabled.eq(false))
+        .select(users::id)
+        .first::<DbUuid>(conn.conn())
+        .optional()?;
+    match remaining {
+        Some(_) => Ok(()),
+        None => Err(DbError::LastAdmin),
+    }
 }
 
 /// One statement a row: diesel's `MultiConnection` has no multi-row `INSERT`.

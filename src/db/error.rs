@@ -10,6 +10,10 @@ pub enum DbError {
     /// A unique index refused the write.
     #[error("unique constraint violated")]
     UniqueViolation,
+    /// The change would leave no enabled admin (a rule kept like a constraint, inside the
+    /// change's transaction, which it rolls back).
+    #[error("the change would leave no enabled admin")]
+    LastAdmin,
     #[error("database: {0}")]
     Other(String),
 }

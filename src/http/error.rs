@@ -81,6 +81,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Core(Error::UsernameTaken) => "username_taken",
+            ApiError::Core(Error::LastAdmin) => "last_admin",
             ApiError::Core(Error::InvalidCredentials | Error::WrongCurrentPassword) => "invalid_credentials",
             ApiError::Core(Error::InvalidToken) => "invalid_token",
             ApiError::Core(Error::InvalidRefreshToken) => "invalid_refresh_token",
@@ -117,7 +118,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Core(e) => match e {
                 Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::UsernameTaken => StatusCode::CONFLICT,
+                Error::UsernameTaken | Error::LastAdmin => StatusCode::CONFLICT,
                 Error::InvalidCredentials
                 | Error::WrongCurrentPassword
                 | Error::InvalidToken

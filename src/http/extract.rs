@@ -2,7 +2,6 @@
 //! client, and JSON bodies with the contract's errors.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::http::header;
@@ -92,25 +91,11 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
 }
 
 /// Who is asking, for the core's limits: the client's address is the socket's, unless
-/// the operator said a trusted proxy sets the forwarding headers.
+/// the operator said trusted proxies set a forwarding header (`client_ip`).
 pub fn client(req: &HttpRequest) -> Client {
-    let trust_proxy_headers = state_of(req).is_ok_and(|state| state.http.trust_proxy_headers);
-    Client { ip: client_ip(req, trust_proxy_headers) }
-}
-
-fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> Option<IpAddr> {
-    if trust_proxy_headers {
-        let info = req.connection_info();
-        if let Some(ip) = info.realip_remote_addr().and_then(parse_ip) {
-            return Some(ip);
-        }
-    }
-    req.peer_addr().map(|addr| addr.ip())
-}
-
-/// `realip_remote_addr` may be `ip`, `ip:port` or `[v6]:port`.
-fn parse_ip(raw: &str) -> Option<IpAddr> {
-    raw.parse().ok().or_else(|| raw.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+    let proxies = state_of(req).ok().and_then(|state| state.http.proxies.as_ref());
+    let peer = req.peer_addr().map(|addr| addr.ip());
+    Client { ip: super::client_ip::client_ip(peer, req.headers(), proxies) }
 }
 
 /// The `Json` extractor's errors in the contract's terms.
@@ -149,18 +134,5 @@ fn parse_error(err: serde_json::Error) -> ApiError {
     match err.classify() {
         Category::Data => ApiError::Validation(err.to_string()),
         Category::Syntax | Category::Eof | Category::Io => ApiError::InvalidJson(err.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_with_ports_parse() {
-        assert_eq!(parse_ip("10.0.0.1:443"), Some("10.0.0.1".parse().unwrap()));
-        assert_eq!(parse_ip("[::1]:80"), Some("::1".parse().unwrap()));
-        assert_eq!(parse_ip("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
-        assert_eq!(parse_ip("unknown"), None);
     }
 }

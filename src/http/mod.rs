@@ -1,5 +1,6 @@
 //! The HTTP layer: everything that knows about requests and responses.
 
+pub mod client_ip;
 pub mod cookie;
 pub mod error;
 pub mod extract;

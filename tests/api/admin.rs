@@ -6,7 +6,7 @@ use crate::common::*;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tollgate::db::accounts::{Account, NewAccount};
-use tollgate::db::schema::user_roles;
+use tollgate::db::schema::{user_roles, users};
 use tollgate::db::{DbError, WriteConn};
 
 const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
@@ -20,9 +20,12 @@ db_tests!(
     admin_input_is_validated_like_signup,
     an_account_created_without_a_password_cannot_log_in_until_one_is_set,
     paging_walks_every_user_once_while_users_are_created,
+    a_cursor_that_is_no_stored_username_is_refused_before_the_database,
     disabling_refuses_old_tokens_at_once_and_reaches_the_feed,
     removing_a_role_revokes_at_once_and_a_demoted_admin_is_refused,
     a_forced_logout_revokes_the_session_and_every_access_token,
+    the_last_enabled_admin_cannot_be_demoted_disabled_or_deleted,
+    admins_taking_admin_rights_away_at_once_leave_exactly_one_admin,
     a_batch_of_accounts_is_created_whole_or_not_at_all,
 );
 
@@ -419,6 +422,28 @@ async fn paging_walks_every_user_once_while_users_are_created(backend: Backend) 
     }
 }
 
+async fn a_cursor_that_is_no_stored_username_is_refused_before_the_database(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = admin_token(&app, "root").await;
+    app.signup("zed").await;
+    // "AA" was base64 for a NUL, which reached PostgreSQL and failed there (500); "00" is
+    // the hex one. Then invalid UTF-8, an upper-case name (never stored so), a space, an
+    // empty and an over-long name, upper-case hex, and a base64 cursor of before.
+    let long = "7a".repeat(151);
+    let refused = ["AA", "00", "7a00", "ff", "c3", "416c696365", "6120", "", &long, "7A", "em9k"];
+    for cursor in refused {
+        let response =
+            call(&app, Method::GET, &format!("/admin/users?after={cursor}"), Some(&admin), None).await;
+        let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert!(field(&error, "error").contains("after"), "{cursor:?}: {error}");
+    }
+    // Any cursor of the pattern is a position, whether or not that user exists: "s".
+    let page = call(&app, Method::GET, "/admin/users?after=73", Some(&admin), None).await;
+    let page = json_of(page, StatusCode::OK).await;
+    let names: Vec<&str> = page["users"].as_array().unwrap().iter().map(|u| field(u, "username")).collect();
+    assert_eq!(names, ["zed"]);
+}
+
 async fn disabling_refuses_old_tokens_at_once_and_reaches_the_feed(backend: Backend) {
     let app = spawn_app_with(backend, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
     let admin = admin_token(&app, "root").await;
@@ -491,6 +516,157 @@ async fn removing_a_role_revokes_at_once_and_a_demoted_admin_is_refused(backend:
 
     // The root admin's own token is untouched by a change to someone else.
     assert_eq!(call(&app, Method::GET, &path, Some(&root), None).await.status(), StatusCode::OK);
+}
+
+/// The users that may use the admin API now: enabled, with the `admin` role.
+fn enabled_admins(app: &TestApp) -> Vec<String> {
+    use diesel::prelude::*;
+    let mut conn = app.pool.get().unwrap();
+    let mut admins: Vec<String> = users::table
+        .inner_join(user_roles::table)
+        .filter(user_roles::role.eq("admin"))
+        .filter(users::disabled.eq(false))
+        .select(users::username)
+        .load(&mut **conn)
+        .unwrap();
+    admins.sort();
+    admins
+}
+
+async fn the_last_enabled_admin_cannot_be_demoted_disabled_or_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let root = admin_token(&app, "root").await;
+    let root_id = app.user_row("root").id.0.to_string();
+    let root_path = format!("/admin/users/{root_id}");
+    let changes = [
+        (Method::PATCH, Some(json!({ "roles": [] }))),
+        (Method::PATCH, Some(json!({ "roles": ["ops"], "email": "root@example.com" }))),
+        (Method::PATCH, Some(json!({ "disabled": true }))),
+        (Method::DELETE, None),
+    ];
+    for (method, body) in changes.clone() {
+        let response = call(&app, method.clone(), &root_path, Some(&root), body.clone()).await;
+        let error = assert_error(response, StatusCode::CONFLICT, "last_admin").await;
+        assert!(field(&error, "error").contains("no enabled admin"), "{method} {body:?}: {error}");
+    }
+    // Nothing of the refused changes stayed (the email neither), nothing was revoked.
+    assert_eq!(role_rows(&app, &root_id), ["admin"]);
+    let row = app.user_row("root");
+    assert!(!row.disabled && row.email.is_none());
+    assert_eq!(call(&app, Method::GET, "/admin/users", Some(&root), None).await.status(), StatusCode::OK);
+    // A change that leaves the admin an admin goes through.
+    let kept = call(&app, Method::PATCH, &root_path, Some(&root), Some(json!({ "roles": ["admin", "ops"] })));
+    assert_eq!(json_of(kept.await, StatusCode::OK).await["roles"], json!(["admin", "ops"]));
+
+    // A disabled admin is no admin: it does not count as the one that remains.
+    let body = json!({ "username": "backup", "password": PASSWORD, "roles": ["admin"] });
+    let backup =
+        json_of(call(&app, Method::POST, "/admin/users", Some(&root), Some(body)).await, StatusCode::CREATED);
+    let backup_path = format!("/admin/users/{}", field(&backup.await, "id"));
+    let disable = json!({ "disabled": true });
+    let disabled = call(&app, Method::PATCH, &backup_path, Some(&root), Some(disable.clone())).await;
+    assert_eq!(disabled.status(), StatusCode::OK);
+    let response = call(&app, Method::PATCH, &root_path, Some(&root), Some(json!({ "roles": [] }))).await;
+    assert_error(response, StatusCode::CONFLICT, "last_admin").await;
+    // Enabled again, it does: now root may go, and backup is the last.
+    let enabled =
+        call(&app, Method::PATCH, &backup_path, Some(&root), Some(json!({ "disabled": false }))).await;
+    assert_eq!(enabled.status(), StatusCode::OK);
+    let demoted = call(&app, Method::PATCH, &root_path, Some(&root), Some(json!({ "roles": ["ops"] }))).await;
+    assert_eq!(demoted.status(), StatusCode::OK);
+    assert_eq!(enabled_admins(&app), ["backup"]);
+    let backup_token = json_of(app.login("backup", PASSWORD).await, StatusCode::OK).await;
+    let backup_token = field(&backup_token, "access_token");
+    for (method, body) in [(Method::PATCH, Some(disable)), (Method::DELETE, None)] {
+        let response = call(&app, method, &backup_path, Some(backup_token), body).await;
+        assert_error(response, StatusCode::CONFLICT, "last_admin").await;
+    }
+    // Users who are not enabled admins change as before.
+    let deleted = call(&app, Method::DELETE, &root_path, Some(backup_token), None).await;
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(enabled_admins(&app), ["backup"]);
+}
+
+/// A change that takes the admin rights of the user at `path` away.
+#[derive(Clone, Copy, Debug)]
+enum Demotion {
+    Roles,
+    Disable,
+    Delete,
+}
+
+async fn demote(app: &TestApp, token: &str, id: &str, how: Demotion) -> Response {
+    let path = format!("/admin/users/{id}");
+    match how {
+        Demotion::Roles => {
+            call(app, Method::PATCH, &path, Some(token), Some(json!({ "roles": ["ops"] }))).await
+        }
+        Demotion::Disable => {
+            call(app, Method::PATCH, &path, Some(token), Some(json!({ "disabled": true }))).await
+        }
+        Demotion::Delete => call(app, Method::DELETE, &path, Some(token), None).await,
+    }
+}
+
+async fn admins_taking_admin_rights_away_at_once_leave_exactly_one_admin(backend: Backend) {
+    const ROUNDS: usize = 12;
+    let app = spawn_app(backend).await;
+    let ways = [Demotion::Roles, Demotion::Disable, Demotion::Delete];
+    let mut survivor: Option<String> = None;
+    for round in 0..ROUNDS {
+        // Two admins, and no other: the one that survived the round before steps down.
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let (a_token, b_token) = (admin_token(&app, &a).await, admin_token(&app, &b).await);
+        if let Some(previous) = survivor.take() {
+            let mut conn = app.pool.get().unwrap();
+            let id = app.user_row(&previous).id.0;
+            Account::change_roles(
+                &mut WriteConn::direct(&mut conn),
+                id,
+                &[],
+                &["admin".to_owned()],
+                chrono::Utc::now().naive_utc(),
+            )
+            .unwrap();
+        }
+        assert_eq!(enabled_admins(&app), [a.clone(), b.clone()]);
+        let (a_id, b_id) = (app.user_row(&a).id.0.to_string(), app.user_row(&b).id.0.to_string());
+        let (a_way, b_way) = (ways[round % 3], ways[round / 3 % 3]);
+        // Even rounds: each steps down itself, so that neither change revokes the other's
+        // token, and the one that loses the race is always refused for being the last.
+        // Odd rounds: each demotes the other; the loser may also find its token revoked
+        // by the winner's change (401), or its admin role gone (403).
+        let ((a_target, b_target), mutual) =
+            if round % 2 == 0 { ((&a_id, &b_id), false) } else { ((&b_id, &a_id), true) };
+        let (a_answer, b_answer) =
+            tokio::join!(demote(&app, &a_token, a_target, a_way), demote(&app, &b_token, b_target, b_way));
+        let (a_status, b_status) = (a_answer.status(), b_answer.status());
+        let context = format!("round {round} ({a_way:?} / {b_way:?}): {a_status} / {b_status}");
+        let (winner, loser) = match (a_status.is_success(), b_status.is_success()) {
+            (true, false) => (&a, b_answer),
+            (false, true) => (&b, a_answer),
+            _ => panic!("exactly one must succeed, {context}"),
+        };
+        let loser_status = loser.status();
+        let code = loser.json::<Value>().await.unwrap()["code"].as_str().unwrap().to_owned();
+        let refused = (loser_status, code.as_str());
+        let allowed = [(StatusCode::CONFLICT, "last_admin")]
+            .into_iter()
+            .chain(mutual.then_some((StatusCode::UNAUTHORIZED, "invalid_token")))
+            .chain(mutual.then_some((StatusCode::FORBIDDEN, "forbidden")))
+            .any(|expected| expected == refused);
+        assert!(allowed, "{context}: {code}");
+        // With the self-demotions, the winner is the one that stepped down.
+        let remaining = if mutual {
+            winner.clone()
+        } else if winner == &a {
+            b.clone()
+        } else {
+            a.clone()
+        };
+        assert_eq!(enabled_admins(&app), std::slice::from_ref(&remaining), "{context}");
+        survivor = Some(remaining);
+    }
 }
 
 async fn a_forced_logout_revokes_the_session_and_every_access_token(backend: Backend) {

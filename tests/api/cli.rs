@@ -18,6 +18,7 @@ db_tests!(
     disable_enable_and_delete_take_effect_on_the_running_server,
     set_password_reads_standard_input_and_ends_the_sessions,
     roles_prints_adds_and_removes_and_a_removal_revokes,
+    the_last_enabled_admin_is_kept_as_through_the_admin_api,
     on_a_terminal_the_password_is_prompted_for_twice,
 );
 
@@ -197,6 +198,9 @@ async fn roles_prints_adds_and_removes_and_a_removal_revokes(backend: Backend) {
     // Adding takes nothing away: the token of a moment ago stays valid.
     assert_eq!(succeeds(&app, &["user", "roles", "alice", "--add", "staff"], ""), "admin\nops\nstaff\n");
     let after_add = login(&app, "alice", PASSWORD).await;
+    // Another admin first: the last one's admin role is not taken (see below).
+    app.signup("root").await;
+    succeeds(&app, &["user", "roles", "root", "--add", "admin"], "");
     let removed = succeeds(&app, &["user", "roles", "alice", "--remove", "admin", "--add", "beta"], "");
     assert_eq!(removed, "beta\nops\nstaff\n");
     for token in [field(&before, "access_token"), field(&after_add, "access_token")] {
@@ -206,6 +210,33 @@ async fn roles_prints_adds_and_removes_and_a_removal_revokes(backend: Backend) {
     let refreshed: Value = refreshed.json().await.unwrap();
     assert_eq!(access_claims(field(&refreshed, "access_token"))["roles"], json!(["beta", "ops", "staff"]));
     assert_eq!(succeeds(&app, &["user", "roles", "alice"], ""), "beta\nops\nstaff\n");
+}
+
+async fn the_last_enabled_admin_is_kept_as_through_the_admin_api(backend: Backend) {
+    let app = spawn_app(backend).await;
+    succeeds(&app, &["user", "create", "root", "--role", "admin"], PASSWORD);
+    let root = login(&app, "root", PASSWORD).await;
+    let take_rights =
+        [&["roles", "root", "--remove", "admin"][..], &["disable", "root"], &["delete", "root"]];
+    for command in take_rights {
+        let args: Vec<&str> = ["user"].iter().chain(command).copied().collect();
+        let stderr = refused(&app, &args, "");
+        assert!(stderr.contains("no enabled admin"), "{args:?}: {stderr}");
+    }
+    // Nothing changed, nothing was revoked.
+    assert_eq!(succeeds(&app, &["user", "roles", "root"], ""), "admin\n");
+    let users = app.get_with_bearer("/admin/users", field(&root, "access_token")).await;
+    assert_eq!(users.status(), StatusCode::OK);
+
+    // A disabled admin does not count; an enabled one does.
+    succeeds(&app, &["user", "create", "backup", "--role", "admin"], PASSWORD);
+    succeeds(&app, &["user", "disable", "backup"], "");
+    assert!(refused(&app, &["user", "disable", "root"], "").contains("no enabled admin"));
+    succeeds(&app, &["user", "enable", "backup"], "");
+    succeeds(&app, &["user", "disable", "root"], "");
+    assert!(refused(&app, &["user", "delete", "backup"], "").contains("no enabled admin"));
+    succeeds(&app, &["user", "delete", "root"], "");
+    assert_eq!(succeeds(&app, &["user", "roles", "backup"], ""), "admin\n");
 }
 
 /// `tollgate ARGS` on a terminal: util-linux's `script` gives it a pseudo-terminal and

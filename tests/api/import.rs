@@ -12,6 +12,7 @@ db_tests!(
     the_django_dump_imports_and_every_user_logs_in_with_the_password_they_had,
     roles_disabled_email_and_dates_come_from_the_dump,
     numeric_groups_need_the_groups_dump,
+    groups_named_like_reserved_roles_grant_nothing_and_are_reported,
     importing_again_skips_everyone_and_changes_nothing,
     bad_records_are_rejected_with_their_pk_and_reason,
     standard_input_and_a_custom_username_field,
@@ -200,6 +201,48 @@ async fn numeric_groups_need_the_groups_dump(backend: Backend) {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("groups file"));
     assert_eq!(output.stdout, b"");
+}
+
+async fn groups_named_like_reserved_roles_grant_nothing_and_are_reported(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let dump = fixture("users-reserved-groups.json");
+    let out = import(&app, &[&dump]);
+    let roles = |username: &'static str| {
+        let app = &app;
+        async move { login(app, username, "pbkdf2 password").await }
+    };
+    // Neither staff nor superuser in Django: the groups "Admin" and "STAFF" give nothing.
+    let member = roles("in_admin_and_staff_groups").await;
+    assert_eq!(member["user"]["roles"], json!(["editors"]));
+    assert_eq!(access_claims(field(&member, "access_token"))["roles"], json!(["editors"]));
+    let users = app.get_with_bearer("/admin/users", field(&member, "access_token")).await;
+    assert_error(users, StatusCode::FORBIDDEN, "forbidden").await;
+    // The flags still grant their roles, and a group whose name is merely like one is kept.
+    assert_eq!(roles("staff_in_admin_group").await["user"]["roles"], json!(["staff"]));
+    assert_eq!(
+        roles("superuser_in_admin_groups").await["user"]["roles"],
+        json!(["admin", "admins", "staff"])
+    );
+    assert_eq!(
+        out,
+        "imported 3, skipped 0, rejected 0\n\
+         pk 1: imported without group \"Admin\": role \"admin\" is reserved for is_superuser\n\
+         pk 1: imported without group \"STAFF\": role \"staff\" is reserved for is_staff\n\
+         pk 2: imported without group \"Admin\": role \"admin\" is reserved for is_superuser\n"
+    );
+    // Run again, everyone is skipped and nothing is reported: nothing was withheld now.
+    assert_eq!(import(&app, &[&dump]), "imported 0, skipped 3, rejected 0\n");
+
+    // Numeric groups resolved through --groups follow the same rule.
+    let group = json!({ "model": "auth.group", "pk": 7, "fields": { "name": "Staff", "permissions": [] } });
+    let groups = write_dump(&app, "groups.json", &[group]);
+    let numeric = write_dump(&app, "numeric.json", &[record(20, json!({ "groups": [7] }))]);
+    assert_eq!(
+        import(&app, &[&numeric, "--groups", &groups]),
+        "imported 1, skipped 0, rejected 0\n\
+         pk 20: imported without group \"Staff\": role \"staff\" is reserved for is_staff\n"
+    );
+    assert_eq!(login(&app, "user20", "pbkdf2 password").await["user"]["roles"], json!([]));
 }
 
 async fn importing_again_skips_everyone_and_changes_nothing(backend: Backend) {

@@ -5,12 +5,14 @@
 
 use std::sync::{Arc, LazyLock};
 
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
+use crate::http::middleware::page_policy;
 use crate::http::routes::{admin, auth, demo, discovery, health, introspect, jwks, metrics, revocations};
 
 pub mod responses;
@@ -94,6 +96,16 @@ pub async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(DOCUMENT.as_str())
 }
 
+/// What Swagger UI loads: its scripts from `/docs/` and nothing else (no inline script:
+/// its configuration is a file too, `swagger-initializer.js`); its stylesheets, and the
+/// `<style>` element its bundle adds at run time (styles cannot run code); the icons its
+/// stylesheet has as `data:` URLs; this document and the API it tries out, from here.
+static DOCS_POLICY: LazyLock<String> = LazyLock::new(|| {
+    page_policy(
+        "script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'",
+    )
+});
+
 /// Swagger UI over this document.
 #[utoipa::path(get, path = "/docs", tag = "operations",
     responses(
@@ -105,7 +117,10 @@ pub async fn docs_page() -> Result<HttpResponse, ApiError> {
     // so a base element puts them under `/docs/`.
     let page = swagger_file("index.html")?.ok_or_else(|| ApiError::internal("Swagger UI has no index"))?;
     let html = String::from_utf8_lossy(&page.bytes).replacen("<head>", r#"<head><base href="/docs/">"#, 1);
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_POLICY.as_str()))
+        .body(html))
 }
 
 /// A file of Swagger UI (scripts, styles, icons).

@@ -77,6 +77,14 @@ pub enum AdminErrors {
     Forbidden(ErrorBody),
 }
 
+/// The admin changes that can take an admin's rights away (roles, disabling, deletion).
+#[derive(IntoResponses)]
+pub enum LastAdminErrors {
+    /// `last_admin`: the change would leave no enabled admin (make another one first).
+    #[response(status = 409)]
+    LastAdmin(ErrorBody),
+}
+
 /// Signup, login, password change, and refused refresh tokens (refresh, logout).
 #[derive(IntoResponses)]
 pub enum RateLimitErrors {

@@ -2,16 +2,17 @@
 //! contain `admin`. The work is the core's (`Accounts`), shared with the CLI.
 
 use actix_web::{HttpResponse, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 use crate::auth::accounts::{Actor, Creation, Update};
+use crate::auth::rules::validate_username;
 use crate::auth::views::AdminUserView;
 use crate::http::extract::Admin;
-use crate::http::openapi::responses::{AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, ServerErrors};
+use crate::http::openapi::responses::{
+    AdminErrors, DatabaseErrors, ErrorBody, JsonBodyErrors, LastAdminErrors, ServerErrors,
+};
 use crate::http::{ApiError, AppState};
 use utoipa::{IntoParams, ToSchema};
 
@@ -39,10 +40,10 @@ pub struct ListQuery {
     /// Users per page, 1 to 100 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// The `next` of the previous page. The pattern is canonical unpadded base64url, which
-    /// `decode_cursor` accepts: whole groups of four, then two or three characters whose
-    /// unused bits are zero.
-    #[param(pattern = "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$")]
+    /// The `next` of the previous page: a username in its stored form (lower case), as
+    /// lower-case hex. The pattern is exactly what `decode_cursor` accepts: 1 to 150 bytes,
+    /// each one of the username rule's characters (`+ - .`, digits, `@`, `_`, `a-z`).
+    #[param(pattern = "^(?:2[bde]|3[0-9]|40|5f|6[1-9a-f]|7[0-9a]){1,150}$")]
     after: Option<String>,
 }
 
@@ -93,19 +94,33 @@ fn page_size(raw: Option<&str>) -> Result<i64, ApiError> {
     })
 }
 
-/// Cursors are opaque to clients: the last username of the page, base64url-encoded.
+/// Cursors are opaque to clients: the last username of the page, as hex, whose alphabet
+/// needs no escaping in a query string and lets the OpenAPI pattern say exactly which
+/// cursors are valid.
 fn encode_cursor(username: &str) -> String {
-    URL_SAFE_NO_PAD.encode(username)
+    username.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Any well-formed cursor is a position (the page starts after it), so that what the
-/// OpenAPI document says of a cursor (the pattern of `ListQuery::after`) is all there is
-/// to it.
+/// The username a cursor stands for; anything else is refused before it reaches the
+/// database (a NUL, say, which PostgreSQL text cannot hold). Valid cursors are exactly
+/// those of the pattern of `ListQuery::after`, so that any it allows is a position.
 fn decode_cursor(cursor: &str) -> Result<String, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-        .map_err(|_| ApiError::Validation("after is not a cursor this API returned".into()))
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes = cursor
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            cursor.as_bytes().chunks(2).map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?)).collect()
+        })
+        .flatten();
+    bytes
+        .and_then(|bytes: Vec<u8>| String::from_utf8(bytes).ok())
+        .filter(|username| validate_username(username).is_ok_and(|stored| stored == *username))
+        .ok_or_else(|| ApiError::Validation("after is not a cursor this API returned".into()))
 }
 
 /// A role name as `auth::rules` has it, for the OpenAPI document.
@@ -181,13 +196,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(AdminUserView::from(&account)))
 }
 
-/// Changes a user; removing a role or disabling revokes the user's tokens.
+/// Changes a user; removing a role or disabling revokes the user's tokens. Taking the
+/// `admin` role from the last enabled admin, or disabling it, is refused.
 #[utoipa::path(patch, path = "/admin/users/{id}", tag = "admin", params(UserId), request_body = UpdateRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The changed user", body = AdminUserView),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        AdminErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
+        AdminErrors, LastAdminErrors, JsonBodyErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn update(
     admin: Admin,
@@ -202,12 +218,12 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }
 
-/// Deletes a user.
+/// Deletes a user; never the last enabled admin.
 #[utoipa::path(delete, path = "/admin/users/{id}", tag = "admin", params(UserId), security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`not_found`: no such user", body = ErrorBody),
-        AdminErrors, DatabaseErrors, ServerErrors,
+        AdminErrors, LastAdminErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn delete(
     admin: Admin,
@@ -249,10 +265,34 @@ mod tests {
     }
 
     #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_cursor(&encode_cursor("alice.b")).unwrap(), "alice.b");
-        for bad in ["!!", "a", "/w"] {
+    fn cursors_round_trip_and_anything_but_a_stored_username_is_refused() {
+        for username in ["alice.b", "bob+tag@example.com", "_-.", &"z".repeat(150)] {
+            assert_eq!(decode_cursor(&encode_cursor(username)).unwrap(), username);
+        }
+        assert_eq!(encode_cursor("a@b"), "614062");
+        let too_long = encode_cursor(&"z".repeat(151));
+        let refused = [
+            "", "6", "!!", "AA", "00", "6100", "61+1", "+f", "6G", "41", "ff", "c3a5", "2f", "20", "ÿÿ",
+            "YWxpY2U", // a base64url cursor of earlier versions
+            &too_long,
+        ];
+        for bad in refused {
             assert!(decode_cursor(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_documented_pattern_is_exactly_what_decode_cursor_accepts() {
+        use utoipa::OpenApi;
+        let document = serde_json::to_value(crate::http::routes::openapi::ApiDoc::openapi()).unwrap();
+        let parameters = document["paths"]["/admin/users"]["get"]["parameters"].as_array().unwrap();
+        let after = parameters.iter().find(|p| p["name"] == "after").unwrap();
+        let pattern = regex::Regex::new(after["schema"]["pattern"].as_str().unwrap()).unwrap();
+        let mut cursors: Vec<String> = (0..=u8::MAX).map(|b| format!("{b:02x}")).collect();
+        cursors.extend(["", "6", "6A", "6a6", "61 62", "0061", "6162", "616200"].map(str::to_owned));
+        cursors.extend([150, 151].map(|n| encode_cursor(&"z".repeat(n))));
+        for cursor in cursors {
+            assert_eq!(pattern.is_match(&cursor), decode_cursor(&cursor).is_ok(), "{cursor:?}");
         }
     }
 }
