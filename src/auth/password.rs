@@ -19,11 +19,23 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::config::Argon2Settings;
 
+/// The length rule, in the characters (Unicode scalar values) the user typed: what JSON
+/// Schema's `minLength`/`maxLength` count too, and what the user sees. Normalisation may
+/// turn one into many (U+FDFA into 18) or many into one, so it is never what is counted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_CHARS: usize = 1024;
-/// Raw input cap before any work: NFKC can expand a character up to 18-fold, so a bound on
-/// the input is what keeps normalisation cheap. No valid password comes near it.
+/// A string over this many bytes has over [`MAX_PASSWORD_CHARS`] characters: refused
+/// before it is even counted.
+const MAX_RULE_BYTES: usize = 4 * MAX_PASSWORD_CHARS;
+/// What a login accepts before any work, generously: every password the length rule
+/// ever allowed, which until it counted typed characters included up to 1024 characters
+/// *after* NFKC (a decomposed `é` is two typed characters but one normalised).
 const MAX_RAW_PASSWORD_BYTES: usize = 4 * 4 * MAX_PASSWORD_CHARS;
+/// The cap on what the hasher reads, 72 KiB: NFKC turns one character into at most 18
+/// (U+FDFA; UAX #15) of at most 4 bytes each, so no password within the length rule
+/// reaches it, while a login's raw input (up to 16 KiB) can. argon2 reads its input once,
+/// into its initial hash, so even this much costs microseconds.
+pub const MAX_NORMALIZED_PASSWORD_BYTES: usize = 18 * 4 * MAX_PASSWORD_CHARS;
 
 /// The stored hash of an account that has no password yet (made by an administrator
 /// without one): nothing verifies against it, so it cannot log in until one is set.
@@ -44,23 +56,28 @@ impl std::fmt::Display for PasswordRuleError {
     }
 }
 
-/// NFKC-normalises a password and checks its length in characters. Never truncates.
+/// Checks a new password's length in the characters typed, then NFKC-normalises it for
+/// hashing. Never truncates.
 pub fn normalize(password: &SecretString) -> Result<SecretString, PasswordRuleError> {
-    let normalized = nfkc_within_limit(password)?;
-    if normalized.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
-        return Err(PasswordRuleError::TooShort);
+    let raw = password.expose_secret();
+    if raw.len() > MAX_RULE_BYTES {
+        return Err(PasswordRuleError::TooLong);
     }
-    Ok(normalized)
+    match raw.chars().count() {
+        n if n < MIN_PASSWORD_CHARS => Err(PasswordRuleError::TooShort),
+        n if n > MAX_PASSWORD_CHARS => Err(PasswordRuleError::TooLong),
+        _ => nfkc_within_limit(password),
+    }
 }
 
-/// The upper bound alone: it is what keeps hashing cheap, and logins apply only it.
+/// The bounds alone, which keep normalising and hashing cheap; logins apply only them.
 fn nfkc_within_limit(password: &SecretString) -> Result<SecretString, PasswordRuleError> {
     let raw = password.expose_secret();
     if raw.len() > MAX_RAW_PASSWORD_BYTES {
         return Err(PasswordRuleError::TooLong);
     }
     let normalized: String = raw.nfkc().collect();
-    if normalized.chars().count() > MAX_PASSWORD_CHARS {
+    if normalized.len() > MAX_NORMALIZED_PASSWORD_BYTES {
         return Err(PasswordRuleError::TooLong);
     }
     Ok(SecretString::from(normalized))
@@ -386,7 +403,7 @@ mod tests {
     }
 
     #[test]
-    fn length_is_counted_in_characters_after_nfkc() {
+    fn length_is_counted_in_the_characters_typed_not_after_nfkc() {
         assert_eq!(normalize(&secret("1234567")).unwrap_err(), PasswordRuleError::TooShort);
         assert!(normalize(&secret("12345678")).is_ok());
         // Eight characters of four bytes each.
@@ -396,8 +413,36 @@ mod tests {
             normalize(&secret(&"a".repeat(MAX_PASSWORD_CHARS + 1))).unwrap_err(),
             PasswordRuleError::TooLong
         );
+        // One typed character that NFKC makes 18 (ARABIC LIGATURE SALLALLAHOU ALAYHE
+        // WASALLAM), and four that it makes eight (a space and a combining cedilla each).
+        for short in ["\u{FDFA}", "¸¸¸¸", "\u{FDFA}\u{FDFA}\u{FDFA}\u{FDFA}\u{FDFA}\u{FDFA}\u{FDFA}"] {
+            assert!(short.nfkc().count() >= MIN_PASSWORD_CHARS, "{short:?} is short only as typed");
+            assert_eq!(normalize(&secret(short)).unwrap_err(), PasswordRuleError::TooShort, "{short:?}");
+        }
+        assert!(normalize(&secret(&"\u{FDFA}".repeat(MIN_PASSWORD_CHARS))).is_ok());
+        // Eight typed characters that NFKC composes into four still pass: they were typed.
+        assert_eq!(normalize(&secret("e\u{301}e\u{301}e\u{301}e\u{301}")).unwrap().expose_secret(), "éééé");
         // The fullwidth form normalises to ASCII, so both spellings are one password.
         assert_eq!(normalize(&secret("ｐａｓｓｗｏｒｄ")).unwrap().expose_secret(), "password");
+    }
+
+    #[test]
+    fn the_longest_expansion_of_the_longest_password_stays_under_the_hashing_cap() {
+        // The premise of the cap, over every character there is: NFKD (which NFKC only
+        // shortens) makes at most 18 characters of one.
+        let longest = (0..=char::MAX as u32)
+            .filter_map(char::from_u32)
+            .map(|c| std::iter::once(c).nfkd().count())
+            .max()
+            .unwrap();
+        assert_eq!(longest, 18);
+        let worst = "\u{FDFA}".repeat(MAX_PASSWORD_CHARS);
+        let normalized = normalize(&secret(&worst)).unwrap();
+        assert_eq!(normalized.expose_secret().chars().count(), 18 * MAX_PASSWORD_CHARS);
+        assert!(normalized.expose_secret().len() <= MAX_NORMALIZED_PASSWORD_BYTES);
+        // A login's raw input may be longer than any rule allows, but what it hashes is capped.
+        let flood = "\u{FDFA}".repeat(MAX_RAW_PASSWORD_BYTES / 3);
+        assert_eq!(nfkc_within_limit(&secret(&flood)).unwrap_err(), PasswordRuleError::TooLong);
     }
 
     #[test]
