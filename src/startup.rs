@@ -16,7 +16,7 @@ use crate::auth::tokens::AccessTokens;
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, Settings};
-use crate::db::{self, Pool};
+use crate::db::{self, Pool, accounts};
 use crate::http::cookie::CookieMode;
 use crate::http::metrics::Metrics;
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
@@ -50,7 +50,16 @@ pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
 fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, StartupError> {
     let keys = Arc::new(KeyStore::open(&settings.jwt, clock.clone())?);
     keys.watch();
-    let passwords = Passwords::start(&settings.argon2)
+    let imported_hashes = pool
+        .get()
+        .map_err(|e| e.to_string())
+        .and_then(|mut conn| accounts::imported_hashes_exist(&mut conn).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| {
+            // The first imported hash a login meets arms the floor all the same.
+            log::warn!("could not tell whether imported password hashes exist: {e}");
+            false
+        });
+    let passwords = Passwords::start(&settings.argon2, imported_hashes)
         .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
     Ok(AppState {
         limits: abuse_limits(settings, &pool, &clock),
