@@ -184,6 +184,8 @@ fn rotation(c: &mut Criterion) {
         let pool = build_pool(&settings.database).unwrap();
         let mut conn = pool.get().unwrap();
         run_migrations(&mut conn).unwrap();
+        // As the server does once migrated: checkpoints beside the writer.
+        pool.start_background_work().unwrap();
         let store = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
         let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
         let now = Utc::now().naive_utc();

@@ -38,11 +38,15 @@ pub enum StartupError {
     Server(#[from] std::io::Error),
 }
 
-/// Connects to the database and applies pending migrations; returns how many ran.
+/// Connects to the database, applies pending migrations, and only then starts the
+/// pool's background work (SQLite's checkpoints); returns how many migrations ran.
 pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
     let pool = db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
     let mut conn = pool.get().map_err(|e| StartupError::Database(e.to_string()))?;
     let applied = db::run_migrations(&mut conn).map_err(StartupError::Database)?;
+    drop(conn);
+    log::debug!("database schema is current ({applied} migration(s) applied)");
+    pool.start_background_work().map_err(|e| StartupError::Database(e.to_string()))?;
     Ok((pool, applied))
 }
 

@@ -50,6 +50,16 @@ enum Writes {
 }
 
 impl Pool {
+    /// Starts what runs beside the writes once the schema is in place: on SQLite the
+    /// checkpoints of the write-ahead log. Before the migrations they would only find the
+    /// database locked. Later calls do nothing.
+    pub fn start_background_work(&self) -> std::io::Result<()> {
+        match &self.writes {
+            Writes::Sqlite(writer) => writer.start_checkpoints(),
+            Writes::Postgres(_) => Ok(()),
+        }
+    }
+
     /// PostgreSQL's batched rotations; `None` on SQLite, where every write is batched.
     pub fn rotations(&self) -> Option<&Rotations> {
         match &self.writes {
