@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::SecretString;
 use tollgate::auth::keys::KeyStore;
-use tollgate::auth::password::{Memory, PasswordHasherConfig};
+use tollgate::auth::password::{Memory, PasswordHasherConfig, Passwords};
 use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
 use tollgate::auth::tokens::{ACCESS_TOKEN_TYPE, AccessClaims, AccessTokens};
 use tollgate::clock::Clock;
@@ -119,6 +119,55 @@ fn passwords(c: &mut Criterion) {
     group.finish();
 }
 
+/// A failed login by what the password is checked against: the verification alone (what
+/// a failure cost before the floor), then through the hashing threads with the floor
+/// armed, as while imported hashes exist. Unknown users and wrong passwords should take
+/// the same time in the second half, whatever the stored hash.
+fn failed_logins(c: &mut Criterion) {
+    let settings = settings(&[]);
+    let hasher = PasswordHasherConfig::new(&settings.argon2).unwrap();
+    let memory = &mut Memory::new();
+    let wrong = SecretString::from("not the password");
+    let argon2id = hasher.hash(&SecretString::from("correct horse battery staple"), memory).unwrap();
+    // Well-formed hashes at Django's default costs; no password matches them, and a
+    // failure costs the whole verification all the same.
+    let stored = [
+        ("unknown user", None),
+        ("argon2id", Some(argon2id)),
+        (
+            "pbkdf2_sha256 1500000 (Django 6.1)",
+            Some(
+                "pbkdf2_sha256$1500000$OHgz7He6zNR96yj7IvI43U$//HCAbswegJqxsRc0u5U+jABpRzXKcFHkb/4BvpbZU8="
+                    .into(),
+            ),
+        ),
+        (
+            "bcrypt_sha256 cost 12 (Django)",
+            Some("bcrypt_sha256$$2b$12$xKBQzvXSAFN4jLNUheWdjeCzZqQQ.JoxiAtEb6DkW.QMXjkQ311hu".into()),
+        ),
+    ];
+    let mut group = c.benchmark_group("failed login");
+    group.sample_size(10);
+    for (what, stored) in &stored {
+        group.bench_function(format!("{what}, verification alone"), |b| {
+            b.iter(|| assert!(!hasher.verify(&wrong, stored.as_deref(), memory).matches()))
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_time().build().unwrap();
+    let passwords = Passwords::start(&settings.argon2, true).unwrap();
+    // The first failure waits for the floor's measurement.
+    runtime.block_on(passwords.verify(wrong.clone(), None)).unwrap();
+    for (what, stored) in &stored {
+        group.bench_function(format!("{what}, with the floor"), |b| {
+            b.iter(|| {
+                let verified = runtime.block_on(passwords.verify(wrong.clone(), stored.clone())).unwrap();
+                assert!(!verified.matches());
+            })
+        });
+    }
+    group.finish();
+}
+
 /// One rotation round trip: look the token up, compare-and-set its successor.
 fn rotation(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -174,5 +223,5 @@ fn rotation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, access_tokens, refresh_tokens, passwords, rotation);
+criterion_group!(benches, access_tokens, refresh_tokens, passwords, failed_logins, rotation);
 criterion_main!(benches);

@@ -19,6 +19,7 @@ use crate::auth::tokens::{AccessTokens, max_token_age_secs};
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
+use crate::db::accounts::imported_hashes_exist;
 use crate::db::{self, Pool};
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
 use crate::http::routes::metrics::{MetricsListener, metrics};
@@ -39,16 +40,23 @@ pub enum StartupError {
     Server(#[from] std::io::Error),
 }
 
-/// Connects to the database and applies pending migrations; returns how many ran.
+/// Connects to the database, applies pending migrations, and only then starts the
+/// pool's background work (SQLite's checkpoints); returns how many migrations ran.
 pub fn migrate(settings: &Settings) -> Result<(Pool, usize), StartupError> {
     let pool = db::build_pool(&settings.database).map_err(|e| StartupError::Database(e.to_string()))?;
     let applied = pool.migrate().map_err(StartupError::Database)?;
     Ok((pool, applied))
 }
 
-/// The hashing threads, for the core's services.
-pub fn passwords(settings: &Settings) -> Result<Arc<Passwords>, StartupError> {
-    let passwords = Passwords::start(&settings.argon2)
+/// The hashing threads, for the core's services; with the failure floor armed at once
+/// when the database holds imported hashes (`auth::password`).
+fn passwords(settings: &Settings, pool: &Pool) -> Result<Arc<Passwords>, StartupError> {
+    let imported_hashes = pool.read_now(imported_hashes_exist).unwrap_or_else(|e| {
+        // The first imported hash a login meets arms the floor all the same.
+        log::warn!("could not tell whether imported password hashes exist: {e}");
+        false
+    });
+    let passwords = Passwords::start(&settings.argon2, imported_hashes)
         .map_err(|e| ConfigError { variable: "ARGON2_MEMORY_KIB", problem: e.to_string() })?;
     Ok(Arc::new(passwords))
 }
@@ -59,14 +67,21 @@ pub fn accounts(settings: &Settings, pool: Pool) -> Result<Accounts, StartupErro
     let clock = Clock::system();
     let users = Arc::new(UserCache::new(clock.clone()));
     let roles = settings.accounts.default_roles.clone();
-    Ok(Accounts::new(pool, clock, passwords(settings)?, users, roles, max_token_age_secs(&settings.jwt)))
+    Ok(Accounts::new(
+        pool.clone(),
+        clock,
+        passwords(settings, &pool)?,
+        users,
+        roles,
+        max_token_age_secs(&settings.jwt),
+    ))
 }
 
 /// Loads keys, starts the hashing threads and builds the core and what the handlers share.
 fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, StartupError> {
     let keys = Arc::new(KeyStore::open(&settings.jwt, clock.clone())?);
     keys.watch();
-    let passwords = passwords(settings)?;
+    let passwords = passwords(settings, &pool)?;
     let users = Arc::new(UserCache::new(clock.clone()));
     let metrics = Arc::new(Metrics::new());
     let per_minute = settings.limits.auth_rate_limit_per_min;

@@ -167,6 +167,16 @@ pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbErro
     Ok(roles)
 }
 
+/// Whether any account still has a hash imported from Django (usable or not): what
+/// `auth::password::is_imported_hash` tells apart, in SQL.
+pub fn imported_hashes_exist(conn: &mut DbConnection) -> Result<bool, DbError> {
+    let imported = users::table
+        .filter(users::password_hash.ne(""))
+        .filter(users::password_hash.not_like("$%"))
+        .filter(users::password_hash.not_like("!%"));
+    Ok(diesel::select(diesel::dsl::exists(imported)).get_result(conn)?)
+}
+
 /// Operations on an account that does not exist answer `None` (or `false`); a taken
 /// username is [`DbError::UniqueViolation`], reported by the unique index itself, so two
 /// racing creations cannot both succeed.

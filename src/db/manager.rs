@@ -70,7 +70,7 @@ impl ConnectionManager {
 /// A pooled connection, marked broken when a query found the database gone, so that the
 /// pool replaces it rather than hand it out again. This spares a ping on every checkout.
 pub struct PoolConnection {
-    conn: DbConnection,
+    pub(super) conn: DbConnection,
     pub(super) broken: bool,
 }
 

@@ -75,11 +75,29 @@ impl Pool {
         }
     }
 
-    /// Applies pending migrations; returns how many ran. Instances starting together take
-    /// turns: a lock makes the second wait for the first, then find nothing pending.
+    /// Applies pending migrations, and only then starts what runs beside the writes
+    /// (SQLite's checkpoints, which beside the migrations' exclusive transaction would
+    /// find the database locked); returns how many migrations ran. Instances starting
+    /// together take turns: a lock makes the second wait for the first, then find nothing
+    /// pending.
     pub fn migrate(&self) -> Result<usize, String> {
         let mut conn = self.connections.get().map_err(|e| e.to_string())?;
-        run_migrations(&mut conn)
+        let applied = run_migrations(&mut conn)?;
+        drop(conn);
+        log::debug!("database schema is current ({applied} migration(s) applied)");
+        if let Writes::Sqlite(writer) = &self.writes {
+            writer.start_checkpoints().map_err(|e| e.to_string())?;
+        }
+        Ok(applied)
+    }
+
+    /// Runs `work`, which only reads, on the calling thread: for start-up, before any
+    /// request is served.
+    pub fn read_now<T>(
+        &self,
+        work: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        work(&mut self.connections.get()?.conn)
     }
 
     /// Connections handed out now, for the metrics.

@@ -6,9 +6,10 @@
 //! fails leaves nothing behind and costs the others nothing), one commit for the batch,
 //! and every answer only after that commit. Under load this saves a commit, a lock
 //! hand-off and a blocking-pool thread per write; alone, a write is a batch of one.
-//! Checkpoints of the write-ahead log run on a thread of their own beside the writer.
+//! Checkpoints of the write-ahead log run on a thread of their own beside the writer, from
+//! when the migrations are done.
 
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -23,17 +24,19 @@ use super::{DbConnection, DbError};
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
-    /// Dropped with the last clone, which ends the checkpoint thread.
-    _checkpoints: Arc<mpsc::Sender<()>>,
+    checkpoints: Arc<Checkpoints>,
+}
+
+/// The checkpoint thread, once started; dropped with the last clone of the writer, which
+/// ends it.
+struct Checkpoints {
+    manager: ConnectionManager,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl Writer {
+    /// Starts the writer thread. Checkpoints wait for [`Writer::start_checkpoints`].
     pub fn spawn(manager: ConnectionManager) -> std::io::Result<Self> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let checkpoints = manager.clone();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || checkpoint_while(&checkpoints, &stopped))?;
         let batches: Batches<Box<dyn Job>> = Batches {
             name: "sqlite-writer",
             max: 64,
@@ -41,7 +44,24 @@ impl Writer {
             run: commit,
             answer: |job, outcome| job.answer(outcome),
         };
-        Ok(Self { jobs: batches.spawn(manager)?, _checkpoints: Arc::new(stop) })
+        let checkpoints = Arc::new(Checkpoints { manager: manager.clone(), stop: Mutex::new(None) });
+        Ok(Self { jobs: batches.spawn(manager)?, checkpoints })
+    }
+
+    /// Starts the checkpoint thread (once; later calls do nothing). Only after the
+    /// migrations: a checkpoint beside their exclusive transaction finds the database
+    /// locked.
+    pub fn start_checkpoints(&self) -> std::io::Result<()> {
+        let mut stop = self.checkpoints.stop.lock().unwrap_or_else(|p| p.into_inner());
+        if stop.is_none() {
+            let (sender, stopped) = mpsc::channel::<()>();
+            let manager = self.checkpoints.manager.clone();
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || checkpoint_while(&manager, &stopped))?;
+            *stop = Some(sender);
+        }
+        Ok(())
     }
 
     /// Runs `work` in the writer's next batch; its result once that batch has committed.
@@ -131,16 +151,28 @@ fn checkpoint_rarely(conn: &mut DbConnection) -> Result<(), DbError> {
 fn checkpoint_while(manager: &ConnectionManager, stop: &mpsc::Receiver<()>) {
     const BUSY: Duration = Duration::from_millis(10);
     const IDLE: Duration = Duration::from_millis(100);
+    log::debug!("checkpoints of the SQLite log begin");
     let mut conn = None;
     let mut pause = BUSY;
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(pause) {
         let copied = checkpoint(manager, &mut conn).unwrap_or_else(|e| {
-            log::warn!("checkpointing the SQLite log failed: {e}");
+            // Busy is the database in someone else's hands (a migration, a writer's
+            // checkpoint): the next round tries again. Anything else is worth a look.
+            if is_busy(&e) {
+                log::debug!("checkpointing the SQLite log found it busy: {e}");
+            } else {
+                log::warn!("checkpointing the SQLite log failed: {e}");
+            }
             conn = None;
             0
         });
         pause = if copied > 0 { BUSY } else { (pause * 2).min(IDLE) };
     }
+}
+
+/// SQLITE_BUSY, which SQLite reports as "database is locked".
+fn is_busy(error: &DbError) -> bool {
+    matches!(error, DbError::Unavailable(message) if message.contains("database is locked"))
 }
 
 /// What `PRAGMA wal_checkpoint` answers that matters here: how many frames of the log
@@ -244,6 +276,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.db");
         let writer = Writer::spawn(ConnectionManager::new(DatabaseUrl::Sqlite(path.clone()))).unwrap();
+        writer.start_checkpoints().unwrap();
         writer.run(|conn| Ok(conn.batch_execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")?)).await.unwrap();
         let writes = (0..300i64).map(|i| {
             let writer = writer.clone();
@@ -266,6 +299,18 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no checkpoint within 10 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[test]
+    fn a_busy_database_is_told_from_a_failure() {
+        let busy = DbError::from(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::Unknown,
+            Box::new("database is locked".to_owned()),
+        ));
+        assert!(is_busy(&busy));
+        assert!(is_busy(&DbError::Unavailable("cannot connect to the database: database is locked".into())));
+        assert!(!is_busy(&DbError::Unavailable("unable to open database file".into())));
+        assert!(!is_busy(&DbError::Other("disk I/O error".into())));
     }
 
     #[tokio::test]

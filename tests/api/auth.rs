@@ -21,6 +21,7 @@ db_tests!(
     logout_without_credentials_is_401,
     password_change_starts_a_new_session,
     password_change_refuses_a_wrong_current_password_or_weak_new_one,
+    password_length_counts_the_characters_typed_not_their_nfkc_form,
 );
 
 fn assert_token_response(body: &Value, username: &str) {
@@ -362,4 +363,52 @@ async fn password_change_refuses_a_wrong_current_password_or_weak_new_one(backen
     // Nothing changed: the old password and session still work.
     assert_eq!(app.refresh(field(&signup, "refresh_token")).await.status(), StatusCode::OK);
     assert_eq!(app.login("oscar", PASSWORD).await.status(), StatusCode::OK);
+}
+
+/// One typed character that NFKC makes 18 (U+FDFA), and four that it makes eight (a
+/// cedilla is a space and a combining cedilla): short as typed, however long normalised.
+const SHORT_AS_TYPED: [&str; 2] = ["\u{FDFA}", "¸¸¸¸"];
+
+async fn password_length_counts_the_characters_typed_not_their_nfkc_form(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = crate::admin::admin_token(&app, "root").await;
+    let signup = app.signup("oscar").await;
+    let target = format!("/admin/users/{}", field(&signup["user"], "id"));
+    for short in SHORT_AS_TYPED {
+        let refused = [
+            app.signup_response("mallory", short).await,
+            app.client
+                .post(app.url("/auth/password"))
+                .bearer_auth(field(&signup, "access_token"))
+                .json(&json!({ "current_password": PASSWORD, "new_password": short }))
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .post(app.url("/admin/users"))
+                .bearer_auth(&admin)
+                .json(&json!({ "username": "mallory", "password": short }))
+                .send()
+                .await
+                .unwrap(),
+            app.client
+                .patch(app.url(&target))
+                .bearer_auth(&admin)
+                .json(&json!({ "password": short }))
+                .send()
+                .await
+                .unwrap(),
+        ];
+        for response in refused {
+            let error = assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+            assert!(field(&error, "error").contains("at least 8 characters"), "{short:?}: {error}");
+        }
+    }
+    // Nothing was created or changed.
+    assert_eq!(app.login("mallory", "\u{FDFA}").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.login("oscar", PASSWORD).await.status(), StatusCode::OK);
+    // Eight typed characters pass, however long NFKC makes them (144 here), and log in.
+    let eight = "\u{FDFA}".repeat(8);
+    assert_eq!(app.signup_response("trent", &eight).await.status(), StatusCode::CREATED);
+    assert_eq!(app.login("trent", &eight).await.status(), StatusCode::OK);
 }

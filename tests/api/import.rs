@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use crate::cli::{login, succeeds, tollgate};
 use crate::common::*;
+use diesel::prelude::*;
+use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -17,6 +19,7 @@ db_tests!(
     bad_records_are_rejected_with_their_pk_and_reason,
     standard_input_and_a_custom_username_field,
     input_that_is_not_a_dump_stops_with_exit_1_after_whole_batches,
+    hashes_costlier_than_djangos_defaults_are_rejected_and_never_verified,
 );
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/django");
@@ -58,11 +61,11 @@ async fn the_django_dump_imports_and_every_user_logs_in_with_the_password_they_h
         let algorithm = stored.split('$').next().unwrap().to_owned();
         algorithms.push(algorithm.clone());
         // A wrong password, and the right one changed in case or cut short, are refused.
-        for wrong in
-            ["wrong password".to_owned(), password.to_uppercase(), password[..password.len() - 1].to_owned()]
-        {
-            assert_error(app.login(username, &wrong).await, StatusCode::UNAUTHORIZED, "invalid_credentials")
-                .await;
+        // At once: with imported hashes about, each failure waits out the floor.
+        let wrong =
+            ["wrong password".to_owned(), password.to_uppercase(), password[..password.len() - 1].to_owned()];
+        for refused in join_all(wrong.iter().map(|wrong| app.login(username, wrong))).await {
+            assert_error(refused, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
         }
         assert_eq!(app.user_row(username).password_hash, stored, "a refused login changes nothing");
 
@@ -414,4 +417,66 @@ async fn input_that_is_not_a_dump_stops_with_exit_1_after_whole_batches(backend:
         tollgate(&app, &["user", "import", "-"], &full).stdout,
         b"imported 500, skipped 1000, rejected 0\n"
     );
+}
+
+/// Whether the server's start-up check would find imported hashes (and so arm the floor
+/// that every failed login then waits for, `auth::password::FailureFloor`).
+fn imported_hashes_exist(app: &TestApp) -> bool {
+    tollgate::db::accounts::imported_hashes_exist(&mut app.pool.get().unwrap()).unwrap()
+}
+
+async fn hashes_costlier_than_djangos_defaults_are_rejected_and_never_verified(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.signup("native").await;
+    assert!(!imported_hashes_exist(&app));
+
+    // The issue's two: ten times Django's iterations, and bcrypt at 16 times its cost.
+    let salt = "OHgz7He6zNR96yj7IvI43U";
+    let pbkdf2 = format!("pbkdf2_sha256$10000000${salt}$//HCAbswegJqxsRc0u5U+jABpRzXKcFHkb/4BvpbZU8=");
+    let bcrypt = "bcrypt$$2b$16$xKBQzvXSAFN4jLNUheWdjeCzZqQQ.JoxiAtEb6DkW.QMXjkQ311hu";
+    let dump = [
+        record(1, json!({ "username": "pbkdf2_user", "password": pbkdf2 })),
+        record(2, json!({ "username": "bcrypt_user", "password": bcrypt })),
+        record(3, json!({ "username": "unusable", "password": "!unusable" })),
+    ];
+    assert_eq!(
+        import(&app, &[&write_dump(&app, "costly.json", &dump)]),
+        "imported 1, skipped 0, rejected 2\n\
+         pk 1: password: pbkdf2_sha256 hash too expensive to verify: iterations 10000000 is above the cap of 2000000\n\
+         pk 2: password: bcrypt hash too expensive to verify: cost 16 is above the cap of 13\n"
+    );
+    // An unusable Django password is no hash to verify.
+    assert!(!imported_hashes_exist(&app));
+
+    // Planted by other means than the import, they still never verify: the account
+    // cannot log in, like one without a password.
+    for planted in [pbkdf2.as_str(), bcrypt] {
+        let mut conn = app.pool.get().unwrap();
+        diesel::update(tollgate::db::schema::users::table)
+            .filter(tollgate::db::schema::users::username.eq("native"))
+            .set(tollgate::db::schema::users::password_hash.eq(planted))
+            .execute(&mut **conn)
+            .unwrap();
+        drop(conn);
+        assert!(imported_hashes_exist(&app));
+        assert_error(app.login("native", PASSWORD).await, StatusCode::UNAUTHORIZED, "invalid_credentials")
+            .await;
+        assert_eq!(app.user_row("native").password_hash, planted);
+    }
+
+    // A hash within the caps counts as imported until its user's first login replaces it.
+    let dump = [record(4, json!({ "username": "within" }))];
+    assert_eq!(
+        import(&app, &[&write_dump(&app, "within.json", &dump)]),
+        "imported 1, skipped 0, rejected 0\n"
+    );
+    let mut conn = app.pool.get().unwrap();
+    diesel::delete(tollgate::db::schema::users::table)
+        .filter(tollgate::db::schema::users::username.eq("native"))
+        .execute(&mut **conn)
+        .unwrap();
+    drop(conn);
+    assert!(imported_hashes_exist(&app));
+    login(&app, "within", "pbkdf2 password").await;
+    assert!(!imported_hashes_exist(&app));
 }

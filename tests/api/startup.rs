@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 
 use crate::common::*;
+use crate::logging::{Format, Server};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -74,6 +75,42 @@ async fn the_defaults_serve_on_sqlite_with_keys_made_on_first_start() {
     assert!(dir.path().join("data/tollgate.db").exists());
     let key = dir.path().join("data/keys/eddsa.pem");
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A first start (fresh database, fresh keys) logs no warning; SQLite's checkpoints begin
+/// only once the migrations are done, as they found the database locked beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_warns_of_nothing_and_checkpoints_only_after_the_migrations() {
+    for algorithm in ["RS256", "ES256", "EdDSA"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start(dir.path(), Format::Text, &[("JWT_ALGORITHM", algorithm)]);
+        // A write, so that the checkpoints have something to do.
+        let signup = reqwest::Client::new()
+            .post(server.url("/auth/signup"))
+            .json(&serde_json::json!({ "username": "alice", "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signup.status(), StatusCode::CREATED);
+        server.child.kill().unwrap();
+        let (_, log) = server.wait();
+        let lines: Vec<&str> = log.lines().collect();
+        let level =
+            |line: &str| line.strip_prefix('[').and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned);
+        let warnings: Vec<&&str> =
+            lines.iter().filter(|l| matches!(level(l).as_deref(), Some("WARN" | "ERROR"))).collect();
+        assert!(warnings.is_empty(), "{algorithm}: {warnings:#?}");
+        let position = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{algorithm}: no {needle:?} in\n{log}"))
+        };
+        assert!(
+            position("database schema is current") < position("checkpoints of the SQLite log begin"),
+            "{algorithm}: checkpoints began before the migrations were done:\n{log}"
+        );
+    }
 }
 
 #[tokio::test]

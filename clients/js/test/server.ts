@@ -10,19 +10,39 @@ import { fileURLToPath } from "node:url";
 export const packageDir = resolve(fileURLToPath(new URL("../../", import.meta.url)));
 export const repoDir = resolve(packageDir, "../..");
 
-/** TOLLGATE_BIN, else $CARGO_TARGET_DIR/debug/tollgate, else target/debug/tollgate (built if absent). */
-export function tollgateBinary(): string {
-  if (process.env.TOLLGATE_BIN) {
-    const given = resolve(process.env.TOLLGATE_BIN);
-    if (!existsSync(given)) throw new Error(`TOLLGATE_BIN=${given} does not exist`);
-    return given;
-  }
+/** TOLLGATE_BIN, else $CARGO_TARGET_DIR/debug/tollgate, else target/debug/tollgate. */
+function tollgatePath(): string {
+  if (process.env.TOLLGATE_BIN) return resolve(process.env.TOLLGATE_BIN);
   const targetDir = process.env.CARGO_TARGET_DIR ? resolve(repoDir, process.env.CARGO_TARGET_DIR) : join(repoDir, "target");
-  const binary = join(targetDir, "debug", "tollgate");
+  return join(targetDir, "debug", "tollgate");
+}
+
+/**
+ * Run once before any test (test/prepare.ts, from `npm test`), outside every test's
+ * timeout: a first build takes minutes. Builds the debug binary unless TOLLGATE_BIN names
+ * one; when it is up to date, cargo takes a second to say so.
+ */
+export function buildTollgate(): string {
+  const binary = tollgatePath();
+  if (process.env.TOLLGATE_BIN) {
+    if (!existsSync(binary)) throw new Error(`TOLLGATE_BIN=${binary} does not exist`);
+    return binary;
+  }
+  process.stderr.write(`# cargo build --bin tollgate (for ${binary})\n`);
+  const built = spawnSync("cargo", ["build", "--bin", "tollgate"], { cwd: repoDir, stdio: ["ignore", 2, 2] });
+  if (built.error && existsSync(binary)) {
+    process.stderr.write(`# cargo could not run (${built.error.message}); testing the binary already there\n`);
+  } else if (built.status !== 0) {
+    throw new Error(`cargo build --bin tollgate failed${built.error ? `: ${built.error.message}` : ""}`);
+  }
+  return binary;
+}
+
+/** The binary under test; never built here, inside a test's timeout. */
+export function tollgateBinary(): string {
+  const binary = tollgatePath();
   if (!existsSync(binary)) {
-    process.stderr.write(`# ${binary} is missing: cargo build --bin tollgate\n`);
-    const built = spawnSync("cargo", ["build", "--bin", "tollgate"], { cwd: repoDir, stdio: ["ignore", 2, 2] });
-    if (built.status !== 0) throw new Error("cargo build --bin tollgate failed");
+    throw new Error(`${binary} does not exist: run the tests with \`npm test\` (which builds it first) or set TOLLGATE_BIN`);
   }
   return binary;
 }

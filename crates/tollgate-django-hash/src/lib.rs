@@ -3,9 +3,13 @@
 //!
 //! The stored string is parsed once into a [`DjangoHash`]: malformed strings, the hashers
 //! tollgate refuses (unsalted, or one round of MD5/SHA1) and cost parameters beyond the
-//! caps below are errors, so that a planted hash cannot hold a hashing thread for minutes
-//! or allocate gigabytes. The caps sit well above Django's defaults (pbkdf2_sha256
-//! 1,000,000 iterations, bcrypt cost 12, scrypt N=2^14 r=8 p=5, argon2 m=100 MiB t=2 p=8).
+//! caps below are errors. The caps are what Django's own defaults produce, with a margin
+//! (Django's defaults: pbkdf2_sha256 1,000,000 iterations in 5.2, 1,200,000 in 6.0,
+//! 1,500,000 in 6.1 and 1,800,000 in 6.2; bcrypt cost 12; scrypt N=2^14 r=8 p=5; argon2
+//! m=100 MiB t=2 p=8), because a hash's cost is also the time a wrong password takes to
+//! refuse: the costlier the hashes tollgate accepts, the longer every failed login must
+//! wait to look like every other (see [`DjangoHash::costliest`]). A hash above them is
+//! refused at import, and never verified at login.
 //!
 //! The password is checked as Django checks it: the raw text, UTF-8 encoded, without any
 //! normalisation; plain `bcrypt` sees only its first 72 bytes, as Django's does.
@@ -18,16 +22,22 @@ use base64::engine::general_purpose::{GeneralPurpose, NO_PAD, STANDARD, STANDARD
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-pub const MAX_PBKDF2_ITERATIONS: u64 = 10_000_000;
-pub const MAX_BCRYPT_COST: u64 = 16;
-/// scrypt's memory is 128·N·r bytes.
-pub const MAX_SCRYPT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
-/// scrypt's time grows with N·r·p.
-pub const MAX_SCRYPT_WORK: u64 = 1 << 24;
-pub const MAX_ARGON2_MEMORY_KIB: u64 = 256 * 1024;
-/// argon2's time grows with memory × passes.
-pub const MAX_ARGON2_WORK_KIB: u64 = 1024 * 1024;
-pub const MAX_ARGON2_PARALLELISM: u64 = 64;
+/// Django 6.2's default of 1,800,000 and a tenth more.
+pub const MAX_PBKDF2_ITERATIONS: u64 = 2_000_000;
+/// Django's 12 (unchanged since Django 1.4), and one doubling more.
+pub const MAX_BCRYPT_COST: u64 = 13;
+/// scrypt's memory is 128·N·r bytes: twice Django's 16 MiB.
+pub const MAX_SCRYPT_MEMORY_BYTES: u64 = 32 * 1024 * 1024;
+/// scrypt's time grows with N·r·p: twice Django's 2^14·8·5.
+pub const MAX_SCRYPT_WORK: u64 = 2 * (1 << 14) * 8 * 5;
+/// Django's 100 MiB, and a quarter more.
+pub const MAX_ARGON2_MEMORY_KIB: u64 = 128 * 1024;
+/// argon2's time grows with memory × passes: 128 MiB three times, about twice Django's
+/// 100 MiB twice.
+pub const MAX_ARGON2_WORK_KIB: u64 = 3 * MAX_ARGON2_MEMORY_KIB;
+/// Twice Django's 8. The lanes run one after another here, so this costs memory
+/// bookkeeping, not time.
+pub const MAX_ARGON2_PARALLELISM: u64 = 16;
 /// Longer salts or hashes than any Django writes are refused rather than processed.
 const MAX_SALT_LEN: usize = 256;
 const MAX_HASH_LEN: usize = 128;
@@ -132,6 +142,57 @@ impl DjangoHash {
             _ => return Err(DjangoHashError::UnknownFormat),
         };
         Ok(DjangoHash(kind))
+    }
+
+    /// One hash of each costly algorithm at the caps: verifying each costs the most that
+    /// algorithm can cost among the hashes [`DjangoHash::parse`] accepts, so the longest
+    /// of them is the longest any accepted hash takes. `pbkdf2_sha1` and plain `bcrypt`
+    /// are left out: at the same caps they do less work (SHA-1 against SHA-256, and no
+    /// SHA-256 before bcrypt). What they verify is nothing anyone would type; they are for
+    /// measuring that cost.
+    pub fn costliest() -> Vec<DjangoHash> {
+        let salt = "costliestcostliestcost".to_owned();
+        let pbkdf2 = Kind::Pbkdf2 {
+            sha1: false,
+            iterations: MAX_PBKDF2_ITERATIONS as u32,
+            salt: salt.clone(),
+            hash: vec![0; 32],
+        };
+        let bcrypt =
+            Kind::Bcrypt { sha256: true, cost: MAX_BCRYPT_COST as u32, salt: [0; 16], hash: [0; 23] };
+        // Memory and work at their caps at once; the most lanes.
+        let argon2 = argon2::Params::new(
+            MAX_ARGON2_MEMORY_KIB as u32,
+            (MAX_ARGON2_WORK_KIB / MAX_ARGON2_MEMORY_KIB) as u32,
+            MAX_ARGON2_PARALLELISM as u32,
+            Some(32),
+        )
+        .expect("the argon2 caps are valid parameters");
+        // The largest N·r the memory cap allows at Django's r, and the p that the work cap
+        // leaves.
+        let (r, n_r) = (8, MAX_SCRYPT_MEMORY_BYTES / 128);
+        let scrypt = scrypt::Params::new(
+            (n_r / r).trailing_zeros() as u8,
+            r as u32,
+            (MAX_SCRYPT_WORK / n_r) as u32,
+            64,
+        )
+        .expect("the scrypt caps are valid parameters");
+        [
+            pbkdf2,
+            Kind::Argon2 {
+                params: argon2,
+                variant: argon2::Algorithm::Argon2id,
+                version: argon2::Version::V0x13,
+                salt: salt.clone().into_bytes(),
+                hash: vec![0; 32],
+            },
+            bcrypt,
+            Kind::Scrypt { params: scrypt, salt: salt.clone(), hash: vec![0; 64] },
+        ]
+        .into_iter()
+        .map(DjangoHash)
+        .collect()
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -590,7 +651,7 @@ mod tests {
     }
 
     #[test]
-    fn absurd_costs_are_refused_before_any_hashing() {
+    fn costs_above_djangos_defaults_and_the_margin_are_refused_before_any_hashing() {
         let too_expensive = |encoded: String, parameter: &str| match reason(&encoded) {
             DjangoHashError::TooExpensive { parameter: p, value, max, .. } => {
                 assert_eq!(p, parameter, "{encoded}");
@@ -598,27 +659,56 @@ mod tests {
             }
             other => panic!("{encoded}: {other:?}"),
         };
-        too_expensive(format!("pbkdf2_sha256$10000001${SALT22}${B64_32}"), "iterations");
-        too_expensive(format!("pbkdf2_sha256$999999999999${SALT22}${B64_32}"), "iterations");
-        too_expensive(format!("bcrypt$$2b$17${BCRYPT53}"), "cost");
+        // The issue's examples: each would hold a hashing thread for seconds.
+        too_expensive(format!("pbkdf2_sha256$10000000${SALT22}${B64_32}"), "iterations");
+        too_expensive(format!("bcrypt$$2b$16${BCRYPT53}"), "cost");
+        too_expensive(format!("pbkdf2_sha256$2000001${SALT22}${B64_32}"), "iterations");
+        too_expensive(format!("pbkdf2_sha1$999999999999${SALT22}${B64_32}"), "iterations");
+        too_expensive(format!("bcrypt$$2b$14${BCRYPT53}"), "cost");
         too_expensive(format!("bcrypt_sha256$$2b$31${BCRYPT53}"), "cost");
-        too_expensive(format!("argon2$argon2id$v=19$m=4194304,t=1,p=2${ARGON_TAIL}"), "memory_kib");
-        too_expensive(format!("argon2$argon2id$v=19$m=262144,t=5,p=2${ARGON_TAIL}"), "memory_kib×iterations");
-        too_expensive(format!("argon2$argon2id$v=19$m=1024,t=1,p=65${ARGON_TAIL}"), "parallelism");
+        too_expensive(format!("argon2$argon2id$v=19$m=131073,t=1,p=2${ARGON_TAIL}"), "memory_kib");
+        too_expensive(format!("argon2$argon2id$v=19$m=102400,t=4,p=8${ARGON_TAIL}"), "memory_kib×iterations");
+        too_expensive(format!("argon2$argon2id$v=19$m=1024,t=1,p=17${ARGON_TAIL}"), "parallelism");
         too_expensive(scrypt_hash("68719476736", "8", "1"), "N");
-        too_expensive(scrypt_hash("1048576", "8", "1"), "memory_bytes");
-        too_expensive(scrypt_hash("16384", "8", "1000"), "N×r×p");
+        too_expensive(scrypt_hash("65536", "8", "1"), "memory_bytes");
+        too_expensive(scrypt_hash("16384", "8", "11"), "N×r×p");
         too_expensive(scrypt_hash("2", "4000000000", "1"), "r");
-        let message = reason(&format!("bcrypt$$2b$17${BCRYPT53}")).to_string();
-        assert_eq!(message, "bcrypt hash too expensive to verify: cost 17 is above the cap of 16");
+        let message = reason(&format!("bcrypt$$2b$16${BCRYPT53}")).to_string();
+        assert_eq!(message, "bcrypt hash too expensive to verify: cost 16 is above the cap of 13");
     }
 
     #[test]
-    fn costs_at_the_caps_are_accepted() {
-        assert!(DjangoHash::parse(&format!("pbkdf2_sha256$10000000${SALT22}${B64_32}")).is_ok());
-        assert!(DjangoHash::parse(&format!("bcrypt$$2y$16${BCRYPT53}")).is_ok());
-        assert!(DjangoHash::parse(&scrypt_hash("1048576", "2", "8")).is_ok());
-        assert!(DjangoHash::parse(&format!("argon2$argon2d$v=16$m=262144,t=4,p=64${ARGON_TAIL}")).is_ok());
+    fn djangos_defaults_and_costs_at_the_caps_are_accepted() {
+        for iterations in ["1000000", "1200000", "1500000", "1800000", "2000000"] {
+            assert!(DjangoHash::parse(&format!("pbkdf2_sha256${iterations}${SALT22}${B64_32}")).is_ok());
+        }
+        assert!(DjangoHash::parse(&format!("bcrypt$$2b$12${BCRYPT53}")).is_ok());
+        assert!(DjangoHash::parse(&format!("bcrypt$$2y$13${BCRYPT53}")).is_ok());
+        assert!(DjangoHash::parse(&scrypt_hash("16384", "8", "5")).is_ok());
+        assert!(DjangoHash::parse(&scrypt_hash("32768", "8", "5")).is_ok());
+        assert!(DjangoHash::parse(&format!("argon2$argon2id$v=19$m=102400,t=2,p=8${ARGON_TAIL}")).is_ok());
+        assert!(DjangoHash::parse(&format!("argon2$argon2d$v=16$m=131072,t=3,p=16${ARGON_TAIL}")).is_ok());
+    }
+
+    #[test]
+    fn the_costliest_hashes_are_one_per_costly_algorithm_at_the_caps() {
+        let costliest = DjangoHash::costliest();
+        let names: Vec<&str> = costliest.iter().map(|h| h.algorithm().name()).collect();
+        assert_eq!(names, ["pbkdf2_sha256", "argon2", "bcrypt_sha256", "scrypt"]);
+        let shown: Vec<String> = costliest.iter().map(|h| format!("{h:?}")).collect();
+        let expected = [
+            "iterations: 2000000",
+            "m_cost: 131072, t_cost: 3, p_cost: 16",
+            "cost: 13",
+            "log_n: 15, r: 8, p: 5",
+        ];
+        for (shown, expected) in shown.iter().zip(expected) {
+            assert!(shown.contains(expected), "{shown} lacks {expected}");
+        }
+        // At the caps exactly: the memory and work of argon2 and scrypt are both used up.
+        assert_eq!(128 * (1u64 << 15) * 8, MAX_SCRYPT_MEMORY_BYTES);
+        assert_eq!((1u64 << 15) * 8 * 5, MAX_SCRYPT_WORK);
+        assert!(!costliest[0].verify("anything"));
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct SignupRequest {
     /// Stored lower-case; unique regardless of case.
     #[schema(min_length = 1, max_length = 150, pattern = "^[A-Za-z0-9@.+_-]*$", example = "alice")]
     username: String,
-    /// Counted in characters after NFKC normalisation; never truncated.
+    /// Counted in the characters typed (Unicode code points, as `minLength` and
+    /// `maxLength` count them); NFKC-normalised for hashing only, never truncated.
     #[schema(value_type = String, min_length = 8, max_length = 1024, example = "correct horse battery staple")]
     password: SecretString,
     /// Stored lower-case.
