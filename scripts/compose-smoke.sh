@@ -278,7 +278,6 @@ ensure_image() {
 # tarballs. It runs beside the tollgate build, which needs the cores, not the disk.
 save_stand_ins() {
   local name slug tarball
-  [[ -s "$WORK/to-save" ]] || return 0
   mkdir -p "$CACHE/images"
   while read -r name slug tarball; do
     rm -f "$CACHE/images/$slug"-*.tar
@@ -728,8 +727,10 @@ main() {
     "$HERE/maildev/package-lock.json" <(node --version))"
   SHOW=1 required "stand-in: $DEBIAN_IMAGE" ensure_image "$DEBIAN_IMAGE" "$DEBIAN_KEY" build_debian
   SHOW=1 required "stand-ins: $RUST_IMAGE, $POSTGRES_IMAGE, $MAIL_IMAGE" stand_ins
-  save_stand_ins >"$WORK/save.log" 2>&1 &
-  SAVE_PID=$!
+  if [[ -s "$WORK/to-save" ]]; then
+    save_stand_ins >"$WORK/save.log" 2>&1 &
+    SAVE_PID=$!
+  fi
 
   phase "podman-compose up --build -d"
   # The source as committed or added, without a developer's .env; the README's first
