@@ -377,7 +377,8 @@ container_of() {
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
 }
 
-# What is left of this project, by label or by podman-compose's "<project>_" names.
+# What is left of this project, by label or by podman-compose's names: "<project>_…"
+# for containers, volumes and networks, "pod_<project>" for its pod (which has no labels).
 leftovers() {
   {
     podman ps -a --format 'container {{.Names}} {{index .Labels "io.podman.compose.project"}}'
@@ -385,7 +386,7 @@ leftovers() {
     podman volume ls --format 'volume {{.Name}} {{index .Labels "io.podman.compose.project"}}'
     # (podman 4.3 cannot index a network's labels in a format)
     podman network ls --format 'network {{.Name}} -'
-  } | awk -v p="$PROJECT" '$3 == p || index($2, p "_") == 1 {print $1, $2}'
+  } | awk -v p="$PROJECT" '$3 == p || index($2, p "_") == 1 || $2 == "pod_" p {print $1, $2}'
 }
 
 # The tollgate image and the build stage, whose layers are the next build's cache.
@@ -401,18 +402,19 @@ keep_build_stage() {
 }
 
 # Everything of this project, even from a run that was killed before its own teardown.
+# Best effort: what it cannot remove, the leftovers check (or the port check) reports.
 teardown() {
   if [[ -n "${SRC:-}" && -d "$SRC" ]]; then
     pc down -v -t 10 >"$WORK/down.log" 2>&1 || cat "$WORK/down.log"
   fi
   local kind name
   for kind in container pod volume network; do
-    leftovers | awk -v k="$kind" '$1 == k {print $2}' | while read -r name; do
+    for name in $(leftovers | awk -v k="$kind" '$1 == k {print $2}'); do
       case "$kind" in
         container) podman rm -f -t 10 "$name" ;;
         *) podman "$kind" rm -f "$name" ;;
-      esac
-    done >/dev/null 2>&1
+      esac >/dev/null 2>&1 || echo "teardown: could not remove $kind $name"
+    done
   done
   # The images this run's build replaced, with the layers only they used.
   local id
@@ -694,9 +696,11 @@ main() {
     echo "compose-smoke.sh needs root: it installs packages and runs rootful podman" >&2
     exit 1
   }
-  mkdir -p "$CACHE"
-  WORK="$(mktemp -d "${TMPDIR:-/tmp}/compose-smoke.XXXXXX")"
-  RUN_STARTED="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  # One run at a time (the project name and the ports are the machine's); whatever a
+  # killed run left in its work directory goes first.
+  WORK="$CACHE/run"
+  rm -rf "$WORK"
+  mkdir -p "$WORK"
   trap finish EXIT
 
   phase "install"
