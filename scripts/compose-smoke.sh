@@ -411,7 +411,8 @@ teardown() {
   for kind in container pod volume network; do
     for name in $(leftovers | awk -v k="$kind" '$1 == k {print $2}'); do
       case "$kind" in
-        container) podman rm -f -t 10 "$name" ;;
+        # --depend: tollgate's container requires db's; -i: it may be gone with it.
+        container) podman rm -f -i --depend -t 10 "$name" ;;
         *) podman "$kind" rm -f "$name" ;;
       esac >/dev/null 2>&1 || echo "teardown: could not remove $kind $name"
     done
