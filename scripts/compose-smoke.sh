@@ -291,10 +291,10 @@ wait_for_save() {
   [[ -n "$SAVE_PID" ]] || return 0
   local pid="$SAVE_PID"
   SAVE_PID=""
-  wait "$pid" && cat "$WORK/save.log" || {
-    cat "$WORK/save.log"
-    return 1
-  }
+  local status=0
+  wait "$pid" || status=1
+  cat "$WORK/save.log"
+  return $status
 }
 
 build_debian() {
@@ -510,8 +510,8 @@ try_it() {
   while IFS= read -r -d '' paragraph; do
     n=$((n + 1))
     title="$(grep -m1 '^#' <<<"$paragraph" | sed 's/^# *//')" || true
-    expected=($(grep '^#' <<<"$paragraph" | grep -oE '\([0-9]{3}' | tr -d '(')) || true
-    got=($(cat "$statuses/$n" 2>/dev/null)) || true
+    mapfile -t expected < <(grep '^#' <<<"$paragraph" | grep -oE '\([0-9]{3}' | tr -d '(' || true)
+    mapfile -t got < <(cat "$statuses/$n" 2>/dev/null || true)
     {
       echo "statuses: ${got[*]:-none}"
       echo "--- paragraph:"
