@@ -14,7 +14,7 @@ use crate::auth::keys::{KeyStore, KeyStoreError};
 use crate::auth::password::Passwords;
 use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
-use crate::auth::sessions::{Sessions, SessionsParts};
+use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{AccessTokens, max_token_age_secs};
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
@@ -66,15 +66,25 @@ fn passwords(settings: &Settings, pool: &Pool) -> Result<Arc<Passwords>, Startup
 pub fn accounts(settings: &Settings, pool: Pool) -> Result<Accounts, StartupError> {
     let clock = Clock::system();
     let users = Arc::new(UserCache::new(clock.clone()));
-    let roles = settings.accounts.default_roles.clone();
-    Ok(Accounts::new(
-        pool.clone(),
+    let passwords = passwords(settings, &pool)?;
+    Ok(accounts_on(settings, pool, clock, passwords, users))
+}
+
+fn accounts_on(
+    settings: &Settings,
+    pool: Pool,
+    clock: Clock,
+    passwords: Arc<Passwords>,
+    users: Arc<UserCache>,
+) -> Accounts {
+    Accounts {
+        pool,
         clock,
-        passwords(settings, &pool)?,
+        passwords,
         users,
-        roles,
-        max_token_age_secs(&settings.jwt),
-    ))
+        default_roles: settings.accounts.default_roles.clone(),
+        max_token_age_secs: max_token_age_secs(&settings.jwt),
+    }
 }
 
 /// Loads keys, starts the hashing threads and builds the core and what the handlers share.
@@ -85,20 +95,19 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
     let users = Arc::new(UserCache::new(clock.clone()));
     let metrics = Arc::new(Metrics::new());
     let per_minute = settings.limits.auth_rate_limit_per_min;
-    let sessions = Sessions::new(SessionsParts {
+    let sessions = Sessions {
         limits: abuse_limits(settings, &pool, &clock),
         refresh_failures: RateLimiter::new(per_minute, clock.clone()),
         pool: pool.clone(),
         tokens: AccessTokens::new(keys.clone(), &settings.jwt, clock.clone()),
-        refresh: RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh),
+        refresh: Arc::new(RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh)),
         passwords: passwords.clone(),
         users: users.clone(),
         default_roles: settings.accounts.default_roles.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
-    });
-    let roles = settings.accounts.default_roles.clone();
-    let accounts = Accounts::new(pool, clock, passwords, users, roles, max_token_age_secs(&settings.jwt));
+    };
+    let accounts = accounts_on(settings, pool, clock, passwords, users);
     Ok(AppState {
         core: Core { sessions, accounts },
         keys,

@@ -60,30 +60,20 @@ pub struct Update {
     pub password: Option<SecretString>,
 }
 
+/// Built once at start-up (`startup`); the fields are the crate's, for that.
 pub struct Accounts {
-    pool: Pool,
-    clock: Clock,
-    passwords: Arc<Passwords>,
-    users: Arc<UserCache>,
+    pub(crate) pool: Pool,
+    pub(crate) clock: Clock,
+    pub(crate) passwords: Arc<Passwords>,
+    pub(crate) users: Arc<UserCache>,
     /// The roles of an account created without any (`DEFAULT_ROLES`).
-    default_roles: Vec<String>,
+    pub(crate) default_roles: Vec<String>,
     /// How long a deleted user stays in the revocation feed: as long as a token it was
     /// issued may live (`tokens::max_token_age_secs`).
-    max_token_age_secs: i64,
+    pub(crate) max_token_age_secs: i64,
 }
 
 impl Accounts {
-    pub fn new(
-        pool: Pool,
-        clock: Clock,
-        passwords: Arc<Passwords>,
-        users: Arc<UserCache>,
-        default_roles: Vec<String>,
-        max_token_age_secs: i64,
-    ) -> Self {
-        Self { pool, clock, passwords, users, default_roles, max_token_age_secs }
-    }
-
     /// Up to `limit` accounts whose usernames sort after `after`, and where the next page
     /// starts.
     pub async fn page(&self, after: Option<String>, limit: i64) -> Result<Page> {

@@ -109,68 +109,27 @@ enum PasswordUpdate {
     Change(String),
 }
 
+/// Built once at start-up (`startup`); the fields are the crate's, for that.
 pub struct Sessions {
-    pool: Pool,
-    clock: Clock,
-    tokens: AccessTokens,
-    refresh: Arc<RefreshSessions>,
-    passwords: Arc<Passwords>,
-    users: Arc<UserCache>,
+    pub(crate) pool: Pool,
+    pub(crate) clock: Clock,
+    pub(crate) tokens: AccessTokens,
+    pub(crate) refresh: Arc<RefreshSessions>,
+    pub(crate) passwords: Arc<Passwords>,
+    pub(crate) users: Arc<UserCache>,
     /// Signup, login and password-change attempts per client IP, failed logins per username.
-    limits: AbuseLimits,
+    pub(crate) limits: AbuseLimits,
     /// Refresh tokens refused per client IP (refresh, logout), limited like logins. Kept
     /// per process even where the limits above are shared: it holds off junk floods,
     /// which no instance should pay a database write for, while guessing a refresh token
     /// is hopeless at any rate.
-    refresh_failures: RateLimiter,
+    pub(crate) refresh_failures: RateLimiter,
     /// The roles of every signup (`DEFAULT_ROLES`).
-    default_roles: Vec<String>,
-    metrics: Arc<Metrics>,
-}
-
-/// What [`Sessions`] is made of; see its fields.
-pub struct SessionsParts {
-    pub pool: Pool,
-    pub clock: Clock,
-    pub tokens: AccessTokens,
-    pub refresh: RefreshSessions,
-    pub passwords: Arc<Passwords>,
-    pub users: Arc<UserCache>,
-    pub limits: AbuseLimits,
-    pub refresh_failures: RateLimiter,
-    pub default_roles: Vec<String>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) default_roles: Vec<String>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Sessions {
-    pub fn new(parts: SessionsParts) -> Self {
-        let SessionsParts {
-            pool,
-            clock,
-            tokens,
-            refresh,
-            passwords,
-            users,
-            limits,
-            refresh_failures,
-            default_roles,
-            metrics,
-        } = parts;
-        let refresh = Arc::new(refresh);
-        Self {
-            pool,
-            clock,
-            tokens,
-            refresh,
-            passwords,
-            users,
-            limits,
-            refresh_failures,
-            default_roles,
-            metrics,
-        }
-    }
-
     /// Creates an account with the configured default roles and starts its session.
     pub async fn sign_up(&self, new: SignUp, client: Client) -> Result<Issued> {
         self.limits.attempt(client.ip).await?;

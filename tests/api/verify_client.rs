@@ -285,28 +285,13 @@ async fn a_consumer_learns_of_a_logout_from_the_revocation_feed() {
     let app = spawn_app_with(Backend::Sqlite, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN)]).await;
     let signup = app.signup("erin").await;
     let access = field(&signup, "access_token");
-    let mut config = VerifierConfig::new(&app.address);
-    config.revocation_token = Some(FEED_TOKEN.to_owned());
-    let interval = std::time::Duration::from_secs(5);
-    config.revocation_poll_interval = interval;
-    let clock = tollgate_verify::ManualClock::new();
-    config.clock = std::sync::Arc::new(clock.clone());
-    let verifier = Verifier::new(config);
-    assert!(verifier.verify(access).await.is_ok());
+    let consumer = FeedConsumer::new(&app, FEED_TOKEN);
+    assert!(consumer.verifier.verify(access).await.is_ok());
 
     let logout = app.client.post(app.url("/auth/logout")).bearer_auth(access).send().await.unwrap();
     assert_eq!(logout.status(), reqwest::StatusCode::NO_CONTENT);
-    // Within one poll interval of the consumer's clock: the poll it starts is an HTTP
-    // round trip to tollgate, the only thing waited for here.
-    clock.advance(interval);
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while verifier.verify(access).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(heard.is_ok(), "the consumer never heard of the logout");
-    assert_eq!(verifier.verify(access).await, Err(Error::Revoked));
+    assert!(consumer.hears_of_the_revocation_of(access).await, "the consumer never heard of the logout");
+    let verifier = consumer.verifier;
     // A token issued after the logout is fine.
     let fresh = login_token(&app, "erin").await;
     assert_eq!(verifier.verify(&fresh).await.unwrap().username, "erin");
@@ -320,26 +305,44 @@ async fn a_consumer_refuses_a_deleted_users_token_after_one_poll(backend: Backen
     let admin = crate::admin::admin_token(&app, "root").await;
     let signup = app.signup("gina").await;
     let access = field(&signup, "access_token");
-    let mut config = VerifierConfig::new(&app.address);
-    config.revocation_token = Some(FEED_TOKEN.to_owned());
-    let interval = std::time::Duration::from_secs(5);
-    config.revocation_poll_interval = interval;
-    let clock = tollgate_verify::ManualClock::new();
-    config.clock = std::sync::Arc::new(clock.clone());
-    let verifier = Verifier::new(config);
-    assert!(verifier.verify(access).await.is_ok());
+    let consumer = FeedConsumer::new(&app, FEED_TOKEN);
+    assert!(consumer.verifier.verify(access).await.is_ok());
 
     let path = format!("/admin/users/{}", field(&signup["user"], "id"));
     let deleted = app.client.delete(app.url(&path)).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
-    // One poll interval on the consumer's clock; its poll is the only thing waited for.
-    clock.advance(interval);
-    let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while verifier.verify(access).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(heard.is_ok(), "the consumer never heard of the deletion");
-    assert_eq!(verifier.verify(access).await, Err(Error::Revoked));
+    assert!(consumer.hears_of_the_revocation_of(access).await, "the consumer never heard of the deletion");
+}
+
+/// A consumer polling the revocation feed, on a clock of the test's.
+struct FeedConsumer {
+    verifier: Verifier,
+    clock: tollgate_verify::ManualClock,
+    interval: std::time::Duration,
+}
+
+impl FeedConsumer {
+    fn new(app: &TestApp, feed_token: &str) -> Self {
+        let mut config = VerifierConfig::new(&app.address);
+        config.revocation_token = Some(feed_token.to_owned());
+        let interval = std::time::Duration::from_secs(5);
+        config.revocation_poll_interval = interval;
+        let clock = tollgate_verify::ManualClock::new();
+        config.clock = std::sync::Arc::new(clock.clone());
+        Self { verifier: Verifier::new(config), clock, interval }
+    }
+
+    /// Whether, within one poll interval on the consumer's clock, it refuses `access` as
+    /// revoked: the poll it starts is an HTTP round trip to tollgate, the only thing
+    /// waited for.
+    async fn hears_of_the_revocation_of(&self, access: &str) -> bool {
+        self.clock.advance(self.interval);
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while self.verifier.verify(access).await.is_ok() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        heard.is_ok() && self.verifier.verify(access).await == Err(Error::Revoked)
+    }
 }
