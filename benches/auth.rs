@@ -22,6 +22,7 @@ use tollgate::config::{DatabaseUrl, Settings, parse_database_url};
 use tollgate::db::accounts::{Account, NewAccount};
 use tollgate::db::manager::ConnectionManager;
 use tollgate::db::models::{DbUuid, NewUser};
+use tollgate::db::sessions::SessionStore;
 use tollgate::db::{WriteConn, build_pool};
 use tollgate_verify::Rules;
 use uuid::Uuid;
@@ -51,8 +52,9 @@ fn access_tokens(c: &mut Criterion) {
         let at = Utc::now().naive_utc();
         let now = at.and_utc().timestamp();
         let mut group = c.benchmark_group(format!("access token sign {name}"));
-        group
-            .bench_function("kept key", |b| b.iter(|| tokens.issue(black_box(user), "alice", &[], at, None)));
+        group.bench_function("kept key", |b| {
+            b.iter(|| tokens.issue(black_box(user), "alice", &[], at, None, None))
+        });
         // How tollgate signed before: jsonwebtoken parses the key's DER for each signature.
         let encoding = match algorithm {
             Algorithm::HS256 => EncodingKey::from_secret(secret.as_bytes()),
@@ -82,12 +84,13 @@ fn access_tokens(c: &mut Criterion) {
                     nbf: now,
                     exp: now + tokens.ttl_secs(),
                     jti: Uuid::new_v4(),
+                    sid: None,
                 };
                 jsonwebtoken::encode(&header, &claims, &encoding).unwrap()
             })
         });
         group.finish();
-        let token = tokens.issue(user, "alice", &[], at, None);
+        let token = tokens.issue(user, "alice", &[], at, None, None);
         let ring = store.ring();
         c.bench_function(&format!("access token verify {name}"), |b| {
             b.iter(|| {
@@ -186,7 +189,8 @@ fn rotation(c: &mut Criterion) {
         pool.migrate().unwrap();
         let mut conn = ConnectionManager::new(settings.database.url.clone()).establish().unwrap();
         let store = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
-        let sessions = RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh);
+        let sessions =
+            RefreshSessions::new(store.refresh_secret.clone(), &settings.refresh, SessionStore::UsersRow);
         let now = Utc::now().naive_utc();
         let mut token = RefreshToken::mint();
         let user = NewUser {

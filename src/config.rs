@@ -184,7 +184,12 @@ pub struct JwtSettings {
 pub struct RefreshSettings {
     pub ttl_secs: u64,
     pub reuse_grace_secs: u64,
+    /// Live sessions a user may have (`SESSIONS_PER_USER`); 1 keeps the one on the users row.
+    pub sessions_per_user: usize,
 }
+
+/// More sessions than anyone has devices: a bound on what one login may have to end.
+const MAX_SESSIONS_PER_USER: u64 = 1000;
 
 #[derive(Debug, Clone)]
 pub struct Argon2Settings {
@@ -291,6 +296,13 @@ impl RefreshSettings {
         Ok(Self {
             ttl_secs: env.positive("REFRESH_TOKEN_TTL_SECS", 2_592_000)?,
             reuse_grace_secs: env.number("REFRESH_REUSE_GRACE_SECS", 10)?,
+            sessions_per_user: match env.positive("SESSIONS_PER_USER", 1)? {
+                n if n <= MAX_SESSIONS_PER_USER => n as usize,
+                _ => {
+                    let problem = format!("must be at most {MAX_SESSIONS_PER_USER}");
+                    return Err(env.error("SESSIONS_PER_USER", problem));
+                }
+            },
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
 use crate::db::accounts::imported_hashes_exist;
+use crate::db::sessions::SessionStore;
 use crate::db::{self, Pool};
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
 use crate::http::routes::metrics::{MetricsListener, metrics};
@@ -84,7 +85,13 @@ fn accounts_on(
         users,
         default_roles: settings.accounts.default_roles.clone(),
         max_token_age_secs: max_token_age_secs(&settings.jwt),
+        sessions: session_store(settings),
     }
+}
+
+/// Where the sessions live, as configured.
+fn session_store(settings: &Settings) -> SessionStore {
+    SessionStore::new(settings.refresh.sessions_per_user, max_token_age_secs(&settings.jwt))
 }
 
 /// Loads keys, starts the hashing threads and builds the core and what the handlers share.
@@ -100,7 +107,11 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         refresh_failures: RateLimiter::new(per_minute, clock.clone()),
         pool: pool.clone(),
         tokens: AccessTokens::new(keys.clone(), &settings.jwt, clock.clone()),
-        refresh: Arc::new(RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh)),
+        refresh: Arc::new(RefreshSessions::new(
+            keys.refresh_secret.clone(),
+            &settings.refresh,
+            session_store(settings),
+        )),
         passwords: passwords.clone(),
         users: users.clone(),
         default_roles: settings.accounts.default_roles.clone(),

@@ -18,6 +18,7 @@ use super::rules::{parse_roles, validate_email, validate_username};
 use super::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::db::accounts::{Account, AccountChange, NewAccount, Page};
+use crate::db::sessions::{SessionInfo, SessionStore};
 use crate::db::{DbError, Pool};
 
 /// Who changes an account: the audit line of each change names them.
@@ -71,6 +72,8 @@ pub struct Accounts {
     /// How long a deleted user stays in the revocation feed: as long as a token it was
     /// issued may live (`tokens::max_token_age_secs`).
     pub(crate) max_token_age_secs: i64,
+    /// Where the sessions live (`SESSIONS_PER_USER`).
+    pub(crate) sessions: SessionStore,
 }
 
 impl Accounts {
@@ -191,6 +194,24 @@ impl Accounts {
 
     /// After a write to a stored account: its cached entry goes at once, then the audit
     /// line.
+    /// The user's live sessions, most recently used first.
+    pub async fn sessions(&self, id: Uuid) -> Result<Vec<SessionInfo>> {
+        let now = self.clock.now().naive_utc();
+        let store = self.sessions;
+        self.pool.read(move |conn| store.list(conn, id, now)).await?.ok_or(Error::NotFound)
+    }
+
+    /// Ends one session of the user; its access tokens are refused from now on.
+    pub async fn end_session(&self, actor: Actor, id: Uuid, session_id: Uuid) -> Result<()> {
+        let now = self.clock.now().naive_utc();
+        let store = self.sessions;
+        if !self.pool.write(move |conn| store.end(conn, id, session_id, now)).await? {
+            return Err(Error::NotFound);
+        }
+        self.changed(actor, "session ended", id);
+        Ok(())
+    }
+
     fn changed(&self, actor: Actor, action: &str, target: Uuid) {
         self.users.evict(target);
         actor.log(action, target);

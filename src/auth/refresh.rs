@@ -17,7 +17,8 @@ use uuid::Uuid;
 
 use crate::config::RefreshSettings;
 use crate::db::accounts::roles_of;
-use crate::db::models::{LiveRotation, User};
+use crate::db::models::{LiveRotation, Rotated};
+use crate::db::sessions::{Chain, SessionStore};
 use crate::db::{DbError, Pool, WriteConn};
 
 pub const REFRESH_TOKEN_PREFIX: &str = "tgr_";
@@ -78,11 +79,13 @@ impl RefreshToken {
     }
 }
 
-/// The refresh-token policy: lifetime, retry grace and the successor secret.
+/// The refresh-token policy: lifetime, retry grace, the successor secret, and where the
+/// sessions live.
 pub struct RefreshSessions {
     secret: SecretSlice<u8>,
     ttl: TimeDelta,
     grace: TimeDelta,
+    pub(crate) store: SessionStore,
 }
 
 /// What presenting a refresh token led to.
@@ -96,21 +99,21 @@ pub enum Rotation {
     Revoked(Uuid),
 }
 
-/// A live refresh token handed to a client, with the user it belongs to and its roles
-/// (read with the row, for the access token issued beside it).
+/// A live refresh token handed to a client, with its session's user, its roles (read
+/// with the row, for the access token issued beside it) and the session's id.
 pub struct IssuedRefresh {
-    pub user: User,
-    pub roles: Vec<String>,
+    pub rotated: Rotated,
     pub token: RefreshToken,
     pub expires_at: NaiveDateTime,
 }
 
 impl RefreshSessions {
-    pub fn new(secret: SecretSlice<u8>, settings: &RefreshSettings) -> Self {
+    pub fn new(secret: SecretSlice<u8>, settings: &RefreshSettings, store: SessionStore) -> Self {
         Self {
             secret,
             ttl: TimeDelta::seconds(settings.ttl_secs as i64),
             grace: TimeDelta::seconds(settings.reuse_grace_secs as i64),
+            store,
         }
     }
 
@@ -130,8 +133,8 @@ impl RefreshSessions {
     ) -> Result<Option<IssuedRefresh>, DbError> {
         let (live, successor) = self.live_rotation(presented, now);
         let expires_at = live.expires_at;
-        let rotated_user = pool.rotate_live_in_batch(live).await?;
-        Ok(rotated_user.map(|(user, roles)| rotated(user, roles, successor, expires_at)))
+        let rotated_user = pool.rotate_live_in_batch(live, self.store).await?;
+        Ok(rotated_user.map(|user| rotated(user, successor, expires_at)))
     }
 
     /// Exchanges a refresh token for its successor. See the module docs and the README's
@@ -145,41 +148,44 @@ impl RefreshSessions {
         // The common case, a live token, is one statement; the lookups below run only
         // when it wrote nothing.
         let (live, successor) = self.live_rotation(presented, now);
-        if let Some((user, roles)) = User::rotate_live_session(conn, &live)? {
-            return Ok(Rotation::Rotated(Box::new(rotated(user, roles, successor, live.expires_at))));
+        if let Some(user) = self.store.rotate_live(conn, &live)? {
+            return Ok(Rotation::Rotated(Box::new(rotated(user, successor, live.expires_at))));
         }
         let LiveRotation { current_hash: hash, successor_hash, .. } = &live;
-        let Some(found) = User::find_by_refresh_hash(conn, hash)? else {
+        let Some(found) = self.store.find(conn, hash)? else {
             return self.detect_ancestor_replay(conn, presented, now);
         };
-        // Decided on the row as locked: a retry issues a token, and must see a revocation
+        // Decided on the chain as locked: a retry issues a token, and must see a revocation
         // committed meanwhile, or be seen by one that comes after (see `User::lock`).
         conn.transaction(|conn| {
-            let Some(user) = User::lock(conn, found.id.0)? else { return Ok(Rotation::Refused) };
-            let user_id = user.id.0;
-            // Disabling clears the session anyway; this also covers a row disabled by hand.
+            let Some((user, chain)) = self.store.lock(conn, &found)? else { return Ok(Rotation::Refused) };
+            // Disabling ends the sessions anyway; this also covers a row disabled by hand.
             // Still the current token, yet not rotated above: it has expired. Neither
             // current nor previous any more: the session moved on since it was found.
             if user.disabled
-                || user.refresh_token_hash.as_ref() == Some(hash)
-                || user.previous_refresh_token_hash.as_ref() != Some(hash)
+                || chain.current_hash.as_ref() == Some(hash)
+                || chain.previous_hash.as_ref() != Some(hash)
             {
                 return Ok(Rotation::Refused);
             }
             // The previous token: a retry, possibly of a rotation that a concurrent request
             // won a moment ago.
-            let within_grace = user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace);
-            if within_grace && user.refresh_token_hash.as_ref() == Some(successor_hash) {
-                log::info!("refresh retried within grace window user_id={user_id}");
-                // Issuing a token writes the row, for a revocation to come after it
+            let within_grace = chain.rotated_at.is_some_and(|at| now - at <= self.grace);
+            if within_grace && chain.current_hash.as_ref() == Some(successor_hash) {
+                log::info!("refresh retried within grace window user_id={}", chain.user_id);
+                // Issuing a token writes the chain, for a revocation to come after it
                 // (`tokens_valid_after`).
-                User::stamp_issue(conn, &user, now)?;
-                let expires_at = user.refresh_token_expires_at.unwrap_or(now);
-                let roles = roles_of(conn, user_id)?;
-                let issued = IssuedRefresh { user, roles, token: successor, expires_at };
-                return Ok(Rotation::Rotated(Box::new(issued)));
+                self.store.stamp_issue(conn, &user, &chain, now)?;
+                let expires_at = chain.expires_at.unwrap_or(now);
+                let roles = roles_of(conn, chain.user_id)?;
+                let rotated = Rotated { user, session_id: chain.session_id, roles };
+                return Ok(Rotation::Rotated(Box::new(IssuedRefresh {
+                    rotated,
+                    token: successor,
+                    expires_at,
+                })));
             }
-            revoke_replayed(conn, &user, hash, now)
+            self.revoke_replayed(conn, &chain, hash, now)
         })
     }
 
@@ -210,58 +216,64 @@ impl RefreshSessions {
             hashes.push(descendant.hash());
             descendant = descendant.successor(&self.secret);
         }
-        let Some(user) = User::find_by_previous_hashes(conn, &hashes)? else {
+        let Some(chain) = self.store.find_by_previous_hashes(conn, &hashes)? else {
             return Ok(Rotation::Refused);
         };
         // A slow request racing its own chain's rotations is not an attack.
-        if user.refresh_token_rotated_at.is_some_and(|at| now - at <= self.grace) {
+        if chain.rotated_at.is_some_and(|at| now - at <= self.grace) {
             return Ok(Rotation::Refused);
         }
-        let previous = user.previous_refresh_token_hash.clone().unwrap_or_default();
-        revoke_replayed(conn, &user, &previous, now)
+        let previous = chain.previous_hash.clone().unwrap_or_default();
+        self.revoke_replayed(conn, &chain, &previous, now)
     }
 
-    /// Ends the session a refresh token belongs to (logout by refresh token); `None` when
-    /// no session has that token.
+    /// Ends the session whose previous token was replayed, only if its previous token is
+    /// still `previous_hash` once locked, so that a replay detected late cannot end a
+    /// session started afterwards by a fresh login.
+    fn revoke_replayed(
+        &self,
+        conn: &mut WriteConn,
+        chain: &Chain,
+        previous_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<Rotation, DbError> {
+        let still_previous = |chain: &Chain| chain.previous_hash.as_deref() == Some(previous_hash);
+        if self.store.end_if(conn, chain, now, still_previous)?.is_none() {
+            return Ok(Rotation::Refused);
+        }
+        log::warn!("refresh token reuse detected, session revoked user_id={}", chain.user_id);
+        Ok(Rotation::Revoked(chain.user_id))
+    }
+
+    /// Ends the session a refresh token belongs to (logout by refresh token); the user's
+    /// id and the session's, or `None` when no session has that token.
     pub fn revoke(
         &self,
         conn: &mut WriteConn,
         presented: &RefreshToken,
         now: NaiveDateTime,
-    ) -> Result<Option<User>, DbError> {
+    ) -> Result<Option<Chain>, DbError> {
         let hash = presented.hash();
-        let Some(found) = User::find_by_refresh_hash(conn, &hash)? else {
+        let Some(found) = self.store.find(conn, &hash)? else {
             return Ok(None);
         };
         // Unless the session moved on between the lookup and the lock.
-        let ours = |user: &User| {
+        let ours = |chain: &Chain| {
             let hash = Some(hash.as_str());
-            user.refresh_token_hash.as_deref() == hash || user.previous_refresh_token_hash.as_deref() == hash
+            chain.current_hash.as_deref() == hash || chain.previous_hash.as_deref() == hash
         };
-        User::end_session_if(conn, found.id.0, now, ours)
+        Ok(self.store.end_if(conn, &found, now, ours)?.map(|_| found))
+    }
+
+    /// The chain of a refresh token (a logout that ends the others or all sessions).
+    pub fn chain_of(&self, conn: &mut WriteConn, presented: &RefreshToken) -> Result<Option<Chain>, DbError> {
+        self.store.find(conn, &presented.hash())
     }
 }
 
-fn rotated(user: User, roles: Vec<String>, token: RefreshToken, expires_at: NaiveDateTime) -> IssuedRefresh {
-    log::info!("refresh token rotated user_id={}", user.id.0);
-    IssuedRefresh { user, roles, token, expires_at }
-}
-
-/// Revokes the session whose previous token was replayed, only if its previous token is
-/// still `previous_hash` once locked, so that a replay detected late cannot wipe a session
-/// started afterwards by a fresh login.
-fn revoke_replayed(
-    conn: &mut WriteConn,
-    user: &User,
-    previous_hash: &str,
-    now: NaiveDateTime,
-) -> Result<Rotation, DbError> {
-    let still_previous = |user: &User| user.previous_refresh_token_hash.as_deref() == Some(previous_hash);
-    if User::end_session_if(conn, user.id.0, now, still_previous)?.is_none() {
-        return Ok(Rotation::Refused);
-    }
-    log::warn!("refresh token reuse detected, session revoked user_id={}", user.id.0);
-    Ok(Rotation::Revoked(user.id.0))
+fn rotated(rotated: Rotated, token: RefreshToken, expires_at: NaiveDateTime) -> IssuedRefresh {
+    log::info!("refresh token rotated user_id={}", rotated.user.id.0);
+    IssuedRefresh { rotated, token, expires_at }
 }
 
 #[cfg(test)]

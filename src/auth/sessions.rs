@@ -20,17 +20,24 @@ use super::rules::{ADMIN_ROLE, validate_email, validate_username};
 use super::tokens::{AccessClaims, AccessTokens};
 use super::user_cache::UserCache;
 use crate::clock::Clock;
+use crate::db::DbError;
 use crate::db::Pool;
 use crate::db::accounts::{Account, NewAccount};
-use crate::db::models::{SessionChange, UnixMillis, User, tokens_valid_after};
+use crate::db::models::{NewSession, UnixMillis, User};
+use crate::db::sessions::{Chain, PasswordWrite, SessionInfo, SessionStore};
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 
-/// Who is asking, as far as the limits care.
-#[derive(Debug, Clone, Copy, Default)]
+/// Who is asking, as far as the limits and the session list care.
+#[derive(Debug, Clone, Default)]
 pub struct Client {
     /// The client's address (see `http::extract::client_ip`); `None` when unknown.
     pub ip: Option<IpAddr>,
+    /// The `User-Agent` as given, capped at [`USER_AGENT_MAX_CHARS`]; never interpreted.
+    pub user_agent: Option<String>,
 }
+
+/// How much of a user agent a session keeps.
+pub const USER_AGENT_MAX_CHARS: usize = 256;
 
 /// A session handed out: the tokens, and the account they were issued for.
 pub struct Issued {
@@ -42,6 +49,8 @@ pub struct Issued {
     /// Seconds until the refresh token expires.
     pub refresh_expires_in: i64,
     pub account: Account,
+    /// The session's id, the access token's `sid`.
+    pub session_id: Option<Uuid>,
 }
 
 /// The caller of a live, unrevoked access token, with its account as cached.
@@ -84,9 +93,23 @@ pub enum LogoutBy<'a> {
     Cookie(&'a str),
 }
 
-/// A revocation the feed publishes: tokens of `sub` issued before `not_before` are dead.
+/// Which sessions a logout ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogoutScope {
+    /// The session of the token presented.
+    #[default]
+    Local,
+    /// Every other session of the user.
+    Others,
+    /// All of them.
+    Global,
+}
+
+/// A revocation the feed publishes: tokens of `sub` (of its session `sid` only, if given)
+/// issued before `not_before` are dead.
 pub struct Revocation {
     pub sub: Uuid,
+    pub sid: Option<Uuid>,
     pub not_before: UnixMillis,
 }
 
@@ -139,17 +162,29 @@ impl Sessions {
         let password_hash = self.passwords.hash(password).await?;
 
         let now = self.clock.now().naive_utc();
-        let token = RefreshToken::mint();
-        let expires_at = self.refresh.expiry(now);
+        let (token, session) = self.new_session(now, &client);
         // Only the configured defaults: a signup never chooses its own roles.
-        let mut new = NewAccount::new(username, email, password_hash, self.default_roles.clone(), now);
-        // The session starts with the account.
-        new.user.refresh_token_hash = Some(token.hash());
-        new.user.refresh_token_expires_at = Some(expires_at);
-        let account = self.pool.write(move |conn| Account::insert(conn, new)).await?;
+        let new = NewAccount::new(username, email, password_hash, self.default_roles.clone(), now);
+        let id = new.user.id.0;
+        let store = self.refresh.store;
+        // The session starts with the account, in its transaction.
+        let (account, session) = self
+            .pool
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    Account::insert(conn, new)?;
+                    let user = User::find(conn, id)?
+                        .ok_or_else(|| DbError::Other("a created user vanished".into()))?;
+                    store.start(conn, &user, &session, PasswordWrite::Keep)?;
+                    let account = Account::find(conn, id)?
+                        .ok_or_else(|| DbError::Other("a created user vanished".into()))?;
+                    Ok((account, session))
+                })
+            })
+            .await?;
         self.metrics.signup();
         log::info!("signup user_id={}", account.id);
-        Ok(self.issue(account, token, expires_at, now))
+        Ok(self.issue(account, Some(session.id), token, session.expires_at, now))
     }
 
     /// Starts a new session for the right password, replacing the previous one.
@@ -191,7 +226,7 @@ impl Sessions {
         };
         let rehashed = matches!(password, PasswordUpdate::Rehash { .. });
         // The password verified is no longer the account's: it changed during the check.
-        let issued = self.start_session(user, password).await?.ok_or(Error::InvalidCredentials)?;
+        let issued = self.start_session(user, password, &client).await?.ok_or(Error::InvalidCredentials)?;
         if rehashed {
             log::info!("imported password hash replaced by argon2id user_id={}", issued.account.id);
         }
@@ -222,8 +257,9 @@ impl Sessions {
         };
         match rotation {
             Rotation::Rotated(issued) => {
-                let IssuedRefresh { user, roles, token, expires_at } = *issued;
-                Ok(self.issue(Account::of(&user, roles), token, expires_at, now))
+                let IssuedRefresh { rotated, token, expires_at } = *issued;
+                let account = Account::of(&rotated.user, rotated.roles);
+                Ok(self.issue(account, rotated.session_id, token, expires_at, now))
             }
             Rotation::Revoked(user_id) => {
                 self.metrics.refresh_reuse_detected();
@@ -234,33 +270,83 @@ impl Sessions {
         }
     }
 
-    /// Ends a session; the access tokens issued to it so far are revoked with it.
-    pub async fn log_out(&self, by: LogoutBy<'_>, client: Client) -> Result<()> {
+    /// Ends the sessions `scope` names, from the session of the caller or refresh token
+    /// presented; the access tokens issued to them so far are refused with them.
+    pub async fn log_out(&self, by: LogoutBy<'_>, scope: LogoutScope, client: Client) -> Result<()> {
         let now = self.clock.now().naive_utc();
-        let user_id = match by {
-            LogoutBy::Caller(caller) => {
-                let user_id = caller.account.id;
-                self.pool.write(move |conn| Account::log_out(conn, user_id, now)).await?;
-                user_id
-            }
+        let (user_id, session_id) = match by {
+            LogoutBy::Caller(caller) => (caller.account.id, caller.claims.sid),
             LogoutBy::RefreshToken(raw) | LogoutBy::Cookie(raw) => {
-                let revoked = match RefreshToken::parse(raw) {
+                let refresh = self.refresh.clone();
+                let found = match RefreshToken::parse(raw) {
                     Some(token) => {
-                        let policy = self.refresh.clone();
-                        self.pool.write(move |conn| policy.revoke(conn, &token, now)).await?
+                        self.pool
+                            .write(move |conn| match scope {
+                                LogoutScope::Local => refresh.revoke(conn, &token, now),
+                                LogoutScope::Others | LogoutScope::Global => refresh.chain_of(conn, &token),
+                            })
+                            .await?
                     }
                     None => None,
                 };
-                match (revoked, by) {
-                    (Some(user), _) => user.id.0,
+                match (found, by) {
+                    (Some(Chain { user_id, session_id, .. }), _) if scope != LogoutScope::Local => {
+                        (user_id, session_id)
+                    }
+                    (Some(chain), _) => {
+                        self.ended(chain.user_id, "logout");
+                        return Ok(());
+                    }
                     (None, LogoutBy::Cookie(_)) => return Ok(()),
                     (None, _) => return Err(self.refused(client)),
                 }
             }
         };
-        self.users.evict(user_id);
-        log::info!("logout user_id={user_id}");
+        let store = self.refresh.store;
+        self.pool
+            .write(move |conn| match (scope, session_id, store) {
+                // A session on the users row (one per user) ends with all the user's tokens.
+                (LogoutScope::Local, Some(id), SessionStore::Table { .. }) => {
+                    store.end(conn, user_id, id, now).map(|_| ())
+                }
+                (LogoutScope::Others, Some(id), _) => {
+                    conn.transaction(|conn| match User::lock(conn, user_id)? {
+                        Some(user) => store.end_others(conn, &user, id, now),
+                        None => Ok(()),
+                    })
+                }
+                (LogoutScope::Others, None, _) => Ok(()),
+                _ => Account::log_out(conn, user_id, now).map(|_| ()),
+            })
+            .await?;
+        self.ended(user_id, "logout");
         Ok(())
+    }
+
+    /// The user's live sessions, most recently used first.
+    pub async fn sessions_of(&self, user_id: Uuid) -> Result<Vec<SessionInfo>> {
+        let now = self.clock.now().naive_utc();
+        let store = self.refresh.store;
+        Ok(self.pool.read(move |conn| store.list(conn, user_id, now)).await?.unwrap_or_default())
+    }
+
+    /// Ends one session of the user; [`Error::NotFound`] unless it is a live session of
+    /// that user.
+    pub async fn end_session(&self, user_id: Uuid, session_id: Uuid) -> Result<()> {
+        let now = self.clock.now().naive_utc();
+        let store = self.refresh.store;
+        if !self.pool.write(move |conn| store.end(conn, user_id, session_id, now)).await? {
+            return Err(Error::NotFound);
+        }
+        self.ended(user_id, "session ended");
+        Ok(())
+    }
+
+    /// What follows a session's end: the cached account goes (it lists the ended
+    /// sessions), and the log says so.
+    fn ended(&self, user_id: Uuid, what: &str) {
+        self.users.evict(user_id);
+        log::info!("{what} user_id={user_id}");
     }
 
     /// Changes the caller's password and starts a new session; the old refresh token and
@@ -283,7 +369,7 @@ impl Sessions {
         }
         let new_hash = self.passwords.hash(new).await?;
         let issued = self
-            .start_session(user, PasswordUpdate::Change(new_hash))
+            .start_session(user, PasswordUpdate::Change(new_hash), &client)
             .await?
             // The account was deleted meanwhile.
             .ok_or(Error::InvalidToken)?;
@@ -305,7 +391,8 @@ impl Sessions {
         // Disabling revokes the tokens too; the flag also covers a row disabled by hand. The
         // issue time is exact to the millisecond (the jti's), as the revocation time is.
         let revoked =
-            account.tokens_valid_after.is_some_and(|valid_after| claims.issued_at_ms() < valid_after.0);
+            account.tokens_valid_after.is_some_and(|valid_after| claims.issued_at_ms() < valid_after.0)
+                || claims.sid.is_some_and(|sid| account.ended(sid));
         if account.disabled || revoked {
             log::debug!("revoked access token presented user_id={user_id}");
             return Err(Error::InvalidToken);
@@ -322,7 +409,8 @@ impl Sessions {
         // A `not_before` (rounded up) after `since` is an exact time after it.
         let since = UnixMillis(since.saturating_mul(1000));
         let rows = self.pool.read(move |conn| User::revoked_since(conn, since)).await?;
-        let revocations = rows.into_iter().map(|(sub, not_before)| Revocation { sub, not_before }).collect();
+        let revocations =
+            rows.into_iter().map(|(sub, sid, not_before)| Revocation { sub, sid, not_before }).collect();
         Ok((revocations, now - FEED_WATERMARK_LAG_SECS))
     }
 
@@ -341,62 +429,85 @@ impl Sessions {
         self.pool.connections_in_use()
     }
 
-    /// Starts a new refresh session for the user, replacing any previous one; `None` when
-    /// the user is gone, or a rehash found the password changed since it was verified.
-    async fn start_session(&self, user: User, password: PasswordUpdate) -> Result<Option<Issued>> {
-        let now = self.clock.now().naive_utc();
+    /// A new session's first refresh token, and the session as stored.
+    fn new_session(&self, now: NaiveDateTime, client: &Client) -> (RefreshToken, NewSession) {
         let token = RefreshToken::mint();
-        let expires_at = self.refresh.expiry(now);
-        let hash = token.hash();
+        let session = NewSession {
+            id: Uuid::new_v4(),
+            hash: token.hash(),
+            expires_at: self.refresh.expiry(now),
+            now,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.map(|ip| ip.to_string()),
+        };
+        (token, session)
+    }
+
+    /// Starts a new session for the user (with one session per user, replacing it; with
+    /// more, ending the least recently used beyond the limit); `None` when the user is
+    /// gone, or a rehash found the password changed since it was verified.
+    async fn start_session(
+        &self,
+        user: User,
+        password: PasswordUpdate,
+        client: &Client,
+    ) -> Result<Option<Issued>> {
+        let now = self.clock.now().naive_utc();
+        let (token, session) = self.new_session(now, client);
         let user_id = user.id.0;
+        let store = self.refresh.store;
         // On the row as locked, and the roles and revocation time that go with it: what the
         // token is issued from (see `User::lock`).
-        let account = self
+        let started = self
             .pool
             .write(move |conn| {
                 conn.transaction(|conn| {
                     let Some(current) = User::lock(conn, user_id)? else { return Ok(None) };
-                    let change = SessionChange::start(&hash, expires_at, current.stamp(now));
-                    let started = match &password {
-                        PasswordUpdate::Keep => User::set_session(conn, user_id, &change).map(|()| true),
+                    let write = match &password {
+                        PasswordUpdate::Keep => PasswordWrite::Keep,
                         PasswordUpdate::Rehash { verified, rehashed } => {
-                            User::rehash_and_set_session(conn, user_id, verified, rehashed, &change)
+                            PasswordWrite::Rehash { verified, rehashed }
                         }
-                        // A password change also revokes the access tokens issued before it.
-                        PasswordUpdate::Change(new_hash) => {
-                            let change = change.revoking_access_tokens(tokens_valid_after(now, &current));
-                            User::set_password_and_session(conn, user_id, new_hash, &change).map(|()| true)
-                        }
-                    }?;
-                    if !started {
+                        PasswordUpdate::Change(new_hash) => PasswordWrite::Change(new_hash),
+                    };
+                    if !store.start(conn, &current, &session, write)? {
                         return Ok(None);
                     }
-                    Account::find(conn, user_id)
+                    Ok(Account::find(conn, user_id)?.map(|account| (account, session)))
                 })
             })
             .await?;
         // The row just read may be newer than the cached one (say, an account re-enabled
-        // from the command line), and a password change revoked: the new token must not
-        // meet the old entry.
+        // from the command line), a password change revoked, a session beyond the limit
+        // ended: the new token must not meet the old entry.
         self.users.evict(user_id);
-        Ok(account.map(|account| self.issue(account, token, expires_at, now)))
+        Ok(started
+            .map(|(account, session)| self.issue(account, Some(session.id), token, session.expires_at, now)))
     }
 
     fn issue(
         &self,
         account: Account,
+        session_id: Option<Uuid>,
         token: RefreshToken,
         expires_at: NaiveDateTime,
         now: NaiveDateTime,
     ) -> Issued {
-        let access_token =
-            self.tokens.issue(account.id, &account.username, &account.roles, now, account.tokens_valid_after);
+        let access_token = self.tokens.issue(
+            account.id,
+            &account.username,
+            &account.roles,
+            now,
+            account.tokens_valid_after,
+            session_id,
+        );
         Issued {
             access_token,
             expires_in: self.tokens.ttl_secs(),
             refresh_token: token,
             refresh_expires_in: (expires_at - now).num_seconds().max(0),
             account,
+            session_id,
         }
     }
 

@@ -63,7 +63,7 @@ impl AccessTokens {
     /// before the revocation. That exact time is the timestamp of the `jti`, a UUIDv7, and
     /// revocations are checked against it (`Claims::issued_at_ms`); `iat` and `nbf` are
     /// `now` in whole seconds, so never ahead of the clock. `roles` are sorted (as
-    /// `Account` holds them).
+    /// `Account` holds them). `session_id` is the `sid`.
     pub fn issue(
         &self,
         user_id: Uuid,
@@ -71,6 +71,7 @@ impl AccessTokens {
         roles: &[String],
         now: NaiveDateTime,
         tokens_valid_after: Option<UnixMillis>,
+        session_id: Option<Uuid>,
     ) -> String {
         let issued = UnixMillis::of(now).max(tokens_valid_after.unwrap_or(UnixMillis(i64::MIN)));
         let iat = now.and_utc().timestamp();
@@ -84,6 +85,7 @@ impl AccessTokens {
             nbf: iat,
             exp: iat + self.ttl_secs,
             jti: issue_id(issued),
+            sid: session_id,
         };
         self.keys.ring().signing.sign(ACCESS_TOKEN_TYPE, &claims)
     }
@@ -138,7 +140,7 @@ mod tests {
         let settings = hs256_settings();
         let manual = ManualClock::new();
         let tokens = access_tokens(&settings, &manual);
-        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.now().naive_utc(), None);
+        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.now().naive_utc(), None, None);
         manual.advance(Duration::from_secs(930));
         assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
         manual.advance(Duration::from_secs(1));
@@ -155,7 +157,7 @@ mod tests {
         let issued: Vec<String> = (0..30_000)
             .map(|i| {
                 let name = format!("user_{i}_with_a_name_long_enough_for_an_eddsa_token_size");
-                tokens.issue(Uuid::new_v4(), &name, &roles, manual.now().naive_utc(), None)
+                tokens.issue(Uuid::new_v4(), &name, &roles, manual.now().naive_utc(), None, None)
             })
             .collect();
         for token in &issued {

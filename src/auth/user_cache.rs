@@ -45,7 +45,7 @@ pub const USER_CACHE_TTL: TimeDelta = TimeDelta::seconds(1);
 pub const USER_CACHE_BYTES: u64 = 32 << 20;
 /// Accounts of this weight are what the cache is sized for: a typical one, with an email
 /// and two roles, as [`RowWeight`] weighs it (a test holds the two together).
-const TYPICAL_ROW_BYTES: u64 = 320;
+const TYPICAL_ROW_BYTES: u64 = 352;
 const _: () = assert!(30_000 * TYPICAL_ROW_BYTES <= USER_CACHE_BYTES * 4 / 5);
 /// A user's entry is re-read as it ages for this long after their last request.
 pub const KEPT_FRESH_FOR: TimeDelta = TimeDelta::seconds(30);
@@ -73,7 +73,7 @@ impl Entry {
     }
 }
 
-/// An entry's weight: its bytes, the row's strings and the roles included.
+/// An entry's weight: its bytes, the row's strings, the roles and ended sessions included.
 #[derive(Clone)]
 struct RowWeight;
 
@@ -85,7 +85,8 @@ impl Weighter<Uuid, Arc<Entry>> for RowWeight {
         let heap: usize =
             text.into_iter().chain(roles.iter().map(Some)).flatten().map(String::capacity).sum();
         let roles = roles.capacity() * size_of::<String>();
-        (size_of::<Uuid>() + size_of::<Entry>() + size_of::<Account>() + roles + heap) as u64
+        let ended = account.ended_sessions.capacity() * size_of::<Uuid>();
+        (size_of::<Uuid>() + size_of::<Entry>() + size_of::<Account>() + roles + ended + heap) as u64
     }
 }
 
@@ -301,6 +302,7 @@ mod tests {
             tokens_valid_after: None,
             disabled: false,
             roles: vec!["editor".into(), "support".into()],
+            ended_sessions: Vec::new(),
         })
     }
 

@@ -17,10 +17,10 @@ use uuid::Uuid;
 use super::DbError;
 use super::manager::{DbConnection, WriteConn};
 use super::models::{
-    DbUuid, NewUser, SessionChange, Tombstone, UnixMillis, User, joined_roles, split_roles,
-    tokens_valid_after,
+    DbUuid, NewUser, Tombstone, UnixMillis, User, joined_roles, split_roles, tokens_valid_after,
 };
-use super::schema::{user_roles, users};
+use super::schema::{revocations, user_roles, users};
+use super::sessions::{Session, end_every_session_if, end_every_session_locked};
 use crate::auth::rules::ADMIN_ROLE;
 
 /// The PostgreSQL advisory lock that changes taking the last admins' rights take turns
@@ -41,6 +41,9 @@ pub struct Account {
     pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
     pub roles: Vec<String>,
+    /// The sessions ended one by one (`SESSIONS_PER_USER` > 1) whose access tokens may
+    /// still be alive, sorted: their tokens are refused.
+    pub ended_sessions: Vec<Uuid>,
 }
 
 /// The columns of `users` an [`Account`] is made of.
@@ -68,13 +71,30 @@ impl Account {
             tokens_valid_after: user.tokens_valid_after,
             disabled: user.disabled,
             roles,
+            ended_sessions: Vec::new(),
         }
     }
 
     fn from_columns(columns: AccountColumns, roles: Vec<String>) -> Self {
         let AccountColumns { id, username, email, created_at, updated_at, tokens_valid_after, disabled } =
             columns;
-        Self { id: id.0, username, email, created_at, updated_at, tokens_valid_after, disabled, roles }
+        let ended_sessions = Vec::new();
+        Self {
+            id: id.0,
+            username,
+            email,
+            created_at,
+            updated_at,
+            tokens_valid_after,
+            disabled,
+            roles,
+            ended_sessions,
+        }
+    }
+
+    /// Whether the session's tokens are refused, it having ended on its own.
+    pub fn ended(&self, session_id: Uuid) -> bool {
+        self.ended_sessions.binary_search(&session_id).is_ok()
     }
 }
 
@@ -158,6 +178,28 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// The session ids `string_agg` joined, sorted; one that does not parse is none of ours.
+fn ended_sessions(joined: Option<String>) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> =
+        joined.iter().flat_map(|j| j.split(',')).filter_map(|id| id.parse().ok()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+diesel::define_sql_function! {
+    /// `string_agg(session_id, ',')` over revocations; see `models::string_agg`.
+    #[aggregate]
+    #[sql_name = "string_agg"]
+    fn string_agg_sessions_of(value: diesel::sql_types::Nullable<diesel::sql_types::Text>, separator: diesel::sql_types::Text) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+#[diesel::dsl::auto_type]
+fn string_agg_sessions() -> _ {
+    let separator: &'static str = ",";
+    string_agg_sessions_of(revocations::session_id, separator)
+}
+
 /// The sorted roles of one user; what login and refresh put into the token.
 pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbError> {
     let mut roles: Vec<String> =
@@ -220,10 +262,22 @@ impl Account {
         })
     }
 
+    /// The account with its ended sessions, as the user cache keeps it.
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
-        let rows: Vec<(AccountColumns, Option<String>)> =
-            users::table.find(DbUuid(id)).select((AccountColumns::as_select(), joined_roles())).load(conn)?;
-        Ok(rows.into_iter().next().map(|(columns, roles)| Account::from_columns(columns, split_roles(roles))))
+        let ended = revocations::table
+            .filter(revocations::user_id.eq(users::id))
+            .filter(revocations::session_id.is_not_null())
+            .select(string_agg_sessions())
+            .single_value();
+        let rows: Vec<(AccountColumns, Option<String>, Option<String>)> = users::table
+            .find(DbUuid(id))
+            .select((AccountColumns::as_select(), joined_roles(), ended))
+            .load(conn)?;
+        Ok(rows.into_iter().next().map(|(columns, roles, ended)| {
+            let mut account = Account::from_columns(columns, split_roles(roles));
+            account.ended_sessions = ended_sessions(ended);
+            account
+        }))
     }
 
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {
@@ -361,7 +415,7 @@ impl Account {
 
     /// Ends the session and revokes every access token issued so far.
     pub fn log_out(conn: &mut WriteConn, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
-        Ok(User::end_session_if(conn, id, now, |_| true)?.is_some())
+        Ok(end_every_session_if(conn, id, now, |_| true)?.is_some())
     }
 
     /// Deletes the user; its roles go with it (`ON DELETE CASCADE`); [`DbError::LastAdmin`]
@@ -378,7 +432,8 @@ impl Account {
             let Some(user) = User::lock(conn, id)? else { return Ok(false) };
             let was_admin = enabled_admin(user.disabled, &roles_of(conn, id)?);
             let forget_before = UnixMillis(UnixMillis::of(now).0.saturating_sub(max_token_age_secs * 1000));
-            Tombstone::user(id, tokens_valid_after(now, &user)).keep(conn, forget_before)?;
+            let used = Session::end_all(conn, id)?;
+            Tombstone::user(id, tokens_valid_after(now, &user, used)).keep(conn, forget_before)?;
             let deleted = diesel::delete(users::table.find(DbUuid(id))).execute(conn.conn())? == 1;
             keep_an_admin(conn, was_admin, false)?;
             Ok(deleted)
@@ -486,12 +541,13 @@ fn revoke_tokens(
     revoke: bool,
     end_session: bool,
 ) -> Result<(), DbError> {
-    let target = users::table.find(user.id);
     if end_session {
-        diesel::update(target).set(&SessionChange::revoked(now, user)).execute(conn.conn())?;
+        end_every_session_locked(conn, user, now)?;
     } else if revoke {
-        let valid_after = tokens_valid_after(now, user);
-        diesel::update(target).set(users::tokens_valid_after.eq(valid_after)).execute(conn.conn())?;
+        let valid_after = tokens_valid_after(now, user, Session::touch_all(conn, user.id.0)?);
+        diesel::update(users::table.find(user.id))
+            .set(users::tokens_valid_after.eq(valid_after))
+            .execute(conn.conn())?;
     }
     Ok(())
 }

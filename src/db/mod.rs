@@ -9,6 +9,7 @@ pub mod models;
 mod pool;
 pub mod rotations;
 pub mod schema;
+pub mod sessions;
 pub mod tls;
 mod writer;
 

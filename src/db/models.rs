@@ -130,6 +130,12 @@ pub struct User {
     pub tokens_valid_after: Option<UnixMillis>,
     /// A disabled account cannot log in or refresh, and its tokens are refused.
     pub disabled: bool,
+    /// The session on this row (`SESSIONS_PER_USER=1`): its id (the access tokens' `sid`),
+    /// when it started, and from where; `None` without one.
+    pub session_id: Option<DbUuid>,
+    pub session_created_at: Option<NaiveDateTime>,
+    pub session_user_agent: Option<String>,
+    pub session_ip: Option<String>,
 }
 
 /// What a new user row is made of. A signup's refresh session starts with the account;
@@ -163,14 +169,34 @@ pub struct NewUser {
 /// current value. Without a session no token was issued since the revocation that ended
 /// it, so consecutive revocations do not push the value on. Tokens issued afterwards are
 /// at or past the new value, and so accepted.
-pub fn tokens_valid_after(now: NaiveDateTime, user: &User) -> UnixMillis {
+///
+/// With sessions of their own (`sessions` rows), `sessions_used` is the latest use of any of
+/// the user's sessions, read as the revoking transaction wrote to them (`Session::end_all`,
+/// `Session::touch_all`): their rotations issue tokens without writing this row.
+pub fn tokens_valid_after(
+    now: NaiveDateTime,
+    user: &User,
+    sessions_used: Option<NaiveDateTime>,
+) -> UnixMillis {
     let last_write = user.refresh_token_rotated_at.map_or(user.updated_at, |at| at.max(user.updated_at));
+    let last_write = sessions_used.map_or(last_write, |used| used.max(last_write));
     let past_writes = UnixMillis::of(now.max(last_write)).0 + 1;
     let current = user.tokens_valid_after.map_or(0, |current| {
-        let live = user.refresh_token_hash.is_some();
+        let live = user.refresh_token_hash.is_some() || sessions_used.is_some();
         current.0 + i64::from(live)
     });
     UnixMillis(past_writes.max(current))
+}
+
+/// A session to start: its id (the access tokens' `sid`), its first refresh token's hash
+/// and expiry, when, and from where (the user agent capped, as given).
+pub struct NewSession {
+    pub id: Uuid,
+    pub hash: String,
+    pub expires_at: NaiveDateTime,
+    pub now: NaiveDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 /// The columns that describe the refresh session, written together. An outer `None`
@@ -184,11 +210,15 @@ pub struct SessionChange<'a> {
     refresh_token_rotated_at: Option<Option<NaiveDateTime>>,
     tokens_valid_after: Option<Option<UnixMillis>>,
     updated_at: NaiveDateTime,
+    session_id: Option<Option<DbUuid>>,
+    session_created_at: Option<Option<NaiveDateTime>>,
+    session_user_agent: Option<Option<&'a str>>,
+    session_ip: Option<Option<&'a str>>,
 }
 
 impl<'a> SessionChange<'a> {
-    /// A fresh session (login, password change): no predecessor.
-    pub fn start(hash: &'a str, expires_at: NaiveDateTime, now: NaiveDateTime) -> Self {
+    /// A new refresh token with no predecessor, in the session as it is.
+    fn fresh(hash: &'a str, expires_at: NaiveDateTime, now: NaiveDateTime) -> Self {
         Self {
             refresh_token_hash: Some(Some(hash)),
             refresh_token_expires_at: Some(Some(expires_at)),
@@ -196,6 +226,34 @@ impl<'a> SessionChange<'a> {
             refresh_token_rotated_at: Some(None),
             tokens_valid_after: None,
             updated_at: now,
+            session_id: None,
+            session_created_at: None,
+            session_user_agent: None,
+            session_ip: None,
+        }
+    }
+
+    /// A new session (login, password change) on the row, replacing any other; `updated_at`
+    /// is `stamp`, the row's stamp for the write ([`User::stamp`]).
+    pub fn start(new: &'a NewSession, stamp: NaiveDateTime) -> Self {
+        Self {
+            session_id: Some(Some(DbUuid(new.id))),
+            session_created_at: Some(Some(new.now)),
+            session_user_agent: Some(new.user_agent.as_deref()),
+            session_ip: Some(new.ip.as_deref()),
+            ..Self::fresh(&new.hash, new.expires_at, stamp)
+        }
+    }
+
+    /// No change to the session on the row, only its stamp ([`User::stamp`]): for sessions
+    /// kept in their own rows.
+    pub fn unchanged(stamp: NaiveDateTime) -> Self {
+        Self {
+            refresh_token_hash: None,
+            refresh_token_expires_at: None,
+            previous_refresh_token_hash: None,
+            refresh_token_rotated_at: None,
+            ..Self::fresh("", stamp, stamp)
         }
     }
 
@@ -209,13 +267,14 @@ impl<'a> SessionChange<'a> {
         Self {
             previous_refresh_token_hash: Some(Some(previous_hash)),
             refresh_token_rotated_at: Some(Some(now)),
-            ..Self::start(hash, expires_at, now)
+            ..Self::fresh(hash, expires_at, now)
         }
     }
 
     /// No session at all (logout, reuse detected); access tokens issued so far die too.
-    /// `user` is the row as locked ([`User::lock`]).
-    pub fn revoked(now: NaiveDateTime, user: &User) -> Self {
+    /// `user` is the row as locked ([`User::lock`]), `sessions_used` as for
+    /// [`tokens_valid_after`].
+    pub fn revoked(now: NaiveDateTime, user: &User, sessions_used: Option<NaiveDateTime>) -> Self {
         Self {
             refresh_token_hash: Some(None),
             refresh_token_expires_at: Some(None),
@@ -223,8 +282,12 @@ impl<'a> SessionChange<'a> {
             refresh_token_rotated_at: Some(None),
             tokens_valid_after: None,
             updated_at: user.stamp(now),
+            session_id: Some(None),
+            session_created_at: Some(None),
+            session_user_agent: Some(None),
+            session_ip: Some(None),
         }
-        .revoking_access_tokens(tokens_valid_after(now, user))
+        .revoking_access_tokens(tokens_valid_after(now, user, sessions_used))
     }
 
     /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).
@@ -282,16 +345,32 @@ pub(super) fn joined_roles() -> _ {
         .single_value()
 }
 
-/// A rotated user, as changed, with its sorted roles.
-pub type Rotated = (User, Vec<String>);
+/// A rotated session's user, with its sorted roles and the session's id (`None` for a
+/// session on the users row from before sessions had ids).
+pub struct Rotated {
+    pub user: User,
+    pub session_id: Option<Uuid>,
+    pub roles: Vec<String>,
+}
 
-/// A row of [`User::rotate_live_sessions`]: the user as changed, and its roles joined.
+/// A row of a batch of rotations ([`User::rotate_live_sessions`]): the user, the session
+/// and its new token's hash, and the user's roles joined.
 #[derive(QueryableByName)]
-struct RotatedRow {
+pub(super) struct RotatedRow {
     #[diesel(embed)]
     user: User,
     #[diesel(sql_type = Nullable<Text>)]
+    sid: Option<DbUuid>,
+    #[diesel(sql_type = Text)]
+    pub(super) successor: String,
+    #[diesel(sql_type = Nullable<Text>)]
     roles: Option<String>,
+}
+
+impl RotatedRow {
+    pub(super) fn rotated(self) -> Rotated {
+        Rotated { user: self.user, session_id: self.sid.map(|id| id.0), roles: split_roles(self.roles) }
+    }
 }
 
 /// A statement that diesel would prepare anew for every execution (it never keeps an
@@ -344,7 +423,7 @@ fn is_serialization_failure(error: &DieselError) -> bool {
 
 /// Runs `work` in a REPEATABLE READ transaction, again while it fails to serialise (see
 /// [`SERIALIZATION_ATTEMPTS`]); past those, the database is as good as unavailable.
-fn repeatable_read<T>(
+pub(super) fn repeatable_read<T>(
     conn: &mut PgConnection,
     mut work: impl FnMut(&mut PgConnection) -> QueryResult<T>,
 ) -> Result<T, DbError> {
@@ -355,6 +434,29 @@ fn repeatable_read<T>(
         }
     }
     Err(DbError::Unavailable("concurrent writes to one user kept a rotation from serialising".into()))
+}
+
+/// Runs a statement of rotations (`db::sessions::SessionStore::batch_sql`): its binds are
+/// the arrays of the rotations' columns, sorted by token (the plan walks the arrays in
+/// order, probing the token's index), so that the batches of concurrent instances lock
+/// the rows they share in one order.
+pub(super) fn rotate_rows(
+    conn: &mut PgConnection,
+    sql: &str,
+    rotations: &[&LiveRotation],
+) -> QueryResult<Vec<RotatedRow>> {
+    let mut sorted = rotations.to_vec();
+    sorted.sort_unstable_by(|a, b| a.current_hash.cmp(&b.current_hash));
+    let current: Vec<&str> = sorted.iter().map(|r| r.current_hash.as_str()).collect();
+    let successor: Vec<&str> = sorted.iter().map(|r| r.successor_hash.as_str()).collect();
+    let expires_at: Vec<NaiveDateTime> = sorted.iter().map(|r| r.expires_at).collect();
+    let now: Vec<NaiveDateTime> = sorted.iter().map(|r| r.now).collect();
+    diesel::sql_query(sql)
+        .bind::<Array<Text>, _>(current)
+        .bind::<Array<Text>, _>(successor)
+        .bind::<Array<Timestamp>, _>(expires_at)
+        .bind::<Array<Timestamp>, _>(now)
+        .load(conn)
 }
 
 /// A revocation that outlives its `users` row (a deleted user's): the revocation feed
@@ -372,6 +474,11 @@ impl Tombstone {
     /// Revokes every token of the user issued before `not_before`.
     pub fn user(id: Uuid, not_before: UnixMillis) -> Self {
         Self { user_id: DbUuid(id), session_id: None, not_before }
+    }
+
+    /// Revokes the tokens of one session of the user issued before `not_before`.
+    pub fn session(user_id: Uuid, session_id: Uuid, not_before: UnixMillis) -> Self {
+        Self { user_id: DbUuid(user_id), session_id: Some(DbUuid(session_id)), not_before }
     }
 
     /// Stores this one and forgets those before `forget_before`, in passing: they bound
@@ -446,24 +553,6 @@ impl User {
         User::find(conn, id)
     }
 
-    /// Ends the user's session and revokes every access token issued so far, if `still`
-    /// holds for the row as locked: the row as it was, or `None` when there is no such user
-    /// or `still` refused.
-    pub fn end_session_if(
-        conn: &mut WriteConn,
-        id: Uuid,
-        now: NaiveDateTime,
-        still: impl FnOnce(&User) -> bool,
-    ) -> Result<Option<User>, DbError> {
-        conn.transaction(|conn| {
-            let Some(user) = User::lock(conn, id)?.filter(|user| still(user)) else {
-                return Ok(None);
-            };
-            User::set_session(conn, id, &SessionChange::revoked(now, &user))?;
-            Ok(Some(user))
-        })
-    }
-
     /// Records, on the row as locked, that a token is being issued at `now` without any
     /// other change (a retry within the grace window): see [`tokens_valid_after`].
     pub fn stamp_issue(conn: &mut WriteConn, user: &User, now: NaiveDateTime) -> Result<(), DbError> {
@@ -495,7 +584,7 @@ impl User {
     pub fn rotate_live_session(
         conn: &mut WriteConn,
         rotation: &LiveRotation,
-    ) -> Result<Option<(User, Vec<String>)>, DbError> {
+    ) -> Result<Option<Rotated>, DbError> {
         let update = || {
             let live = users::table
                 .filter(users::refresh_token_hash.eq(&rotation.current_hash))
@@ -517,46 +606,28 @@ impl User {
                 repeatable_read(conn, |conn| update().get_result(conn).optional())?
             }
         };
-        Ok(row.map(|(user, roles)| (user, split_roles(roles))))
+        Ok(row.map(|(user, roles)| Rotated {
+            session_id: user.session_id.map(|id| id.0),
+            roles: split_roles(roles),
+            user,
+        }))
     }
 
-    /// [`User::rotate_live_session`] for many tokens in one statement, on PostgreSQL:
-    /// the users whose tokens were rotated, as changed, with their sorted roles; a token
-    /// that is not live changes nothing and is left out. `rotations` must not repeat a
-    /// token (one row would match twice). For a connection whose transactions are
-    /// REPEATABLE READ (see [`User::rotate_live_session`] for why): `None` when a row was
-    /// written since the statement's snapshot, and nothing was rotated.
-    pub fn rotate_live_sessions(
+    /// [`User::rotate_live_session`] for many tokens in one statement, on PostgreSQL, in
+    /// the sessions `sql` names (`db::sessions`): the rotated sessions' users, as changed,
+    /// with their sorted roles; a token that is not live changes nothing and is left out.
+    /// `rotations` must not repeat a token (one row would match twice). For a connection
+    /// whose transactions are REPEATABLE READ (see [`User::rotate_live_session`] for why):
+    /// `None` when a row was written since the statement's snapshot, and nothing was
+    /// rotated.
+    pub(super) fn rotate_live_sessions(
         conn: &mut PgConnection,
+        sql: &str,
         rotations: &[&LiveRotation],
-    ) -> Result<Option<Vec<Rotated>>, DbError> {
-        // The same change as `SessionChange::rotated`, row by row from the arrays. Sorted
-        // by token (the plan walks the array in order, probing the token's index), the
-        // batches of concurrent instances lock the rows they share in one order.
-        const ROTATE: &str = "UPDATE users SET refresh_token_hash = b.successor_hash, \
-             refresh_token_expires_at = b.expires_at, previous_refresh_token_hash = b.current_hash, \
-             refresh_token_rotated_at = b.now, updated_at = b.now \
-             FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::timestamp[]) \
-                 AS b (current_hash, successor_hash, expires_at, now) \
-             WHERE users.refresh_token_hash = b.current_hash AND users.refresh_token_expires_at > b.now \
-                 AND NOT users.disabled \
-             RETURNING users.*, (SELECT string_agg(user_roles.role, ',') FROM user_roles \
-                 WHERE user_roles.user_id = users.id) AS roles";
-        let mut sorted = rotations.to_vec();
-        sorted.sort_unstable_by(|a, b| a.current_hash.cmp(&b.current_hash));
-        let current: Vec<&str> = sorted.iter().map(|r| r.current_hash.as_str()).collect();
-        let successor: Vec<&str> = sorted.iter().map(|r| r.successor_hash.as_str()).collect();
-        let expires_at: Vec<NaiveDateTime> = sorted.iter().map(|r| r.expires_at).collect();
-        let now: Vec<NaiveDateTime> = sorted.iter().map(|r| r.now).collect();
-        let rows: Result<Vec<RotatedRow>, _> = diesel::sql_query(ROTATE)
-            .bind::<Array<Text>, _>(current)
-            .bind::<Array<Text>, _>(successor)
-            .bind::<Array<Timestamp>, _>(expires_at)
-            .bind::<Array<Timestamp>, _>(now)
-            .load(conn);
-        match rows {
+    ) -> Result<Option<Vec<RotatedRow>>, DbError> {
+        match rotate_rows(conn, sql, rotations) {
             Err(e) if is_serialization_failure(&e) => Ok(None),
-            rows => Ok(Some(rows?.into_iter().map(|row| (row.user, split_roles(row.roles))).collect())),
+            rows => Ok(Some(rows?)),
         }
     }
 
@@ -588,26 +659,25 @@ impl User {
         Ok(updated == 1)
     }
 
-    /// `(user id, not before)` of the revocations after `since`, oldest first: the users'
-    /// `tokens_valid_after` and the tombstones of deleted users ([`Tombstone`]).
+    /// `(user id, session id, not before)` of the revocations after `since`, oldest first:
+    /// the users' `tokens_valid_after` (every session) and the tombstones ([`Tombstone`]:
+    /// of deleted users, and of sessions ended one by one).
     pub fn revoked_since(
         conn: &mut DbConnection,
         since: UnixMillis,
-    ) -> Result<Vec<(Uuid, UnixMillis)>, DbError> {
+    ) -> Result<Vec<(Uuid, Option<Uuid>, UnixMillis)>, DbError> {
         let users: Vec<(DbUuid, Option<UnixMillis>)> = users::table
             .filter(users::tokens_valid_after.gt(since))
             .select((users::id, users::tokens_valid_after))
             .load(conn)?;
-        // A per-session tombstone (none is written yet) counts for the whole user until the
-        // feed says which session: refusing too much, never too little.
-        let deleted: Vec<(DbUuid, UnixMillis)> = revocations::table
+        let tombstones: Vec<(DbUuid, Option<DbUuid>, UnixMillis)> = revocations::table
             .filter(revocations::not_before.gt(since))
-            .select((revocations::user_id, revocations::not_before))
+            .select((revocations::user_id, revocations::session_id, revocations::not_before))
             .load(conn)?;
-        let users = users.into_iter().filter_map(|(id, at)| Some((id.0, at?)));
-        let mut all: Vec<(Uuid, UnixMillis)> =
-            users.chain(deleted.into_iter().map(|(id, at)| (id.0, at))).collect();
-        all.sort_unstable_by_key(|&(_, at)| at);
+        let users = users.into_iter().filter_map(|(id, at)| Some((id.0, None, at?)));
+        let tombstones = tombstones.into_iter().map(|(id, session, at)| (id.0, session.map(|s| s.0), at));
+        let mut all: Vec<(Uuid, Option<Uuid>, UnixMillis)> = users.chain(tombstones).collect();
+        all.sort_unstable_by_key(|&(_, _, at)| at);
         Ok(all)
     }
 

@@ -12,6 +12,7 @@ use super::manager::{ConnectError, ConnectionManager, DbConnection, WriteConn};
 use super::models::LiveRotation;
 use super::models::Rotated;
 use super::rotations::Rotations;
+use super::sessions::SessionStore;
 use super::writer::Writer;
 use crate::config::{DatabaseSettings, DatabaseUrl};
 
@@ -68,9 +69,13 @@ impl Pool {
     /// Rotates a live refresh token in PostgreSQL's next batch of rotations; `None` when
     /// it was not rotated there (not live, the batch failed) and on SQLite, whose writes
     /// are all batched by the writer: then the caller takes the full rotation.
-    pub async fn rotate_live_in_batch(&self, rotation: LiveRotation) -> Result<Option<Rotated>, DbError> {
+    pub async fn rotate_live_in_batch(
+        &self,
+        rotation: LiveRotation,
+        store: SessionStore,
+    ) -> Result<Option<Rotated>, DbError> {
         match &self.writes {
-            Writes::Postgres(rotations) => rotations.rotate(rotation).await,
+            Writes::Postgres(rotations) => rotations.rotate(rotation, store.batch_sql()).await,
             Writes::Sqlite(_) => Ok(None),
         }
     }

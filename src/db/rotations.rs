@@ -38,6 +38,8 @@ pub struct Rotations {
 
 struct Pending {
     rotation: LiveRotation,
+    /// The statement for where the session lives (`SessionStore::batch_sql`).
+    sql: &'static str,
     rotated: Option<Rotated>,
     reply: oneshot::Sender<Option<Rotated>>,
 }
@@ -52,9 +54,13 @@ impl Rotations {
     /// Rotates a live token in the next batch; `None` if it was not rotated there. A
     /// batch still waiting after the timeout (its connection hangs) answers
     /// `Unavailable`; should it commit later, a retry finds the token in the grace window.
-    pub async fn rotate(&self, rotation: LiveRotation) -> Result<Option<Rotated>, DbError> {
+    pub async fn rotate(
+        &self,
+        rotation: LiveRotation,
+        sql: &'static str,
+    ) -> Result<Option<Rotated>, DbError> {
         let (reply, answer) = oneshot::channel();
-        if self.jobs.send(Pending { rotation, rotated: None, reply }).is_err() {
+        if self.jobs.send(Pending { rotation, sql, rotated: None, reply }).is_err() {
             return Ok(None);
         }
         match tokio::time::timeout(self.timeout, answer).await {
@@ -79,12 +85,31 @@ fn postgres(conn: &mut DbConnection) -> Result<&mut diesel::PgConnection, DbErro
 
 fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError> {
     let conn = postgres(conn)?;
+    // One statement for each store the batch names: in practice the configured one.
+    let mut statements: Vec<&'static str> = batch.iter().map(|job| job.sql).collect();
+    statements.sort_unstable();
+    statements.dedup();
+    for sql in statements {
+        rotate_in(conn, sql, batch)?;
+    }
+    Ok(())
+}
+
+fn rotate_in(
+    conn: &mut diesel::PgConnection,
+    sql: &'static str,
+    batch: &mut [Pending],
+) -> Result<(), DbError> {
     // A token presented twice at once is rotated by its first request; the others find
     // it rotated, in the full rotation's grace window.
     let mut tokens = HashSet::new();
-    let unique: Vec<&LiveRotation> =
-        batch.iter().map(|job| &job.rotation).filter(|r| tokens.insert(r.current_hash.as_str())).collect();
-    let rotated = User::rotate_live_sessions(conn, &unique).inspect_err(|e| {
+    let unique: Vec<&LiveRotation> = batch
+        .iter()
+        .filter(|job| job.sql == sql)
+        .map(|job| &job.rotation)
+        .filter(|r| tokens.insert(r.current_hash.as_str()))
+        .collect();
+    let rotated = User::rotate_live_sessions(conn, sql, &unique).inspect_err(|e| {
         log::warn!("a batch of {} rotations failed; each is retried alone: {e}", unique.len());
     })?;
     let Some(rotated) = rotated else {
@@ -95,11 +120,9 @@ fn rotate(conn: &mut DbConnection, batch: &mut [Pending]) -> Result<(), DbError>
         return Ok(());
     };
     // Each successor is unique to the rotation that wrote it.
-    let mut by_successor: HashMap<String, Rotated> = rotated
-        .into_iter()
-        .filter_map(|(user, roles)| Some((user.refresh_token_hash.clone()?, (user, roles))))
-        .collect();
-    for job in batch {
+    let mut by_successor: HashMap<String, Rotated> =
+        rotated.into_iter().map(|row| (row.successor.clone(), row.rotated())).collect();
+    for job in batch.iter_mut().filter(|job| job.sql == sql) {
         job.rotated = by_successor.remove(&job.rotation.successor_hash);
     }
     Ok(())

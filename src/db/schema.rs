@@ -14,6 +14,26 @@ diesel::table! {
         updated_at -> Timestamp,
         tokens_valid_after -> Nullable<Double>,
         disabled -> Bool,
+        session_id -> Nullable<Text>,
+        session_created_at -> Nullable<Timestamp>,
+        session_user_agent -> Nullable<Text>,
+        session_ip -> Nullable<Text>,
+    }
+}
+
+// The sessions of SESSIONS_PER_USER > 1 (with 1, the one session is on the users row).
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        refresh_token_hash -> Text,
+        refresh_token_expires_at -> Timestamp,
+        previous_refresh_token_hash -> Nullable<Text>,
+        refresh_token_rotated_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
     }
 }
 
@@ -35,7 +55,8 @@ diesel::table! {
 }
 
 diesel::joinable!(user_roles -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, user_roles);
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, user_roles, sessions, revocations);
 
 // The abuse limits' tables (src/auth/rate_limit/shared.rs, PostgreSQL only). The list of
 // recent failures is left out: an array on PostgreSQL, which `MultiConnection` does not map.

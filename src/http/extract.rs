@@ -12,7 +12,7 @@ use tollgate_verify::BearerError;
 
 use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::sessions::{Caller, Client};
+use crate::auth::sessions::{Caller, Client, USER_AGENT_MAX_CHARS};
 
 /// Taking a [`Caller`] as a handler argument is what protects a route: the request's
 /// bearer token must be a live access token (`Sessions::authenticate`); failures answer
@@ -90,12 +90,17 @@ pub fn bearer_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
     })
 }
 
-/// Who is asking, for the core's limits: the client's address is the socket's, unless
-/// the operator said trusted proxies set a forwarding header (`client_ip`).
+/// Who is asking, for the core's limits and sessions: the client's address is the
+/// socket's, unless the operator said trusted proxies set a forwarding header
+/// (`client_ip`); the user agent as given, capped.
 pub fn client(req: &HttpRequest) -> Client {
     let proxies = state_of(req).ok().and_then(|state| state.http.proxies.as_ref());
     let peer = req.peer_addr().map(|addr| addr.ip());
-    Client { ip: super::client_ip::client_ip(peer, req.headers(), proxies) }
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).chars().take(USER_AGENT_MAX_CHARS).collect());
+    Client { ip: super::client_ip::client_ip(peer, req.headers(), proxies), user_agent }
 }
 
 /// The `Json` extractor's errors in the contract's terms.

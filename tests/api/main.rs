@@ -26,6 +26,7 @@ mod races;
 mod refresh;
 mod revocations;
 mod security;
+mod sessions;
 mod shared_limits;
 mod startup;
 mod tokens;

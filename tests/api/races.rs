@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 db_tests!(
     a_refresh_racing_a_role_removal_never_keeps_the_role,
+    a_refresh_of_one_of_several_sessions_racing_a_role_removal_never_keeps_the_role,
     an_admin_token_whose_account_lost_the_role_is_forbidden,
 );
 
@@ -70,7 +71,16 @@ async fn race_once(app: &Arc<TestApp>, boss: &str, target: &str) -> Vec<Minted> 
 }
 
 async fn a_refresh_racing_a_role_removal_never_keeps_the_role(backend: Backend) {
-    let app = Arc::new(spawn_app(backend).await);
+    race_role_removals(spawn_app(backend).await).await
+}
+
+/// The same with sessions in their own rows, whose rotations do not write the users row.
+async fn a_refresh_of_one_of_several_sessions_racing_a_role_removal_never_keeps_the_role(backend: Backend) {
+    race_role_removals(spawn_app_with(backend, &[("SESSIONS_PER_USER", "3")]).await).await
+}
+
+async fn race_role_removals(app: TestApp) {
+    let app = Arc::new(app);
     let boss = crate::admin::admin_token(&app, "boss").await;
     let (mut with_admin, mut passing) = (0, Vec::new());
     for round in 0..ROUNDS {

@@ -15,9 +15,10 @@ use tollgate::auth::refresh::{RefreshSessions, RefreshToken, Rotation};
 use tollgate::clock::Clock;
 use tollgate::db::WriteConn;
 use tollgate::db::manager::ConnectionManager;
-use tollgate::db::models::LiveRotation;
+use tollgate::db::models::{LiveRotation, Rotated};
 use tollgate::db::rotations::Rotations;
 use tollgate::db::schema::users;
+use tollgate::db::sessions::SessionStore;
 
 db_tests!(
     refresh_rotates_and_the_old_token_stops_working_after_grace,
@@ -186,7 +187,8 @@ impl CountingRotations {
     fn new(app: &TestApp) -> Self {
         let settings = app.settings();
         let keys = KeyStore::open(&settings.jwt, Clock::system()).unwrap();
-        let sessions = RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh);
+        let sessions =
+            RefreshSessions::new(keys.refresh_secret.clone(), &settings.refresh, SessionStore::UsersRow);
         let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
         let counter = counts.clone();
         let mut conn = app.pool.get().unwrap();
@@ -235,7 +237,7 @@ fn disable_by_hand(app: &TestApp, like: &str) {
 
 fn rotated(rotation: Rotation) -> (String, Vec<String>) {
     let Rotation::Rotated(issued) = rotation else { panic!("the token was not rotated") };
-    (issued.token.as_str().to_owned(), issued.roles)
+    (issued.token.as_str().to_owned(), issued.rotated.roles)
 }
 
 async fn the_common_rotation_is_one_statement_and_a_retry_falls_back(backend: Backend) {
@@ -315,12 +317,12 @@ async fn batched_rotations_rotate_each_live_token_once_and_leave_the_rest(backen
         .collect();
     let answers = join_all(jobs.into_iter().map(|(i, job)| {
         let rotations = rotations.clone();
-        async move { (i, rotations.rotate(job).await.unwrap()) }
+        async move { (i, rotations.rotate(job, SessionStore::UsersRow.batch_sql()).await.unwrap()) }
     }))
     .await;
     let mut rotated = vec![0; 30];
     for (i, answer) in answers {
-        let Some((user, roles)) = answer else { continue };
+        let Some(Rotated { user, roles, .. }) = answer else { continue };
         assert!(i < 20, "batch{i} is disabled or unknown, yet was rotated");
         rotated[i] += 1;
         assert_eq!(user.username, format!("batch{i}"));

@@ -60,6 +60,10 @@ pub struct Claims {
     pub exp: i64,
     /// A UUIDv7 whose timestamp is the exact issue time.
     pub jti: Uuid,
+    /// The session the token was issued to; tokens of tollgates before sessions had ids
+    /// have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 impl Claims {
@@ -386,6 +390,7 @@ mod tests {
             nbf: now,
             exp: now + 900,
             jti: Uuid::nil(),
+            sid: None,
             roles: vec!["user".into()],
         };
         let mut header = Header::new(Algorithm::HS256);

@@ -13,7 +13,9 @@ use utoipa::{Modify, OpenApi};
 use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
 use crate::http::middleware::page_policy;
-use crate::http::routes::{admin, auth, demo, discovery, health, introspect, jwks, metrics, revocations};
+use crate::http::routes::{
+    admin, auth, demo, discovery, health, introspect, jwks, metrics, revocations, sessions,
+};
 
 pub mod responses;
 
@@ -32,12 +34,16 @@ pub mod responses;
         auth::logout,
         auth::me,
         auth::change_password,
+        sessions::list,
+        sessions::end,
         admin::list,
         admin::create,
         admin::read,
         admin::update,
         admin::delete,
         admin::log_out,
+        sessions::admin_list,
+        sessions::admin_end,
         revocations::revocations,
         introspect::introspect,
         jwks::jwks,

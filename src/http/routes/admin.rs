@@ -29,7 +29,7 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 
 impl Admin {
     /// The admin, as the core's audit lines name them.
-    fn actor(&self) -> Actor {
+    pub(super) fn actor(&self) -> Actor {
         Actor::Admin(self.0.account.id)
     }
 }

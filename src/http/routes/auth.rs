@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::sessions::{Caller, Issued, LogoutBy, SignUp};
+use crate::auth::sessions::{Caller, Issued, LogoutBy, LogoutScope, SignUp};
 use crate::auth::views::UserView;
 use crate::http::cookie;
 use crate::http::extract::{bearer_token, caller, client, json_body};
@@ -43,6 +43,38 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     #[schema(example = "tgr_Zr6cJ0Cqk3dVb2o5yR8Xw1mN4pL7sT9uQeA2fH6jK0g")]
     refresh_token: String,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutRequest {
+    /// Without a bearer token (and for a browser in cookie mode, without the cookie): the
+    /// refresh token of the session.
+    refresh_token: Option<String>,
+    /// Which sessions end: `local` (the presented token's, the default), `others` (every
+    /// other session of the user) or `global` (all of them).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "local")]
+    scope: Scope,
+}
+
+/// `LogoutRequest::scope`.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    #[default]
+    Local,
+    Others,
+    Global,
+}
+
+impl From<Scope> for LogoutScope {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Local => LogoutScope::Local,
+            Scope::Others => LogoutScope::Others,
+            Scope::Global => LogoutScope::Global,
+        }
+    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -171,10 +203,11 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/auth/logout", tag = "auth",
-    request_body(content = Option<RefreshRequest>, description = "Without a bearer token: the refresh token"),
+    request_body(content = Option<LogoutRequest>,
+        description = "The scope; without a bearer token, also the refresh token"),
     security((), ("bearer" = [])),
     responses(
-        (status = 204, description = "Logged out; access tokens issued so far are revoked"),
+        (status = 204, description = "Logged out; the ended sessions' access tokens are refused"),
         BearerErrors, JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
         (status = 401, description = "No token, or an invalid access or refresh token", body = ErrorBody),
     ))]
@@ -184,16 +217,25 @@ pub async fn logout(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let sessions = &state.core.sessions;
-    let cookie = state.cookie_mode().presented_token(&req);
+    let cookie_mode = state.cookie_mode();
+    let cookie = cookie_mode.presented_token(&req);
+    let request: LogoutRequest =
+        if body.is_empty() { LogoutRequest::default() } else { json_body(&req, &body)? };
+    let scope = request.scope.into();
     if bearer_token(&req)?.is_some() {
-        sessions.log_out(LogoutBy::Caller(&caller(&req).await?), client(&req)).await?;
+        sessions.log_out(LogoutBy::Caller(&caller(&req).await?), scope, client(&req)).await?;
     } else if let Some(cookie) = &cookie {
-        sessions.log_out(LogoutBy::Cookie(cookie), client(&req)).await?;
+        sessions.log_out(LogoutBy::Cookie(cookie), scope, client(&req)).await?;
     } else if body.is_empty() {
         return Err(ApiError::MissingToken);
     } else {
-        let token = presented_refresh_token(&req, &state, &body)?.unwrap_or_default();
-        sessions.log_out(LogoutBy::RefreshToken(&token), client(&req)).await?;
+        // A browser's refresh token lives in the cookie only: one in its body is none.
+        let token = match request.refresh_token {
+            _ if cookie_mode.is_browser(&req) => String::new(),
+            Some(token) => token,
+            None => return Err(ApiError::Validation("missing field `refresh_token`".into())),
+        };
+        sessions.log_out(LogoutBy::RefreshToken(&token), scope, client(&req)).await?;
     }
     let mut response = HttpResponse::NoContent();
     if cookie.is_some() {

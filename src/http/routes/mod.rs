@@ -9,6 +9,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod metrics;
 pub mod revocations;
+pub mod sessions;
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
@@ -80,6 +81,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/auth/logout", auth::logout),
         Endpoint::new(Method::GET, "/auth/me", auth::me),
         Endpoint::new(Method::POST, "/auth/password", auth::change_password),
+        Endpoint::new(Method::GET, "/auth/sessions", sessions::list),
+        Endpoint::new(Method::DELETE, "/auth/sessions/{sid}", sessions::end),
         Endpoint::new(Method::GET, "/auth/revocations", revocations::revocations),
         Endpoint::new(Method::POST, "/auth/introspect", introspect::introspect),
         Endpoint::new(Method::GET, "/.well-known/jwks.json", jwks::jwks),
@@ -95,6 +98,8 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::PATCH, "/admin/users/{id}", admin::update),
         Endpoint::new(Method::DELETE, "/admin/users/{id}", admin::delete),
         Endpoint::new(Method::POST, "/admin/users/{id}/logout", admin::log_out),
+        Endpoint::new(Method::GET, "/admin/users/{id}/sessions", sessions::admin_list),
+        Endpoint::new(Method::DELETE, "/admin/users/{id}/sessions/{sid}", sessions::admin_end),
         Endpoint::new(Method::GET, "/demo", demo::page),
         Endpoint::new(Method::GET, "/demo/tollgate-client.js", demo::client),
         Endpoint::new(Method::GET, "/openapi.json", openapi::openapi_json),

@@ -25,6 +25,11 @@ pub struct FeedQuery {
 #[derive(Serialize, ToSchema)]
 pub struct Revocation {
     sub: Uuid,
+    /// Present when only this session's tokens are revoked (a session ended on its own);
+    /// absent, every session's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    sid: Option<Uuid>,
     /// Unix seconds: `not_before_ms` rounded up, so that a consumer that compares `iat`
     /// alone refuses every token issued before; it may also refuse one issued after, in
     /// the same second (its holder's next refresh gets a token it accepts).
@@ -36,8 +41,8 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    fn new(sub: Uuid, at: UnixMillis) -> Self {
-        Self { sub, not_before: at.ceil_seconds(), not_before_ms: at.0 }
+    fn new(sub: Uuid, sid: Option<Uuid>, at: UnixMillis) -> Self {
+        Self { sub, sid, not_before: at.ceil_seconds(), not_before_ms: at.0 }
     }
 }
 
@@ -48,7 +53,8 @@ pub struct Feed {
     now: i64,
 }
 
-/// The users whose access tokens were revoked after `since`, deleted users included.
+/// The users and sessions whose access tokens were revoked after `since`, deleted users
+/// included.
 #[utoipa::path(get, path = "/auth/revocations", tag = "services", params(FeedQuery),
     security(("service_token" = [])),
     responses(
@@ -63,7 +69,7 @@ pub async fn revocations(
 ) -> Result<HttpResponse, ApiError> {
     let (revocations, now) = state.core.sessions.revocations(query.since).await?;
     Ok(HttpResponse::Ok().json(Feed {
-        revocations: revocations.into_iter().map(|r| Revocation::new(r.sub, r.not_before)).collect(),
+        revocations: revocations.into_iter().map(|r| Revocation::new(r.sub, r.sid, r.not_before)).collect(),
         now,
     }))
 }
