@@ -4,7 +4,7 @@
 #   scripts/load.sh                    # fresh SQLite databases in a temporary directory
 #   POSTGRES_URL=postgres://…/empty scripts/load.sh   # real traffic on PostgreSQL too
 #   DATABASE_URL=postgres://… scripts/load.sh   # the first section against PostgreSQL
-#   JUNK_FLOOD=0 REAL_TRAFFIC=0 scripts/load.sh  # without those sections (see below)
+#   JUNK_FLOOD=0 REAL_TRAFFIC=0 SESSIONS_MODES=0 scripts/load.sh  # without those sections
 #
 # Sections: the single-token cases (healthz, /auth/me, refresh, login, a login flood) on
 # DATABASE_URL; real traffic (/auth/me over 1,000 and 30,000 users' tokens, refresh along
@@ -194,6 +194,34 @@ if [ "${REAL_TRAFFIC:-1}" != 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------
+# Sessions (issue 25): SESSIONS_PER_USER=1 (the users row) and =5 (the sessions table)
+# take turns (scripts/ab.sh), SESSION_ROUNDS times: /auth/me over 1,000 users and refresh
+# along 128 chains, on SQLite and, with POSTGRES_URL, on PostgreSQL (a fresh database
+# beside it for each turn).
+declare -A SESSIONS_RATIO
+sessions_modes() {
+  local label="$1" out
+  echo
+  echo "== sessions on $label: SESSIONS_PER_USER=1 and =5 taking turns, load average $(load_average)"
+  out="$(ROUNDS="${SESSION_ROUNDS:-2}" USERS=1000 CHAINS=128 DURATION="$DURATION" \
+    scripts/ab.sh "SESSIONS_PER_USER=1@$BIN" "SESSIONS_PER_USER=5@$BIN")"
+  echo "$out"
+  local five
+  five="$(grep '^mean SESSIONS_PER_USER=5' <<< "$out")"
+  SESSIONS_RATIO[$label me]="$(sed -E 's/.* me [0-9]+ req\/s \(x([0-9.]+)\).*/\1/' <<< "$five")"
+  SESSIONS_RATIO[$label refresh]="$(sed -E 's/.* refresh [0-9]+ req\/s \(x([0-9.]+)\).*/\1/' <<< "$five")"
+}
+SESSION_BACKENDS=()
+if [ "${SESSIONS_MODES:-1}" != 0 ]; then
+  sessions_modes sqlite
+  SESSION_BACKENDS+=(sqlite)
+  if [ -n "${POSTGRES_URL:-}" ]; then
+    POSTGRES="${POSTGRES_URL%/*}" sessions_modes postgres
+    SESSION_BACKENDS+=(postgres)
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------
 # Junk flood (issue 18): /auth/me over JUNK_USERS users, every request carrying another
 # user's token, alone and then beside each kind of request anyone can send without a
 # valid token. Each junk kind runs on JUNK_CONNECTIONS connections of its own; /auth/me
@@ -307,6 +335,12 @@ figure "refresh ($CHAINS) PostgreSQL ÷ SQLite throughput" \
 for users in "$FEW" "$ALL"; do
   figure "/auth/me ($users) p99 PostgreSQL ÷ SQLite" \
     "$(p99_ratio "postgres me $users" "sqlite me $users")" "<=" 3 "postgres me $users" "sqlite me $users"
+done
+for backend in "${SESSION_BACKENDS[@]}"; do
+  for case in me refresh; do
+    figure "$backend: $case, SESSIONS_PER_USER=5 ÷ =1 throughput (taking turns)" \
+      "${SESSIONS_RATIO[$backend $case]}" ">=" 0.90
+  done
 done
 figure "resident memory idle (MiB)" "$IDLE_MIB" "<=" 20
 figure "resident memory peak, every server of this run (MiB)" "$PEAK_MIB" "<=" 100

@@ -383,10 +383,12 @@ impl SessionStore {
         }?;
         if let (true, Self::Table { limit, max_token_age_secs }) = (started, self) {
             Session::insert(conn, id, new)?;
+            // Never the new one, though another may share its instant.
             let beyond: Vec<DbUuid> = sessions::table
                 .filter(sessions::user_id.eq(user.id))
+                .filter(sessions::id.ne(DbUuid(new.id)))
                 .order((sessions::last_used_at.desc(), sessions::created_at.desc()))
-                .offset(limit as i64)
+                .offset(limit as i64 - 1)
                 .select(sessions::id)
                 .load(conn.conn())?;
             for old in beyond {

@@ -12,7 +12,10 @@ use tollgate::clock::ManualClock;
 use crate::admin::admin_token;
 use crate::common::*;
 
-db_tests!(every_revocation_refuses_the_old_token_at_once_on_a_warm_cache);
+db_tests!(
+    every_revocation_refuses_the_old_token_at_once_on_a_warm_cache,
+    with_several_sessions_every_revocation_refuses_the_old_token_at_once_on_a_warm_cache,
+);
 
 /// The ways an account's tokens are revoked, each through its own endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +29,12 @@ enum Revocation {
     Deleted,
     ForcedLogout,
     PasswordSetByAdmin,
+    /// `DELETE /auth/sessions/{sid}`.
+    SessionEnded,
+    /// Another session of the user's logs out with `scope: others`.
+    OthersLoggedOut,
+    /// Logins beyond `SESSIONS_PER_USER` end this, the least recently used session.
+    LimitReached,
 }
 
 const ALL: [Revocation; 9] = [
@@ -41,10 +50,22 @@ const ALL: [Revocation; 9] = [
 ];
 
 async fn every_revocation_refuses_the_old_token_at_once_on_a_warm_cache(backend: Backend) {
+    revocations_on_a_warm_cache(backend, "1", &[Revocation::SessionEnded]).await
+}
+
+async fn with_several_sessions_every_revocation_refuses_the_old_token_at_once_on_a_warm_cache(
+    backend: Backend,
+) {
+    let sessions = [Revocation::SessionEnded, Revocation::OthersLoggedOut, Revocation::LimitReached];
+    revocations_on_a_warm_cache(backend, "3", &sessions).await
+}
+
+async fn revocations_on_a_warm_cache(backend: Backend, sessions_per_user: &str, more: &[Revocation]) {
     let clock = ManualClock::new();
-    let app = spawn_app_at(backend, &clock, &[("REFRESH_REUSE_GRACE_SECS", "10")]).await;
+    let overrides = [("REFRESH_REUSE_GRACE_SECS", "10"), ("SESSIONS_PER_USER", sessions_per_user)];
+    let app = spawn_app_at(backend, &clock, &overrides).await;
     let admin = admin_token(&app, "root").await;
-    for (i, revocation) in ALL.into_iter().enumerate() {
+    for (i, revocation) in ALL.iter().chain(more).copied().enumerate() {
         let username = format!("user{i}");
         let signup = app.signup(&username).await;
         let id = field(&signup["user"], "id").to_owned();
@@ -86,12 +107,33 @@ async fn every_revocation_refuses_the_old_token_at_once_on_a_warm_cache(backend:
                 let body = json!({ "password": "set by an administrator" });
                 admin_call(&app, &admin, Method::PATCH, &id, Some(body)).await
             }
+            Revocation::SessionEnded => {
+                let sid = field(&access_claims(access), "sid").to_owned();
+                let url = app.url(&format!("/auth/sessions/{sid}"));
+                app.client.delete(url).bearer_auth(access).send().await.unwrap().status()
+            }
+            Revocation::OthersLoggedOut => {
+                let other: Value = app.login(&username, PASSWORD).await.json().await.unwrap();
+                let request = app.client.post(app.url("/auth/logout")).bearer_auth(field(&other, "access_token"));
+                request.json(&json!({ "scope": "others" })).send().await.unwrap().status()
+            }
+            Revocation::LimitReached => {
+                // The signup's session, then this one, are the least recently used (the
+                // clock moves, so that no two sessions were used in one instant).
+                for _ in 0..3 {
+                    clock.advance(Duration::from_millis(1));
+                    assert_eq!(app.login(&username, PASSWORD).await.status(), StatusCode::OK);
+                }
+                StatusCode::OK
+            }
         };
         let expected = match revocation {
             Revocation::ReuseDetected => StatusCode::UNAUTHORIZED,
-            Revocation::LogoutByBearer | Revocation::LogoutByRefreshToken | Revocation::Deleted => {
-                StatusCode::NO_CONTENT
-            }
+            Revocation::LogoutByBearer
+            | Revocation::LogoutByRefreshToken
+            | Revocation::Deleted
+            | Revocation::SessionEnded
+            | Revocation::OthersLoggedOut => StatusCode::NO_CONTENT,
             Revocation::ForcedLogout => StatusCode::NO_CONTENT,
             _ => StatusCode::OK,
         };
