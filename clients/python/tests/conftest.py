@@ -75,6 +75,8 @@ class Tollgate:
             "ARGON2_MEMORY_KIB": "1024",
             "ARGON2_ITERATIONS": "1",
             "REVOCATION_FEED_TOKEN": FEED_TOKEN,
+            # A user may be logged in twice, so that one session can end alone.
+            "SESSIONS_PER_USER": "2",
             "RUST_LOG": "warn",
         }
         self.env = env
@@ -141,6 +143,12 @@ class Tollgate:
         username = username or f"u{uuid.uuid4().hex[:12]}"
         status, body = self.call("POST", "/auth/signup", {"username": username, "password": PASSWORD})
         assert status == 201, body
+        return body
+
+    def login(self, username):
+        """A token response of a new session of an existing user."""
+        status, body = self.call("POST", "/auth/login", {"username": username, "password": PASSWORD})
+        assert status == 200, body
         return body
 
     def private_key(self):

@@ -144,12 +144,27 @@ def test_a_logged_out_users_token_is_refused_after_the_next_poll(tollgate, verif
     verifier.revocations.poll_once()
     assert_refused(get(path, token), error="token revoked")
     # Logging in again gives a token issued after the revocation.
-    status, fresh = tollgate.call(
-        "POST", "/auth/login", {"username": session["user"]["username"], "password": "correct horse battery staple"}
-    )
-    assert status == 200, fresh
+    fresh = tollgate.login(session["user"]["username"])
     verifier.revocations.poll_once()
     assert get(path, fresh["access_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("path", VIEWS)
+def test_a_session_logged_out_alone_loses_its_token_and_the_other_session_keeps_its(tollgate, verifier, path):
+    first = tollgate.signup()
+    second = tollgate.login(first["user"]["username"])
+    sids = {tollgate_token_parts(s["access_token"])[1].get("sid") for s in (first, second)}
+    assert None not in sids and len(sids) == 2, sids
+    status, _ = tollgate.call("POST", "/auth/logout", {"scope": "local"}, token=first["access_token"])
+    assert status == 204
+    verifier.revocations.poll_once()
+    assert_refused(get(path, first["access_token"]), error="token revoked")
+    assert get(path, second["access_token"]).status_code == 200
+    # A global logout ends the other one too.
+    status, _ = tollgate.call("POST", "/auth/logout", {"scope": "global"}, token=second["access_token"])
+    assert status == 204
+    verifier.revocations.poll_once()
+    assert_refused(get(path, second["access_token"]), error="token revoked")
 
 
 def test_the_revocation_feed_is_polled_in_the_background(tollgate, verifier):

@@ -26,6 +26,9 @@ pub(crate) struct RevocationFeed {
 #[derive(Deserialize)]
 pub(crate) struct RevocationEntry {
     pub sub: Uuid,
+    /// Set when only that session of `sub` is revoked, not all of them.
+    #[serde(default)]
+    pub sid: Option<Uuid>,
     /// Unix seconds, rounded up from `not_before_ms`.
     pub not_before: i64,
     /// Unix milliseconds, exact; absent from a tollgate that cut revocations at seconds.

@@ -61,7 +61,7 @@ pub struct Claims {
     /// A UUIDv7 whose timestamp is the exact issue time.
     pub jti: Uuid,
     /// The session the token was issued to; tokens of tollgates before sessions had ids
-    /// have none.
+    /// have none, and only revocations of their whole user refuse them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<Uuid>,
 }

@@ -1,9 +1,9 @@
-//! [`Revocations`]: the latest `not_before` per user from tollgate's revocation feed, kept
-//! up to date by a poller that runs while the verifier lives. Times are exact to the
-//! millisecond: an entry's `not_before_ms` against the token's issue time, the timestamp of
-//! its UUIDv7 `jti` ([`Claims::issued_at_ms`]); whole seconds (`iat`, `not_before`) where
-//! either side has only those, which can refuse a token issued just after a revocation
-//! in the same second.
+//! [`Revocations`]: the latest `not_before` per user and per session from tollgate's
+//! revocation feed, kept up to date by a poller that runs while the verifier lives. Times
+//! are exact to the millisecond: an entry's `not_before_ms` against the token's issue
+//! time, the timestamp of its UUIDv7 `jti` ([`Claims::issued_at_ms`]); whole seconds
+//! (`iat`, `not_before`) where either side has only those, which can refuse a token issued
+//! just after a revocation in the same second.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +29,10 @@ pub(crate) struct Revocations {
 
 #[derive(Default)]
 struct State {
-    /// The latest `not_before` per user, in unix milliseconds: tokens issued before it
-    /// are revoked.
-    not_before_ms: HashMap<Uuid, i64>,
+    /// The latest `not_before` in unix milliseconds per `(sub, None)`, which revokes the
+    /// user's tokens issued before it, and per `(sub, Some(sid))`, which revokes only
+    /// those of that session.
+    not_before_ms: HashMap<(Uuid, Option<Uuid>), i64>,
     /// The `since` of the next poll: the `now` of the last successful one.
     since: Option<i64>,
 }
@@ -52,7 +53,12 @@ impl Revocations {
 
     pub fn is_revoked(&self, claims: &Claims) -> bool {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
-        state.not_before_ms.get(&claims.sub).is_some_and(|&not_before| claims.issued_at_ms() < not_before)
+        let issued = claims.issued_at_ms();
+        // The user's entry applies to every token; a token without `sid` meets it twice,
+        // and no session's entry.
+        [None, claims.sid].into_iter().any(|sid| {
+            state.not_before_ms.get(&(claims.sub, sid)).is_some_and(|&not_before| issued < not_before)
+        })
     }
 
     /// Whether a poller should run and does not yet.
@@ -86,7 +92,7 @@ impl Revocations {
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         for entry in feed.revocations {
             let at = entry.not_before_ms();
-            let not_before = state.not_before_ms.entry(entry.sub).or_insert(at);
+            let not_before = state.not_before_ms.entry((entry.sub, entry.sid)).or_insert(at);
             *not_before = (*not_before).max(at);
         }
         // An entry older than the longest token lifetime can only reject expired tokens.

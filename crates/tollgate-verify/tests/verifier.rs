@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::{
     FEED_TOKEN, FakeTollgate, POLL_INTERVAL, TestKey, claims, claims_for, claims_issued_at, closed_url,
-    legacy_claims_for, now, within,
+    in_session, legacy_claims_for, now, within,
 };
 use tollgate_verify::{Clock, Error, Verifier, VerifierConfig};
 use uuid::Uuid;
@@ -26,6 +26,9 @@ async fn verifies_with_cached_keys_fetching_once() {
     assert_eq!(serde_json::to_value(&claims).unwrap(), expected);
     verifier.verify(&token).await.unwrap();
     verifier.verify(&key.sign(&support::claims())).await.unwrap();
+    let in_a_session = in_session(support::claims(), Uuid::new_v4());
+    let claims = verifier.verify(&key.sign(&in_a_session)).await.unwrap();
+    assert_eq!(serde_json::to_value(&claims).unwrap(), in_a_session);
     assert_eq!(tollgate.jwks_requests(), 1);
 }
 
@@ -48,7 +51,11 @@ async fn invalid_tokens_are_rejected_without_extra_fetches() {
     missing_roles.as_object_mut().unwrap().remove("roles");
     let mut roles_not_a_list = claims();
     roles_not_a_list["roles"] = json!("admin");
-    for claims in [expired, wrong_audience, wrong_issuer, missing_jti, missing_roles, roles_not_a_list] {
+    let mut sid_not_a_uuid = claims();
+    sid_not_a_uuid["sid"] = json!("not-a-uuid");
+    for claims in
+        [expired, wrong_audience, wrong_issuer, missing_jti, missing_roles, roles_not_a_list, sid_not_a_uuid]
+    {
         let result = verifier.verify(&key.sign(&claims)).await;
         assert!(matches!(result, Err(Error::Rejected(_))), "{claims}: {result:?}");
     }
@@ -434,6 +441,54 @@ async fn revocations_cut_at_the_millisecond_where_both_sides_have_it() {
     assert_eq!(verify(legacy_claims_for(old_feed_user, second)).await, Ok(()));
 }
 
+/// An entry with a `sid` revokes that session of the user; one without revokes them all.
+#[tokio::test]
+async fn session_entries_revoke_that_session_alone() {
+    let key = TestKey::generate("key-1");
+    let tollgate = FakeTollgate::start(&[&key]).await;
+    let (user, everywhere) = (Uuid::new_v4(), Uuid::new_v4());
+    let (ended, kept, stranger) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let now = tollgate.clock.unix_secs();
+    let verifier = Verifier::new(tollgate.feed_config());
+    let _poller = verifier.spawn_revocation_poller().unwrap();
+    let verify = |sub, sid: Option<Uuid>, iat| {
+        let mut claims = claims_for(sub, iat);
+        if let Some(sid) = sid {
+            claims = in_session(claims, sid);
+        }
+        let token = key.sign(&claims);
+        let verifier = &verifier;
+        async move { verifier.verify(&token).await.map(drop) }
+    };
+    tollgate.poll_feed(2).await;
+    assert_eq!(verify(user, Some(ended), now - 20).await, Ok(()));
+
+    tollgate.set(|s| {
+        s.feed_body = json!({
+            "revocations": [
+                { "sub": user, "sid": ended, "not_before": now - 10, "not_before_ms": (now - 10) * 1000 },
+                { "sub": user, "not_before": now - 100 },
+                { "sub": everywhere, "not_before": now - 10 },
+            ],
+            "now": now,
+        })
+    });
+    // A poll asked for after the entries were published has been applied.
+    let seen = tollgate.feed_requests().len();
+    tollgate.poll_feed(seen + 2).await;
+
+    assert_eq!(verify(user, Some(ended), now - 20).await, Err(Error::Revoked));
+    assert_eq!(verify(user, Some(ended), now - 5).await, Ok(()), "a token of that session issued after");
+    assert_eq!(verify(user, Some(kept), now - 20).await, Ok(()));
+    assert_eq!(verify(user, None, now - 20).await, Ok(()), "a token without sid");
+    assert_eq!(verify(stranger, Some(ended), now - 20).await, Ok(()), "another user's, same sid");
+    // The user's own entry still applies to every session.
+    for sid in [Some(ended), Some(kept), None] {
+        assert_eq!(verify(user, sid, now - 200).await, Err(Error::Revoked), "{sid:?}");
+        assert_eq!(verify(everywhere, sid, now - 20).await, Err(Error::Revoked), "{sid:?}");
+    }
+}
+
 #[tokio::test]
 async fn revocation_poller_survives_errors() {
     let key = TestKey::generate("key-1");
@@ -474,12 +529,15 @@ async fn entries_older_than_max_token_age_are_dropped() {
     let key = TestKey::generate("key-1");
     let tollgate = FakeTollgate::start(&[&key]).await;
     let (old_entry, recent_entry) = (Uuid::new_v4(), Uuid::new_v4());
+    let (old_session, recent_session, sid) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let now = now();
     tollgate.set(|s| {
         s.feed_body = json!({
             "revocations": [
                 { "sub": old_entry, "not_before": now - 5000 },
                 { "sub": recent_entry, "not_before": now - 10 },
+                { "sub": old_session, "sid": sid, "not_before": now - 5000 },
+                { "sub": recent_session, "sid": sid, "not_before": now - 10 },
             ],
             "now": now,
         })
@@ -491,12 +549,14 @@ async fn entries_older_than_max_token_age_are_dropped() {
     // Tokens that claim a very long life (tollgate never issues such): only the recent
     // entry is still kept.
     let ancient = |sub| {
-        let mut claims = claims_for(sub, now - 7200);
+        let mut claims = in_session(claims_for(sub, now - 7200), sid);
         claims["exp"] = json!(now + 600);
         key.sign(&claims)
     };
-    assert!(verifier.verify(&ancient(old_entry)).await.is_ok());
-    assert_eq!(verifier.verify(&ancient(recent_entry)).await, Err(Error::Revoked));
+    for (old, recent) in [(old_entry, recent_entry), (old_session, recent_session)] {
+        assert!(verifier.verify(&ancient(old)).await.is_ok());
+        assert_eq!(verifier.verify(&ancient(recent)).await, Err(Error::Revoked));
+    }
 }
 
 #[tokio::test]

@@ -107,11 +107,13 @@ def issued_at_ms(claims):
 
 
 class Revocations:
-    """tollgate's revocation feed: for each sub, the time before which its tokens are dead,
-    in unix milliseconds. An entry's exact not_before_ms is compared with a token's exact
-    issue time (`issued_at_ms`); an entry from a tollgate without it counts from the start
-    of its second, not_before, which tollgate rounds up from the exact time. Where only
-    iat is known, the comparison is in effect `iat < not_before`, which can refuse a token
+    """tollgate's revocation feed: the time before which tokens are dead, in unix
+    milliseconds, for each (sub, None), every token of the user, and for each (sub, sid),
+    the tokens of that session alone (a token without sid meets only the former). An
+    entry's exact not_before_ms is compared with a token's exact issue time
+    (`issued_at_ms`); an entry from a tollgate without it counts from the start of its
+    second, not_before, which tollgate rounds up from the exact time. Where only iat is
+    known, the comparison is in effect `iat < not_before`, which can refuse a token
     issued just after a revocation in the same second."""
 
     def __init__(self, url, feed_token, poll_secs):
@@ -153,17 +155,23 @@ class Revocations:
         if not isinstance(entries, list) or not is_int(now):
             raise ValueError("revocation feed answered without revocations and now")
         for entry in entries:
-            sub, not_before, exact = entry.get("sub"), entry.get("not_before"), entry.get("not_before_ms")
-            if not isinstance(sub, str) or not is_int(not_before):
+            sub, sid = entry.get("sub"), entry.get("sid")
+            not_before, exact = entry.get("not_before"), entry.get("not_before_ms")
+            # A malformed sid is skipped, not read as the whole user's entry.
+            if not is_str(sub) or not (sid is None or is_str(sid)) or not is_int(not_before):
                 continue
             at = exact if is_int(exact) else not_before * 1000
-            self.not_before_ms[sub] = max(at, self.not_before_ms.get(sub, at))
+            self.not_before_ms[sub, sid] = max(at, self.not_before_ms.get((sub, sid), at))
         self.since = now
         self.polled.set()
 
     def revoked(self, claims):
-        not_before = self.not_before_ms.get(claims["sub"])
-        return not_before is not None and issued_at_ms(claims) < not_before
+        issued = issued_at_ms(claims)
+        for sid in (None, claims.get("sid")):
+            not_before = self.not_before_ms.get((claims["sub"], sid))
+            if not_before is not None and issued < not_before:
+                return True
+        return False
 
 
 def is_str(value):
@@ -176,6 +184,16 @@ def is_int(value):
 
 def is_str_list(value):
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def is_uuid(value):
+    if not is_str(value):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # Each claim tollgate puts into an access token, with the JSON type it must have.
@@ -259,10 +277,11 @@ class Verifier:
                 raise TokenError(f"token lacks the {name} claim")
             if not check(claims[name]):
                 raise TokenError(f"claim {name} is not {kind}")
-        try:
-            uuid.UUID(claims["sub"])
-        except ValueError:
-            raise TokenError("claim sub is not a uuid") from None
+        if not is_uuid(claims["sub"]):
+            raise TokenError("claim sub is not a uuid")
+        # The session's id; tokens of a tollgate without sessions have none.
+        if claims.get("sid") is not None and not is_uuid(claims["sid"]):
+            raise TokenError("claim sid is not a uuid")
         now, leeway = self.now(), self.config["LEEWAY_SECS"]
         if now >= claims["exp"] + leeway:
             raise TokenError("token expired")

@@ -275,6 +275,12 @@ pub fn claims_issued_at(sub: Uuid, issued_ms: i64) -> Value {
     })
 }
 
+/// `claims` with the `sid` of the session they belong to.
+pub fn in_session(mut claims: Value, sid: Uuid) -> Value {
+    claims["sid"] = json!(sid);
+    claims
+}
+
 /// [`claims_for`] as a tollgate that cut revocations at whole seconds made them: with a
 /// random `jti`.
 pub fn legacy_claims_for(sub: Uuid, iat: i64) -> Value {
