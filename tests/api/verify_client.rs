@@ -17,6 +17,7 @@ db_tests!(
     cached_keys_keep_verifying_after_tollgate_stops,
     the_extractor_protects_an_actix_route,
     a_consumer_refuses_a_deleted_users_token_after_one_poll,
+    a_consumer_refuses_an_ended_sessions_token_after_one_poll_and_no_other,
 );
 
 fn verifier_for(app: &TestApp) -> Verifier {
@@ -312,6 +313,27 @@ async fn a_consumer_refuses_a_deleted_users_token_after_one_poll(backend: Backen
     let deleted = app.client.delete(app.url(&path)).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(deleted.status(), reqwest::StatusCode::NO_CONTENT);
     assert!(consumer.hears_of_the_revocation_of(access).await, "the consumer never heard of the deletion");
+}
+
+async fn a_consumer_refuses_an_ended_sessions_token_after_one_poll_and_no_other(backend: Backend) {
+    const FEED_TOKEN: &str = "a-revocation-feed-token-for-tests";
+    let app =
+        spawn_app_with(backend, &[("REVOCATION_FEED_TOKEN", FEED_TOKEN), ("SESSIONS_PER_USER", "2")]).await;
+    let phone = app.signup("hana").await;
+    let laptop: Value = app.login("hana", PASSWORD).await.json().await.unwrap();
+    let (phone, laptop) = (field(&phone, "access_token"), field(&laptop, "access_token"));
+    let consumer = FeedConsumer::new(&app, FEED_TOKEN);
+    assert!(consumer.verifier.verify(phone).await.is_ok());
+    assert!(consumer.verifier.verify(laptop).await.is_ok());
+
+    let sid = field(&access_claims(phone), "sid").to_owned();
+    let ended = app.client.delete(app.url(&format!("/auth/sessions/{sid}"))).bearer_auth(laptop).send().await;
+    assert_eq!(ended.unwrap().status(), reqwest::StatusCode::NO_CONTENT);
+    assert!(
+        consumer.hears_of_the_revocation_of(phone).await,
+        "the consumer never heard of the ended session"
+    );
+    assert!(consumer.verifier.verify(laptop).await.is_ok(), "the other session's token still verifies");
 }
 
 /// A consumer polling the revocation feed, on a clock of the test's.

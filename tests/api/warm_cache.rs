@@ -114,7 +114,8 @@ async fn revocations_on_a_warm_cache(backend: Backend, sessions_per_user: &str, 
             }
             Revocation::OthersLoggedOut => {
                 let other: Value = app.login(&username, PASSWORD).await.json().await.unwrap();
-                let request = app.client.post(app.url("/auth/logout")).bearer_auth(field(&other, "access_token"));
+                let request =
+                    app.client.post(app.url("/auth/logout")).bearer_auth(field(&other, "access_token"));
                 request.json(&json!({ "scope": "others" })).send().await.unwrap().status()
             }
             Revocation::LimitReached => {
