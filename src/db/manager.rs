@@ -109,23 +109,38 @@ impl r2d2::ManageConnection for ConnectionManager {
 /// SQLite's writer. On SQLite it runs inside the writer's batch transaction (a savepoint of
 /// its own); on PostgreSQL it is a pooled connection in autocommit, so a write of several
 /// statements takes [`WriteConn::transaction`].
-pub struct WriteConn<'c>(&'c mut DbConnection);
+pub struct WriteConn<'c> {
+    conn: &'c mut DbConnection,
+    /// The connection holds SQLite's write lock already: it is the writer's, whose batch
+    /// began IMMEDIATE.
+    write_locked: bool,
+}
 
 impl<'c> WriteConn<'c> {
     pub(super) fn new(conn: &'c mut DbConnection) -> Self {
-        Self(conn)
+        Self { conn, write_locked: false }
+    }
+
+    /// The SQLite writer's connection, inside its batch's `BEGIN IMMEDIATE`.
+    pub(super) fn in_writer(conn: &'c mut DbConnection) -> Self {
+        Self { conn, write_locked: true }
     }
 
     /// A write on a connection of the caller's own, outside the pool, its writer and its
     /// batches: for the tests and benchmarks that count or time single statements.
     /// Nothing in `src` calls it.
     pub fn direct(conn: &'c mut DbConnection) -> Self {
-        Self(conn)
+        Self::new(conn)
     }
 
     /// The connection itself, for a statement.
     pub fn conn(&mut self) -> &mut DbConnection {
-        self.0
+        self.conn
+    }
+
+    /// Whether SQLite's write lock is held already (see [`WriteConn::in_writer`]).
+    pub fn write_locked(&self) -> bool {
+        self.write_locked
     }
 
     /// Runs `work` in a transaction (a savepoint inside one already open).
@@ -133,19 +148,20 @@ impl<'c> WriteConn<'c> {
         &mut self,
         work: impl FnOnce(&mut WriteConn<'_>) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        self.0.transaction(|conn| work(&mut WriteConn(conn)))
+        let write_locked = self.write_locked;
+        self.conn.transaction(|conn| work(&mut WriteConn { conn, write_locked }))
     }
 }
 
 impl std::ops::Deref for WriteConn<'_> {
     type Target = DbConnection;
     fn deref(&self) -> &DbConnection {
-        self.0
+        self.conn
     }
 }
 
 impl std::ops::DerefMut for WriteConn<'_> {
     fn deref_mut(&mut self) -> &mut DbConnection {
-        self.0
+        self.conn
     }
 }

@@ -539,13 +539,16 @@ impl User {
     /// `None` when there is no such user. Requests that issue tokens or revoke them decide
     /// on the row as read here, so that of two the later sees what the earlier wrote. In a
     /// transaction only. PostgreSQL locks the row; SQLite locks the whole database, and
-    /// only at a write: there a write that changes nothing takes the lock (the SQLite
-    /// writer's batch holds it already, a transaction of the CLI takes it here).
+    /// only at a write: the SQLite writer's batch holds it already (`BEGIN IMMEDIATE`), and
+    /// on another connection a write that changes nothing takes it here.
     pub fn lock(conn: &mut WriteConn, id: Uuid) -> Result<Option<User>, DbError> {
         let row = users::table.find(DbUuid(id));
         if let DbConnection::Postgres(pg) = conn.conn() {
             let rows = row.select(User::as_select()).for_update().load(pg)?;
             return Ok(rows.into_iter().next());
+        }
+        if conn.write_locked() {
+            return User::find(conn, id);
         }
         if diesel::update(row).set(users::updated_at.eq(users::updated_at)).execute(conn.conn())? == 0 {
             return Ok(None);

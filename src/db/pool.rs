@@ -61,7 +61,7 @@ impl Pool {
         T: Send + 'static,
     {
         match &self.writes {
-            Writes::Sqlite(writer) => writer.run(move |conn| work(&mut WriteConn::new(conn))).await,
+            Writes::Sqlite(writer) => writer.run(move |conn| work(&mut WriteConn::in_writer(conn))).await,
             Writes::Postgres(_) => self.on_pool(move |conn| work(&mut WriteConn::new(conn))).await,
         }
     }

@@ -221,7 +221,7 @@ pub async fn logout(
     let cookie = cookie_mode.presented_token(&req);
     let request: LogoutRequest =
         if body.is_empty() { LogoutRequest::default() } else { json_body(&req, &body)? };
-    let scope = request.scope.into();
+    let scope: LogoutScope = request.scope.into();
     if bearer_token(&req)?.is_some() {
         sessions.log_out(LogoutBy::Caller(&caller(&req).await?), scope, client(&req)).await?;
     } else if let Some(cookie) = &cookie {
@@ -238,7 +238,8 @@ pub async fn logout(
         sessions.log_out(LogoutBy::RefreshToken(&token), scope, client(&req)).await?;
     }
     let mut response = HttpResponse::NoContent();
-    if cookie.is_some() {
+    // The presented session goes on when only the others end.
+    if cookie.is_some() && scope != LogoutScope::Others {
         response.cookie(cookie::cleared_cookie());
     }
     Ok(response.finish())
