@@ -257,29 +257,22 @@ export class TollgateClient {
         await this.inflight?.catch(() => undefined); // a refresh finishing later would store tokens again
         const tokens = await this.storage.get();
         // "local" sends exactly what a server without scopes understands.
-        const scoped = scope === "local" ? {} : { scope };
+        const scoped = scope === "local" ? undefined : { scope };
         try {
-            if (this.mode === "cookie" && scope !== "local") {
-                // By bearer token, renewed through the cookie if it has expired, or first got through it (a
-                // new tab): sent alone, the cookie would name only this session. Only "global" sends the
-                // cookie along, so that the server clears it; "others" keeps it.
-                if (!tokens)
-                    await this.refresh();
-                const body = JSON.stringify(scoped);
-                const init = { method: "POST", headers: this.authHeaders(), body };
-                if (scope === "global")
-                    init.credentials = "include";
-                await this.bearerCall("/auth/logout", init);
+            if (this.mode === "cookie" && scope === "others") {
+                // By access token (renewed through the cookie when needed) and without the cookie: the
+                // server clears a cookie it is sent, and this session goes on.
+                await this.bearerCall("/auth/logout", { method: "POST", headers: this.authHeaders(), body: JSON.stringify(scoped) });
             }
             else if (this.mode === "cookie") {
-                await this.authCall("/auth/logout"); // the cookie identifies the session; the server clears it
+                await this.authCall("/auth/logout", scoped); // the cookie identifies the session; the server clears it
             }
             else if (tokens?.refreshToken) {
                 // By refresh token: works even when the access token has already expired.
                 await this.authCall("/auth/logout", { refresh_token: tokens.refreshToken, ...scoped });
             }
             else if (tokens) {
-                await this.authCall("/auth/logout", scope === "local" ? undefined : scoped, tokens.accessToken);
+                await this.authCall("/auth/logout", scoped, tokens.accessToken);
             }
         }
         catch (e) {

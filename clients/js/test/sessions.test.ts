@@ -196,6 +196,15 @@ describe("cookie mode", () => {
     );
   });
 
+  test("logout({ scope: 'others' }) from a new tab (no access token yet) gets one through the cookie", async () => {
+    const [laptop, phone] = await browsers(2);
+    const tab = new TollgateClient({ baseUrl: cookieServer.url, fetch: laptop!.browser.fetch, mode: "cookie" });
+    await tab.logout({ scope: "others" });
+    assert.equal(await meStatus(cookieServer, await accessToken(phone!.client)), 401);
+    assert.equal(await meStatus(cookieServer, await accessToken(tab)), 200);
+    assert.ok(laptop!.browser.jar.has("tollgate_refresh"));
+  });
+
   test("logout({ scope: 'global' }) from a new tab (no access token yet) ends every session and clears the cookie", async () => {
     const [laptop, phone] = await browsers(2);
     const tokens = [await accessToken(laptop!.client), await accessToken(phone!.client)];
