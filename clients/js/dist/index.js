@@ -241,7 +241,7 @@ export class TollgateClient {
             body.email = input.email;
         return this.startSession(await this.authCall("/auth/signup", body));
     }
-    /** POST /auth/login; stores the session (and ends any previous one of this user, server-side). */
+    /** POST /auth/login; stores the session (with SESSIONS_PER_USER=1 the server ends the user's previous one). */
     async login(input) {
         const body = { username: input.username, password: input.password };
         return this.startSession(await this.authCall("/auth/login", body));
@@ -249,49 +249,71 @@ export class TollgateClient {
     /**
      * Ends the session on the server (revoking the refresh token) and forgets the tokens.
      * Local state is cleared even if the server cannot be reached; that error is still thrown.
+     * `scope: "others"` ends the user's other sessions and keeps this one (and its tokens);
+     * `"global"` ends all of them.
      */
-    async logout() {
+    async logout(options = {}) {
+        const scope = options.scope ?? "local";
         await this.inflight?.catch(() => undefined); // a refresh finishing later would store tokens again
         const tokens = await this.storage.get();
+        // "local" sends exactly what a server without scopes understands.
+        const scoped = scope === "local" ? undefined : { scope };
         try {
-            if (this.mode === "cookie") {
-                await this.authCall("/auth/logout"); // the cookie identifies the session; the server clears it
+            if (this.mode === "cookie" && scope === "others") {
+                // By access token (renewed through the cookie when needed) and without the cookie: the
+                // server clears a cookie it is sent, and this session goes on.
+                await this.bearerCall("/auth/logout", { method: "POST", headers: this.authHeaders(), body: JSON.stringify(scoped) });
+            }
+            else if (this.mode === "cookie") {
+                await this.authCall("/auth/logout", scoped); // the cookie identifies the session; the server clears it
             }
             else if (tokens?.refreshToken) {
                 // By refresh token: works even when the access token has already expired.
-                await this.authCall("/auth/logout", { refresh_token: tokens.refreshToken });
+                await this.authCall("/auth/logout", { refresh_token: tokens.refreshToken, ...scoped });
             }
             else if (tokens) {
-                await this.authCall("/auth/logout", undefined, tokens.accessToken);
+                await this.authCall("/auth/logout", scoped, tokens.accessToken);
             }
         }
         catch (e) {
-            // 401: the session was already over (expired, revoked, logged out elsewhere). Fine.
-            if (!(e instanceof AuthError && e.status === 401))
+            // 401: this session was already over (expired, revoked, logged out elsewhere), which is all
+            // "local" asked for. For the other scopes it means the other sessions were not ended.
+            if (!(scope === "local" && e instanceof AuthError && e.status === 401))
                 throw e;
         }
         finally {
-            await this.forget();
+            if (scope !== "others")
+                await this.forget();
         }
+    }
+    /** GET /auth/sessions: the user's sessions, most recently used first. */
+    async sessions() {
+        const response = await this.bearerCall("/auth/sessions", { headers: { Accept: "application/json" } });
+        return (await response.json()).sessions;
+    }
+    /**
+     * DELETE /auth/sessions/{id}: signs that device out at once (its refresh and access tokens
+     * stop working). For this client's own session it is `logout()`, which also forgets the tokens.
+     */
+    async endSession(id) {
+        const tokens = await this.storage.get();
+        if (tokens && decodeJwtPayload(tokens.accessToken)?.sid === id)
+            return this.logout();
+        await this.bearerCall(`/auth/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
     }
     /** GET /auth/me with the bearer token, refreshing if needed. */
     async me() {
-        // In cookie mode the refresh cookie is not needed here: don't send it.
-        const response = await this.guard(() => this.fetch("/auth/me", { headers: { Accept: "application/json" }, credentials: this.mode === "cookie" ? "omit" : "same-origin" }));
-        if (!response.ok)
-            throw await AuthError.fromResponse(response);
+        const response = await this.bearerCall("/auth/me", { headers: { Accept: "application/json" } });
         return (await response.json());
     }
     /** POST /auth/password; the server starts a new session, which is stored. */
     async changePassword(currentPassword, newPassword) {
-        const response = await this.guard(() => this.fetch("/auth/password", {
+        const response = await this.bearerCall("/auth/password", {
             method: "POST",
             headers: this.authHeaders(),
-            credentials: this.mode === "cookie" ? "include" : "same-origin",
+            credentials: this.mode === "cookie" ? "include" : "same-origin", // the new session's cookie
             body: JSON.stringify({ current_password: currentPassword, new_password: newPassword }),
-        }));
-        if (!response.ok)
-            throw await AuthError.fromResponse(response);
+        });
         return this.startSession((await response.json()));
     }
     /** The stored tokens, or null when logged out. */
@@ -466,6 +488,15 @@ export class TollgateClient {
         if (response.status === 204)
             return undefined;
         return (await response.json());
+    }
+    /** A tollgate endpoint with the bearer token (refreshed as needed); an AuthError unless 2xx. */
+    async bearerCall(path, init) {
+        // In cookie mode the refresh cookie is not needed here (unless init says so): don't send it.
+        const credentials = this.mode === "cookie" ? "omit" : "same-origin";
+        const response = await this.guard(() => this.fetch(path, { credentials, ...init }));
+        if (!response.ok)
+            throw await AuthError.fromResponse(response);
+        return response;
     }
     /** Turns "no answer at all" into an AuthError too, so callers handle one error type. */
     async guard(request) {

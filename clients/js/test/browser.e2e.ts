@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { decodeJwtPayload } from "tollgate-client";
 import { PASSWORD, freePort, packageDir, startTollgate, supportsCookieMode, uniqueName, type Tollgate } from "./server.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -218,6 +219,75 @@ describe("demo page, body mode (localStorage)", () => {
       await context.close();
     });
   }
+});
+
+describe("demo page, sessions (SESSIONS_PER_USER=3)", () => {
+  let server: Tollgate;
+  before(async () => {
+    server = await startTollgate({ ...DEMO_ENV, SESSIONS_PER_USER: "3", ACCESS_TOKEN_TTL_SECS: "300" });
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  /** The session ids the page lists, with the current one marked "*". */
+  function listed(page: Page) {
+    return page.$$eval("#sessions-list li", (items) => items.map((li) => `${li.classList.contains("current") ? "*" : ""}${li.dataset.sessionId}`));
+  }
+  async function waitForListed(page: Page, count: number) {
+    await page.waitForFunction((n) => document.querySelectorAll("#sessions-list li[data-session-id]").length === n, count);
+  }
+  const sid = async (page: Page) => decodeJwtPayload((await storedTokens(page))!.accessToken)!.sid as string;
+
+  test("the session list: sign out another device, all other devices, then this one", async () => {
+    // Three browsers (separate storage), one user.
+    const contexts = await Promise.all([0, 1, 2].map(() => browser.newContext({ viewport: { width: 900, height: 1000 } })));
+    const [laptop, phone, tablet] = await Promise.all(contexts.map((c) => openDemo(c, `${server.url}/demo`)));
+    const username = uniqueName("devices");
+    await signUp(laptop!, username);
+    await waitForListed(laptop!, 1);
+    for (const page of [phone!, tablet!]) {
+      await logIn(page, username, PASSWORD);
+      await page.waitForSelector("#status[data-state=in]");
+    }
+    await waitForListed(tablet!, 3);
+    assert.deepEqual((await listed(tablet!)).filter((id) => id.startsWith("*")), [`*${await sid(tablet!)}`]);
+
+    await laptop!.click("#sessions-button");
+    await waitForListed(laptop!, 3);
+    const [laptopSid, phoneSid, tabletSid] = [await sid(laptop!), await sid(phone!), await sid(tablet!)];
+    assert.deepEqual((await listed(laptop!)).sort(), [`*${laptopSid}`, phoneSid, tabletSid].sort());
+    await laptop!.screenshot({ path: join(RESULTS, "demo-sessions.png"), fullPage: true });
+
+    // Sign the phone out: its token is refused at once, and the list refreshes.
+    const phoneToken = (await storedTokens(phone!))!.accessToken;
+    assert.equal(await serverAccepts(server, phoneToken), 200);
+    await laptop!.click(`#sessions-list li[data-session-id="${phoneSid}"] button`);
+    await waitForListed(laptop!, 2);
+    assert.equal(await laptop!.textContent("#message"), "Signed that session out.");
+    assert.equal(await serverAccepts(server, phoneToken), 401);
+    // The phone finds out on its next call: its refresh token is dead too.
+    await phone!.click("#sessions-button");
+    await phone!.waitForSelector("#status[data-state=out]");
+
+    // All other sessions: the tablet's.
+    const tabletToken = (await storedTokens(tablet!))!.accessToken;
+    await laptop!.click("#logout-others-button");
+    await laptop!.waitForFunction(() => document.getElementById("message")!.textContent === "Signed out all other sessions.");
+    await waitForListed(laptop!, 1);
+    assert.deepEqual(await listed(laptop!), [`*${laptopSid}`]);
+    assert.equal(await serverAccepts(server, tabletToken), 401);
+    assert.equal(await laptop!.textContent("#status"), `Logged in as ${username}`);
+
+    // This device's own "sign out" is a logout.
+    const laptopToken = (await storedTokens(laptop!))!.accessToken;
+    await laptop!.click(`#sessions-list li[data-session-id="${laptopSid}"] button`);
+    await laptop!.waitForSelector("#status[data-state=out]");
+    assert.equal(await laptop!.evaluate(() => localStorage.getItem("tollgate.tokens")), null);
+    assert.equal(await serverAccepts(server, laptopToken), 401);
+    assert.equal(await laptop!.textContent("#error"), "");
+    await Promise.all(contexts.map((c) => c.close()));
+  });
 });
 
 describe("demo page, cookie mode (REFRESH_TOKEN_COOKIE=true)", () => {

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { AuthError, TollgateClient, type Tokens } from "tollgate-client";
-import { PASSWORD, recordingFetch, sleep, startTollgate, supportsCookieMode, uniqueName, type Tollgate } from "./server.js";
+import { PASSWORD, browserFetch, recordingFetch, sleep, startTollgate, supportsCookieMode, uniqueName, type Tollgate } from "./server.js";
 
 const APP_ORIGIN = "http://app.example.test";
 const EVIL_ORIGIN = "http://evil.example.test";
@@ -47,27 +47,6 @@ async function browserSignup(): Promise<string> {
   const cookie = refreshCookie(response);
   assert.ok(cookie, "signup set the refresh cookie");
   return cookie.value;
-}
-
-/** A browser-like fetch: adds Origin, keeps a cookie jar, sends cookies only with credentials "include". */
-function browserFetch(origin = APP_ORIGIN) {
-  const jar = new Map<string, string>();
-  const fetchLike = async (input: RequestInfo | URL, init: RequestInit = {}) => {
-    const headers = new Headers(init.headers);
-    headers.set("origin", origin);
-    if (init.credentials === "include" && jar.size > 0) {
-      headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
-    }
-    const response = await fetch(input, { ...init, headers });
-    for (const line of response.headers.getSetCookie()) {
-      const [pair, ...attributes] = line.split(/;\s*/);
-      const [name, value] = pair!.split("=", 2) as [string, string];
-      if (!value || attributes.some((a) => /^max-age=0$/i.test(a))) jar.delete(name);
-      else jar.set(name, value);
-    }
-    return response;
-  };
-  return { fetch: fetchLike, jar };
 }
 
 describe("cookie mode: the protocol", () => {
@@ -165,7 +144,7 @@ describe("cookie mode: the protocol", () => {
 describe("cookie mode: the client", () => {
   test("signup, me, 50 parallel calls after expiry with one refresh, password change, logout", async (t) => {
     if (!cookieMode) return t.skip("no cookie mode on this server");
-    const browser = browserFetch();
+    const browser = browserFetch(APP_ORIGIN);
     const rec = recordingFetch(browser.fetch as typeof fetch);
     const changes: (Tokens | null)[] = [];
     const client = new TollgateClient({ baseUrl: server.url, fetch: rec.fetch, mode: "cookie", onChange: (t) => changes.push(t) });
@@ -203,7 +182,7 @@ describe("cookie mode: the client", () => {
 
   test("a new tab (no access token yet) restores the session from the cookie", async (t) => {
     if (!cookieMode) return t.skip("no cookie mode on this server");
-    const browser = browserFetch();
+    const browser = browserFetch(APP_ORIGIN);
     const first = new TollgateClient({ baseUrl: server.url, fetch: browser.fetch, mode: "cookie" });
     const username = uniqueName("tab");
     await first.signup({ username, password: PASSWORD });
@@ -217,7 +196,7 @@ describe("cookie mode: the client", () => {
 
   test("without a cookie, refresh() and fetch() throw a 401 AuthError (the app shows its login)", async (t) => {
     if (!cookieMode) return t.skip("no cookie mode on this server");
-    const client = new TollgateClient({ baseUrl: server.url, fetch: browserFetch().fetch, mode: "cookie" });
+    const client = new TollgateClient({ baseUrl: server.url, fetch: browserFetch(APP_ORIGIN).fetch, mode: "cookie" });
     await assert.rejects(client.refresh(), (e: unknown) => {
       assert.ok(e instanceof AuthError);
       assert.equal(e.status, 401);

@@ -177,3 +177,24 @@ export async function supportsCookieMode(server: Tollgate, origin: string): Prom
   const body = (await response.json()) as { refresh_token?: string };
   return response.status === 201 && !body.refresh_token && (response.headers.get("set-cookie") ?? "").includes("tollgate_refresh=");
 }
+
+/** A browser-like fetch: adds Origin, keeps a cookie jar, sends cookies only with credentials "include". */
+export function browserFetch(origin: string) {
+  const jar = new Map<string, string>();
+  const fetchLike = async (input: RequestInfo | URL, init: RequestInit = {}) => {
+    const headers = new Headers(init.headers);
+    headers.set("origin", origin);
+    if (init.credentials === "include" && jar.size > 0) {
+      headers.set("cookie", [...jar].map(([k, v]) => `${k}=${v}`).join("; "));
+    }
+    const response = await fetch(input, { ...init, headers });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair, ...attributes] = line.split(/;\s*/);
+      const [name, value] = pair!.split("=", 2) as [string, string];
+      if (!value || attributes.some((a) => /^max-age=0$/i.test(a))) jar.delete(name);
+      else jar.set(name, value);
+    }
+    return response;
+  };
+  return { fetch: fetchLike, jar };
+}
