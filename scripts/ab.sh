@@ -78,7 +78,7 @@ for spec in "$@"; do
   line="mean $spec:"
   for case in me refresh login; do
     mean="$(awk -v s="${SUM[$spec $case]}" -v n="$ROUNDS" 'BEGIN { printf "%.0f", s / n }')"
-    ratio="$(awk -v a="${SUM[$spec $case]}" -v b="${SUM[$1 $case]}" 'BEGIN { printf "%.2f", b > 0 ? a / b : 0 }')"
+    ratio="$(awk -v a="${SUM[$spec $case]}" -v b="${SUM[$1 $case]}" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }')"
     line="$line $case $mean req/s (x$ratio)"
   done
   echo "$line"

@@ -377,13 +377,13 @@ impl RotatedRow {
 /// UPDATE, since a changeset's columns may differ from one execution to the next), marked
 /// as one whose SQL is the same every time, so that each connection prepares it once and
 /// keeps it, keyed by `Id`. For statements built the same way on every call only.
-struct PreparedOnce<Q, Id> {
+pub(super) struct PreparedOnce<Q, Id> {
     query: Q,
     id: PhantomData<Id>,
 }
 
 impl<Q, Id> PreparedOnce<Q, Id> {
-    fn new(query: Q) -> Self {
+    pub(super) fn new(query: Q) -> Self {
         Self { query, id: PhantomData }
     }
 }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::DbError;
 use super::manager::{DbConnection, WriteConn};
 use super::models::{
-    DbUuid, LiveRotation, NewSession, Rotated, RotatedRow, SessionChange, Tombstone, UnixMillis, User,
+    DbUuid, LiveRotation, NewSession, PreparedOnce, Rotated, RotatedRow, SessionChange, Tombstone, UnixMillis, User,
     joined_roles, repeatable_read, rotate_rows, split_roles, tokens_valid_after,
 };
 use super::schema::{sessions, users};
@@ -131,6 +131,10 @@ impl User {
     }
 }
 
+/// The keys of the statements of a `sessions` row's rotation on SQLite (`PreparedOnce`).
+struct RotateSessionRow;
+struct RotatedUser;
+
 /// The batch statement of the users row (`Rotations`): `SessionChange::rotated`, row by
 /// row from the arrays.
 const USERS_ROTATE: &str = "UPDATE users SET refresh_token_hash = b.successor_hash, \
@@ -151,7 +155,7 @@ const SESSIONS_ROTATE: &str = "WITH r AS (UPDATE sessions SET refresh_token_hash
      FROM unnest($1::text[], $2::text[], $3::timestamp[], $4::timestamp[]) \
          AS b (current_hash, successor_hash, expires_at, now) \
      WHERE sessions.refresh_token_hash = b.current_hash AND sessions.refresh_token_expires_at > b.now \
-         AND sessions.user_id IN (SELECT id FROM users WHERE NOT disabled) \
+         AND EXISTS (SELECT 1 FROM users WHERE users.id = sessions.user_id AND NOT users.disabled) \
      RETURNING sessions.user_id, sessions.id, sessions.refresh_token_hash) \
      SELECT users.*, r.id AS sid, r.refresh_token_hash AS successor, \
          (SELECT string_agg(user_roles.role, ',') FROM user_roles WHERE user_roles.user_id = users.id) AS roles \
@@ -179,17 +183,22 @@ impl SessionStore {
         if self == Self::UsersRow {
             return User::rotate_live_session(conn, live);
         }
-        if let DbConnection::Postgres(pg) = conn.conn() {
-            let rows = repeatable_read(pg, |pg| rotate_rows(pg, SESSIONS_ROTATE, &[live]))?;
-            return Ok(rows.into_iter().next().map(RotatedRow::rotated));
-        }
-        // SQLite: the one writer runs nothing beside this, so the user may be read after.
-        let enabled = users::table.filter(users::disabled.eq(false)).select(users::id);
+        let sqlite = match conn.conn() {
+            DbConnection::Postgres(pg) => {
+                let rows = repeatable_read(pg, |pg| rotate_rows(pg, SESSIONS_ROTATE, &[live]))?;
+                return Ok(rows.into_iter().next().map(RotatedRow::rotated));
+            }
+            DbConnection::Sqlite(sqlite) => sqlite,
+        };
+        // SQLite: the one writer runs nothing beside this, so the user may be read after. On
+        // the backend's own connection, each statement prepared once (as the users row's).
+        // Correlated, so that only the session's user is looked at.
+        let enabled = users::table.filter(users::id.eq(sessions::user_id)).filter(users::disabled.eq(false));
         let target = sessions::table
             .filter(sessions::refresh_token_hash.eq(&live.current_hash))
             .filter(sessions::refresh_token_expires_at.gt(live.now))
-            .filter(sessions::user_id.eq_any(enabled));
-        let rotated: Option<(DbUuid, DbUuid)> = diesel::update(target)
+            .filter(diesel::dsl::exists(enabled));
+        let update = diesel::update(target)
             .set((
                 sessions::refresh_token_hash.eq(&live.successor_hash),
                 sessions::refresh_token_expires_at.eq(live.expires_at),
@@ -197,16 +206,13 @@ impl SessionStore {
                 sessions::refresh_token_rotated_at.eq(live.now),
                 sessions::last_used_at.eq(live.now),
             ))
-            .returning((sessions::user_id, sessions::id))
-            .get_result(conn.conn())
-            .optional()?;
+            .returning((sessions::user_id, sessions::id));
+        let rotated: Option<(DbUuid, DbUuid)> =
+            PreparedOnce::<_, RotateSessionRow>::new(update).get_result(sqlite).optional()?;
         let Some((user_id, session_id)) = rotated else { return Ok(None) };
-        let row: Option<(User, Option<String>)> = users::table
-            .find(user_id)
-            .select((User::as_select(), joined_roles()))
-            .first(conn.conn())
-            .optional()?;
-        Ok(row.map(|(user, roles)| Rotated {
+        let user = users::table.find(user_id).select((User::as_select(), joined_roles()));
+        let rows: Vec<(User, Option<String>)> = PreparedOnce::<_, RotatedUser>::new(user).load(sqlite)?;
+        Ok(rows.into_iter().next().map(|(user, roles)| Rotated {
             user,
             session_id: Some(session_id.0),
             roles: split_roles(roles),
