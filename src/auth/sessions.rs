@@ -457,10 +457,22 @@ impl Sessions {
         let user_id = user.id.0;
         let store = self.refresh.store;
         // On the row as locked, and the roles and revocation time that go with it: what the
-        // token is issued from (see `User::lock`).
+        // token is issued from (see `User::lock`); a login on the users row is that in one
+        // statement.
         let started = self
             .pool
             .write(move |conn| {
+                let login = match &password {
+                    PasswordUpdate::Keep => Some((user.password_hash.as_str(), user.password_hash.as_str())),
+                    PasswordUpdate::Rehash { verified, rehashed } => {
+                        Some((verified.as_str(), rehashed.as_str()))
+                    }
+                    PasswordUpdate::Change(_) => None,
+                };
+                if let (Some((verified, rehashed)), SessionStore::UsersRow) = (login, store) {
+                    let account = Account::start_session_on_row(conn, user_id, &session, verified, rehashed)?;
+                    return Ok(account.map(|account| (account, session)));
+                }
                 conn.transaction(|conn| {
                     let Some(current) = User::lock(conn, user_id)? else { return Ok(None) };
                     let write = match &password {

@@ -11,13 +11,15 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
 use diesel::connection::SimpleConnection;
+use diesel::dsl::case_when;
 use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbError;
-use super::manager::{DbConnection, WriteConn};
+use super::manager::{DbConnection, MultiBackend, WriteConn};
 use super::models::{
-    DbUuid, NewUser, Tombstone, UnixMillis, User, joined_roles, split_roles, tokens_valid_after,
+    DbUuid, NewSession, NewUser, PreparedOnce, SessionChange, Tombstone, UnixMillis, User, joined_roles,
+    repeatable_read, split_roles, tokens_valid_after,
 };
 use super::schema::{revocations, user_roles, users};
 use super::sessions::{Session, end_every_session_if, end_every_session_locked};
@@ -194,11 +196,23 @@ diesel::define_sql_function! {
     fn string_agg_sessions_of(value: diesel::sql_types::Nullable<diesel::sql_types::Text>, separator: diesel::sql_types::Text) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
 }
 
+/// The sessions of the `users` row at hand ended one by one, joined by commas: a
+/// subquery, so that an account comes with them in one round trip.
 #[diesel::dsl::auto_type]
-fn string_agg_sessions() -> _ {
+fn joined_ended_sessions() -> _ {
     let separator: &'static str = ",";
-    string_agg_sessions_of(revocations::session_id, separator)
+    revocations::table
+        .filter(revocations::user_id.eq(users::id))
+        .filter(revocations::session_id.is_not_null())
+        .select(string_agg_sessions_of(revocations::session_id, separator))
+        .single_value()
 }
+
+/// An [`Account`] as read: its columns, roles and ended sessions joined.
+type AccountRow = (AccountColumns, Option<String>, Option<String>);
+
+/// The key of [`Account::start_session_on_row`]'s statement.
+struct StartSessionOnRow;
 
 /// The sorted roles of one user; what login and refresh put into the token.
 pub fn roles_of(conn: &mut DbConnection, id: Uuid) -> Result<Vec<String>, DbError> {
@@ -264,20 +278,61 @@ impl Account {
 
     /// The account with its ended sessions, as the user cache keeps it.
     pub fn find(conn: &mut DbConnection, id: Uuid) -> Result<Option<Account>, DbError> {
-        let ended = revocations::table
-            .filter(revocations::user_id.eq(users::id))
-            .filter(revocations::session_id.is_not_null())
-            .select(string_agg_sessions())
-            .single_value();
-        let rows: Vec<(AccountColumns, Option<String>, Option<String>)> = users::table
+        let rows: Vec<AccountRow> = users::table
             .find(DbUuid(id))
-            .select((AccountColumns::as_select(), joined_roles(), ended))
+            .select((AccountColumns::as_select(), joined_roles(), joined_ended_sessions()))
             .load(conn)?;
-        Ok(rows.into_iter().next().map(|(columns, roles, ended)| {
-            let mut account = Account::from_columns(columns, split_roles(roles));
-            account.ended_sessions = ended_sessions(ended);
-            account
-        }))
+        Ok(rows.into_iter().next().map(Account::from_row))
+    }
+
+    fn from_row((columns, roles, ended): AccountRow) -> Self {
+        let mut account = Account::from_columns(columns, split_roles(roles));
+        account.ended_sessions = ended_sessions(ended);
+        account
+    }
+
+    /// Starts the session `new` on the users row (`SESSIONS_PER_USER=1`) in one statement,
+    /// if the row's password hash is still `verified` (the one a login checked), replacing
+    /// it by `rehashed` (the same, or its argon2id re-hash), and answers the account as
+    /// changed; `None` when the user is gone or its password changed since. The stamp is
+    /// the row's own, never back ([`User::stamp`], here in SQL).
+    ///
+    /// The roles are subqueries of the statement, read in its snapshot. On PostgreSQL it
+    /// runs in a REPEATABLE READ transaction, as a live rotation does
+    /// ([`User::rotate_live_session`]): a revocation committed since the snapshot (a role
+    /// taken away while this waited for the row) fails it, and the retry reads the roles
+    /// that go with the row it writes.
+    pub fn start_session_on_row(
+        conn: &mut WriteConn,
+        id: Uuid,
+        new: &NewSession,
+        verified: &str,
+        rehashed: &str,
+    ) -> Result<Option<Account>, DbError> {
+        let update = || {
+            let stamp = case_when(users::updated_at.gt(new.now), users::updated_at).otherwise(new.now);
+            let row = users::table.find(DbUuid(id)).filter(users::password_hash.eq(verified));
+            let update = diesel::update(row)
+                .set((
+                    SessionChange::start(new, new.now).unstamped(),
+                    users::updated_at.eq(stamp),
+                    users::password_hash.eq(rehashed),
+                ))
+                .returning((
+                    <AccountColumns as Selectable<MultiBackend>>::construct_selection(),
+                    joined_roles(),
+                    joined_ended_sessions(),
+                ));
+            // Its columns are the same at every login, and so is its SQL.
+            PreparedOnce::<_, StartSessionOnRow>::new(update)
+        };
+        let row: Option<AccountRow> = match conn.conn() {
+            DbConnection::Sqlite(conn) => update().get_result(conn).optional()?,
+            DbConnection::Postgres(conn) => {
+                repeatable_read(conn, |conn| update().get_result(conn).optional())?
+            }
+        };
+        Ok(row.map(Account::from_row))
     }
 
     pub fn find_by_username(conn: &mut DbConnection, username: &str) -> Result<Option<Account>, DbError> {

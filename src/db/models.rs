@@ -209,7 +209,7 @@ pub struct SessionChange<'a> {
     previous_refresh_token_hash: Option<Option<&'a str>>,
     refresh_token_rotated_at: Option<Option<NaiveDateTime>>,
     tokens_valid_after: Option<Option<UnixMillis>>,
-    updated_at: NaiveDateTime,
+    updated_at: Option<NaiveDateTime>,
     session_id: Option<Option<DbUuid>>,
     session_created_at: Option<Option<NaiveDateTime>>,
     session_user_agent: Option<Option<&'a str>>,
@@ -225,7 +225,7 @@ impl<'a> SessionChange<'a> {
             previous_refresh_token_hash: Some(None),
             refresh_token_rotated_at: Some(None),
             tokens_valid_after: None,
-            updated_at: now,
+            updated_at: Some(now),
             session_id: None,
             session_created_at: None,
             session_user_agent: None,
@@ -281,13 +281,18 @@ impl<'a> SessionChange<'a> {
             previous_refresh_token_hash: Some(None),
             refresh_token_rotated_at: Some(None),
             tokens_valid_after: None,
-            updated_at: user.stamp(now),
+            updated_at: Some(user.stamp(now)),
             session_id: Some(None),
             session_created_at: Some(None),
             session_user_agent: Some(None),
             session_ip: Some(None),
         }
         .revoking_access_tokens(tokens_valid_after(now, user, sessions_used))
+    }
+
+    /// Leaves `updated_at` to the statement (a stamp computed in SQL).
+    pub fn unstamped(self) -> Self {
+        Self { updated_at: None, ..self }
     }
 
     /// Also revokes the access tokens issued before `valid_after` (see [`tokens_valid_after`]).

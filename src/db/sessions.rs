@@ -18,8 +18,8 @@ use uuid::Uuid;
 use super::DbError;
 use super::manager::{DbConnection, WriteConn};
 use super::models::{
-    DbUuid, LiveRotation, NewSession, PreparedOnce, Rotated, RotatedRow, SessionChange, Tombstone, UnixMillis, User,
-    joined_roles, repeatable_read, rotate_rows, split_roles, tokens_valid_after,
+    DbUuid, LiveRotation, NewSession, PreparedOnce, Rotated, RotatedRow, SessionChange, Tombstone,
+    UnixMillis, User, joined_roles, repeatable_read, rotate_rows, split_roles, tokens_valid_after,
 };
 use super::schema::{sessions, users};
 

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 db_tests!(
     a_refresh_racing_a_role_removal_never_keeps_the_role,
+    a_login_racing_a_role_removal_never_keeps_the_role,
     a_refresh_of_one_of_several_sessions_racing_a_role_removal_never_keeps_the_role,
     an_admin_token_whose_account_lost_the_role_is_forbidden,
 );
@@ -29,9 +30,18 @@ fn carries_admin(token: &str) -> bool {
     access_claims(token)["roles"].as_array().unwrap().iter().any(|role| role == "admin")
 }
 
-/// One round: `target` (an admin) refreshes its chain in a loop while `boss` takes the
-/// role away; the loop goes on until a refresh sent after the removal has answered.
-async fn race_once(app: &Arc<TestApp>, boss: &str, target: &str) -> Vec<Minted> {
+/// How a round mints its tokens.
+#[derive(Clone, Copy)]
+enum Mint {
+    /// Along one refresh chain.
+    Refresh,
+    /// By logging in again and again.
+    Login,
+}
+
+/// One round: `target` (an admin) mints tokens in a loop while `boss` takes the role
+/// away; the loop goes on until a request sent after the removal has answered.
+async fn race_once(app: &Arc<TestApp>, boss: &str, target: &str, mint: Mint) -> Vec<Minted> {
     let login: Value = app.login(target, PASSWORD).await.json().await.unwrap();
     let id = field(&login["user"], "id").to_owned();
     let mut refresh_token = field(&login, "refresh_token").to_owned();
@@ -39,11 +49,15 @@ async fn race_once(app: &Arc<TestApp>, boss: &str, target: &str) -> Vec<Minted> 
     let refreshing = Arc::new(Notify::new());
     let refresher = {
         let (app, removed, refreshing) = (app.clone(), removed.clone(), refreshing.clone());
+        let target = target.to_owned();
         tokio::spawn(async move {
             let mut minted = Vec::new();
             loop {
                 let after_removal = removed.load(Ordering::Acquire);
-                let response = app.refresh(&refresh_token).await;
+                let response = match mint {
+                    Mint::Refresh => app.refresh(&refresh_token).await,
+                    Mint::Login => app.login(&target, PASSWORD).await,
+                };
                 assert_eq!(response.status(), StatusCode::OK, "the chain must stay alive");
                 let body: Value = response.json().await.unwrap();
                 refresh_token = field(&body, "refresh_token").to_owned();
@@ -71,15 +85,20 @@ async fn race_once(app: &Arc<TestApp>, boss: &str, target: &str) -> Vec<Minted> 
 }
 
 async fn a_refresh_racing_a_role_removal_never_keeps_the_role(backend: Backend) {
-    race_role_removals(spawn_app(backend).await).await
+    race_role_removals(spawn_app(backend).await, Mint::Refresh).await
+}
+
+/// A login on the users row is one statement that reads the roles in its snapshot.
+async fn a_login_racing_a_role_removal_never_keeps_the_role(backend: Backend) {
+    race_role_removals(spawn_app(backend).await, Mint::Login).await
 }
 
 /// The same with sessions in their own rows, whose rotations do not write the users row.
 async fn a_refresh_of_one_of_several_sessions_racing_a_role_removal_never_keeps_the_role(backend: Backend) {
-    race_role_removals(spawn_app_with(backend, &[("SESSIONS_PER_USER", "3")]).await).await
+    race_role_removals(spawn_app_with(backend, &[("SESSIONS_PER_USER", "3")]).await, Mint::Refresh).await
 }
 
-async fn race_role_removals(app: TestApp) {
+async fn race_role_removals(app: TestApp, mint: Mint) {
     let app = Arc::new(app);
     let boss = crate::admin::admin_token(&app, "boss").await;
     let (mut with_admin, mut passing) = (0, Vec::new());
@@ -87,7 +106,7 @@ async fn race_role_removals(app: TestApp) {
         let target = format!("target{round}");
         app.signup(&target).await;
         crate::admin::grant(&app, &target, &["admin"]);
-        let minted = race_once(&app, &boss, &target).await;
+        let minted = race_once(&app, &boss, &target, mint).await;
         for token in &minted {
             if token.after_removal {
                 assert!(!carries_admin(&token.access), "round {round}: minted after the removal with admin");
