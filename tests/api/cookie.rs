@@ -12,6 +12,7 @@ db_tests!(
     the_cookie_is_refused_without_an_allowed_origin_and_the_csrf_header,
     native_apps_keep_the_json_body_in_cookie_mode,
     logout_by_cookie_revokes_and_clears_it,
+    logging_out_the_other_sessions_by_cookie_keeps_it,
     without_cookie_mode_an_origin_changes_nothing,
     the_demo_page_is_served_only_when_enabled,
 );
@@ -64,6 +65,26 @@ async fn cookie_logout(app: &TestApp, cookie: &str) -> reqwest::Response {
     let request =
         app.client.post(app.url("/auth/logout")).header("cookie", format!("tollgate_refresh={cookie}"));
     request.header("origin", ORIGIN).header("x-tollgate-csrf", "1").send().await.unwrap()
+}
+
+/// With several sessions, `scope: others` from a browser ends the other devices' sessions
+/// and leaves the browser's own, cookie and all.
+async fn logging_out_the_other_sessions_by_cookie_keeps_it(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[("REFRESH_TOKEN_COOKIE", "true"), ("CORS_ALLOWED_ORIGINS", ORIGIN), ("SESSIONS_PER_USER", "3")],
+    )
+    .await;
+    let (_, cookie) = browser_login(&app, "alice").await;
+    let phone: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
+    let request =
+        app.client.post(app.url("/auth/logout")).header("cookie", format!("tollgate_refresh={cookie}"));
+    let request = request.header("origin", ORIGIN).header("x-tollgate-csrf", "1");
+    let response = request.json(&json!({ "scope": "others" })).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(response.headers().get("set-cookie").is_none(), "the browser's cookie is not cleared");
+    assert_eq!(app.refresh(field(&phone, "refresh_token")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(cookie_refresh(&app, &cookie, Some(ORIGIN), true).await.status(), StatusCode::OK);
 }
 
 async fn browsers_get_the_refresh_token_only_as_an_httponly_cookie(backend: Backend) {
