@@ -2,6 +2,8 @@
 //! SQLite or (when `TEST_DATABASE_URL` is set) on a fresh PostgreSQL database.
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
