@@ -205,6 +205,7 @@ fn rotation(c: &mut Criterion) {
             created_at: now,
             updated_at: now,
             disabled: false,
+            email_verified: false,
         };
         Account::insert(&mut WriteConn::direct(&mut conn), NewAccount { user, roles: vec![] }).unwrap();
         c.bench_function(&format!("refresh rotation round trip {label}"), |b| {

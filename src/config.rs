@@ -32,7 +32,25 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub accounts: AccountSettings,
     pub services: ServiceSettings,
+    pub mail: MailSettings,
     pub log: LogSettings,
+}
+
+/// Mail (`SMTP_URL`; off without it) and the account-lifecycle mails' links and lifetimes.
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// The SMTP server, in the forms of lettre's `from_url`; `None`: mail is off.
+    pub smtp_url: Option<SecretString>,
+    /// The sender, `name <address>` or an address (`MAIL_FROM`; required with `SMTP_URL`).
+    pub from: Option<lettre::message::Mailbox>,
+    /// In subjects and texts (`APP_NAME`).
+    pub app_name: String,
+    /// At most one mail per account (and, for password reset, per address) in this long.
+    pub cooldown_secs: i64,
+    pub reset_ttl_secs: i64,
+    /// Where a reset mail's link points (`PASSWORD_RESET_URL`), before `?token=`: an
+    /// absolute URL, or an app's deep link (`myapp://reset`).
+    pub reset_url: String,
 }
 
 /// The listeners, and how requests are taken.
@@ -221,7 +239,48 @@ impl Settings {
             limits: LimitSettings::from_env(&env)?,
             accounts: AccountSettings::from_env(&env)?,
             services: ServiceSettings::from_env(&env)?,
+            mail: MailSettings::from_env(
+                &env,
+                &parse_public_url(&env.string("PUBLIC_URL", &default_public_url(&env)))?,
+            )?,
             log: LogSettings { format: parse_log_format(&env.string("LOG_FORMAT", "text"))? },
+        })
+    }
+}
+
+/// `PUBLIC_URL`'s default: the bind address, over plain HTTP.
+fn default_public_url(env: &Env) -> String {
+    format!("http://{}", env.string("BIND_ADDR", "127.0.0.1:8080"))
+}
+
+impl MailSettings {
+    fn from_env(env: &Env, public_url: &str) -> Result<Self, ConfigError> {
+        let smtp_url = env.trimmed("SMTP_URL").filter(|url| !url.is_empty());
+        if let Some(url) = &smtp_url {
+            lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(url)
+                .map_err(|e| env.error("SMTP_URL", format!("not an SMTP URL lettre takes: {e}")))?;
+        }
+        let from = match env.trimmed("MAIL_FROM").filter(|from| !from.is_empty()) {
+            Some(raw) => {
+                Some(raw.parse().map_err(|e| env.error("MAIL_FROM", format!("not a mailbox: {e}")))?)
+            }
+            None if smtp_url.is_some() => return Err(env.error("MAIL_FROM", "required when SMTP_URL is set")),
+            None => None,
+        };
+        let link = |name: &'static str, path: &str| -> Result<String, ConfigError> {
+            let url = env.string(name, &format!("{public_url}{path}"));
+            if !url.contains("://") {
+                return Err(env.error(name, "must be an absolute URL"));
+            }
+            Ok(url.trim().to_owned())
+        };
+        Ok(Self {
+            smtp_url: smtp_url.map(SecretString::from),
+            from,
+            app_name: env.string("APP_NAME", "tollgate"),
+            cooldown_secs: env.number("MAIL_COOLDOWN_SECS", 60)?,
+            reset_ttl_secs: env.positive("PASSWORD_RESET_TTL_SECS", 3600)?,
+            reset_url: link("PASSWORD_RESET_URL", "/auth/password/reset")?,
         })
     }
 }
@@ -231,7 +290,7 @@ impl HttpSettings {
         let bind_addr = env.string("BIND_ADDR", "127.0.0.1:8080");
         Ok(Self {
             bind_addr: parse_bind_addr("BIND_ADDR", &bind_addr)?,
-            public_url: parse_public_url(&env.string("PUBLIC_URL", &format!("http://{bind_addr}")))?,
+            public_url: parse_public_url(&env.string("PUBLIC_URL", &default_public_url(env)))?,
             metrics_bind_addr: env
                 .trimmed("METRICS_BIND_ADDR")
                 .map(|raw| parse_bind_addr("METRICS_BIND_ADDR", &raw))

@@ -36,6 +36,8 @@ pub struct ImportOptions {
     pub username_field: String,
     /// Group names by pk, from `dumpdata auth.group`, for dumps whose `groups` are ids.
     pub groups: Option<HashMap<i64, String>>,
+    /// The addresses count as verified (`--emails-verified`).
+    pub emails_verified: bool,
     /// `created_at` for records without `date_joined`, and every `updated_at`.
     pub now: NaiveDateTime,
 }
@@ -308,6 +310,7 @@ fn account(
     }
     let roles =
         parse_roles(roles).map_err(|InvalidRole(role)| format!("group {role:?} makes no valid role name"))?;
+    let email_verified = options.emails_verified && email.is_some();
     let user = NewUser {
         id: DbUuid(Uuid::new_v4()),
         username,
@@ -318,6 +321,7 @@ fn account(
         created_at,
         updated_at: options.now,
         disabled: !active,
+        email_verified,
     };
     Ok(Pending { account: NewAccount { user, roles }, withheld })
 }

@@ -11,5 +11,6 @@ pub mod db;
 pub mod http;
 pub mod import;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod startup;

@@ -33,6 +33,27 @@ pub struct Metrics {
     rate_limited: IntCounter,
     argon2_queue_depth: IntGauge,
     db_connections_in_use: IntGauge,
+    mails: IntCounterVec,
+}
+
+/// How an attempt to send a mail ended: `tollgate_mails_total{kind,result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailResult {
+    Sent,
+    /// It failed and is tried again later.
+    Retried,
+    /// It failed for good, or too many times: given up.
+    Dropped,
+}
+
+impl MailResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailResult::Sent => "sent",
+            MailResult::Retried => "retried",
+            MailResult::Dropped => "dropped",
+        }
+    }
 }
 
 /// How a login ended: `tollgate_logins_total{result}`.
@@ -182,6 +203,13 @@ impl Metrics {
                     "Database connections checked out of the pool",
                 ),
             ),
+            mails: registered(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new("tollgate_mails_total", "Attempts to send a mail, by kind and result"),
+                    &["kind", "result"],
+                ),
+            ),
             registry,
         };
         // Every result is shown from the start, at 0, so that a rate over it is defined
@@ -207,6 +235,11 @@ impl Metrics {
 
     pub fn login(&self, result: LoginResult) {
         self.logins.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// One attempt to send a mail of `kind` (a template's name).
+    pub fn mail(&self, kind: &str, result: MailResult) {
+        self.mails.with_label_values(&[kind, result.as_str()]).inc();
     }
 
     pub fn signup(&self) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, web};
+use tokio::sync::Notify;
 
 use crate::auth::Core;
 use crate::auth::accounts::Accounts;
@@ -25,6 +26,8 @@ use crate::db::{self, Pool};
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
 use crate::http::routes::metrics::{MetricsListener, metrics};
 use crate::http::{AppState, routes};
+use crate::mail::sender::Sender;
+use crate::mail::{MailCore, Mailer};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,8 @@ pub enum StartupError {
     Bind(String, std::io::Error),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 /// Connects to the database, applies pending migrations, and only then starts the
@@ -94,13 +99,28 @@ fn session_store(settings: &Settings) -> SessionStore {
     SessionStore::new(settings.refresh.sessions_per_user, max_token_age_secs(&settings.jwt))
 }
 
-/// Loads keys, starts the hashing threads and builds the core and what the handlers share.
-fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, StartupError> {
+/// Loads keys, starts the hashing threads and builds the core and what the handlers share,
+/// and the mail sender to run beside the server (when `SMTP_URL` is set).
+fn app_state(
+    settings: &Settings,
+    pool: Pool,
+    clock: Clock,
+) -> Result<(AppState, Option<Sender>), StartupError> {
     let keys = Arc::new(KeyStore::open(&settings.jwt, clock.clone())?);
     keys.watch();
     let passwords = passwords(settings, &pool)?;
     let users = Arc::new(UserCache::new(clock.clone()));
     let metrics = Arc::new(Metrics::new());
+    let mailer = Mailer::new(&settings.mail, &keys.refresh_secret).map_err(StartupError::Mail)?.map(Arc::new);
+    let wake = Arc::new(Notify::new());
+    let sender = mailer.clone().map(|mailer| Sender {
+        pool: pool.clone(),
+        clock: clock.clone(),
+        mailer,
+        metrics: metrics.clone(),
+        wake: wake.clone(),
+    });
+    let mail = mailer.map(|mailer| MailCore { mailer, settings: settings.mail.clone(), wake });
     let per_minute = settings.limits.auth_rate_limit_per_min;
     let sessions = Sessions {
         limits: abuse_limits(settings, &pool, &clock),
@@ -117,16 +137,18 @@ fn app_state(settings: &Settings, pool: Pool, clock: Clock) -> Result<AppState, 
         default_roles: settings.accounts.default_roles.clone(),
         metrics: metrics.clone(),
         clock: clock.clone(),
+        mail,
     };
     let accounts = accounts_on(settings, pool, clock, passwords, users);
-    Ok(AppState {
+    let state = AppState {
         core: Core { sessions, accounts },
         keys,
         metrics,
         http: settings.http.clone(),
         jwt: settings.jwt.clone(),
         services: settings.services.clone(),
-    })
+    };
+    Ok((state, sender))
 }
 
 /// In the database on PostgreSQL, where several instances may share it (unless
@@ -146,6 +168,8 @@ pub struct Application {
     server: Server,
     /// The listener of `METRICS_BIND_ADDR`, if set: its port and server.
     metrics: Option<(u16, Server)>,
+    /// The mail sender, run beside the server (`SMTP_URL`).
+    sender: Option<Sender>,
 }
 
 impl Application {
@@ -160,7 +184,8 @@ impl Application {
         if applied > 0 {
             log::info!("applied {applied} migration(s)");
         }
-        let state = web::Data::new(app_state(&settings, pool, clock)?);
+        let (state, sender) = app_state(&settings, pool, clock)?;
+        let state = web::Data::new(state);
         let http = &settings.http;
         let (listener, port) = bind(http.bind_addr)?;
         let origins = http.cors_allowed_origins.clone();
@@ -185,7 +210,7 @@ impl Application {
         let metrics = http.metrics_bind_addr.map(|addr| metrics_server(addr, state, http)).transpose()?;
         // Last, so that whoever waits for this line finds every listener bound.
         log::info!("listening on {}:{port}", http.bind_addr.ip());
-        Ok(Self { port, server, metrics })
+        Ok(Self { port, server, metrics, sender })
     }
 
     pub fn port(&self) -> u16 {
@@ -210,7 +235,12 @@ impl Application {
             let handle = server.handle();
             (handle, tokio::spawn(server))
         });
+        // A letter it is sending when the server stops is claimed again by the next start.
+        let sender = self.sender.map(|sender| tokio::spawn(sender.run()));
         let result = self.server.await;
+        if let Some(sender) = sender {
+            sender.abort();
+        }
         if let Some((handle, task)) = metrics {
             handle.stop(true).await;
             task.await.map_err(std::io::Error::other)??;

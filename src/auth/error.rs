@@ -30,6 +30,9 @@ pub enum Error {
     InvalidToken,
     #[error("invalid or expired refresh token")]
     InvalidRefreshToken,
+    /// A password-reset token that is unknown, used, replaced or expired.
+    #[error("invalid, used or expired password reset token")]
+    InvalidResetToken,
     /// The password was right, but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod keys;
 pub mod password;
 pub mod rate_limit;
+pub mod recovery;
 pub mod refresh;
 pub mod rules;
 pub mod sessions;

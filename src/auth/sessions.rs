@@ -23,8 +23,10 @@ use crate::clock::Clock;
 use crate::db::DbError;
 use crate::db::Pool;
 use crate::db::accounts::{Account, NewAccount};
+use crate::db::mail::{MailTokens, Purpose};
 use crate::db::models::{NewSession, UnixMillis, User};
 use crate::db::sessions::{Chain, PasswordWrite, SessionInfo, SessionStore};
+use crate::mail::MailCore;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
 
 /// Who is asking, as far as the limits and the session list care.
@@ -119,7 +121,7 @@ pub struct Revocation {
 const FEED_WATERMARK_LAG_SECS: i64 = 5;
 
 /// What a new session does to the stored password hash.
-enum PasswordUpdate {
+pub(super) enum PasswordUpdate {
     Keep,
     /// The login verified an imported Django hash: store tollgate's argon2id instead, if
     /// the stored hash is still the one verified (a compare-and-set, so that a password
@@ -130,6 +132,13 @@ enum PasswordUpdate {
     },
     /// A password change: the new hash, and every access token issued so far is revoked.
     Change(String),
+    /// A password reset: a change, with the reset token used in the same transaction (the
+    /// session starts only if it was still live), and the address it went to verified.
+    Reset {
+        new_hash: String,
+        token_hash: String,
+        now_ms: i64,
+    },
 }
 
 /// Built once at start-up (`startup`); the fields are the crate's, for that.
@@ -150,6 +159,8 @@ pub struct Sessions {
     /// The roles of every signup (`DEFAULT_ROLES`).
     pub(crate) default_roles: Vec<String>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Mail, when `SMTP_URL` is set (`auth::recovery`).
+    pub(crate) mail: Option<MailCore>,
 }
 
 impl Sessions {
@@ -446,7 +457,7 @@ impl Sessions {
     /// Starts a new session for the user (with one session per user, replacing it; with
     /// more, ending the least recently used beyond the limit); `None` when the user is
     /// gone, or a rehash found the password changed since it was verified.
-    async fn start_session(
+    pub(super) async fn start_session(
         &self,
         user: User,
         password: PasswordUpdate,
@@ -467,7 +478,7 @@ impl Sessions {
                     PasswordUpdate::Rehash { verified, rehashed } => {
                         Some((verified.as_str(), rehashed.as_str()))
                     }
-                    PasswordUpdate::Change(_) => None,
+                    PasswordUpdate::Change(_) | PasswordUpdate::Reset { .. } => None,
                 };
                 if let (Some((verified, rehashed)), SessionStore::UsersRow) = (login, store) {
                     let account = Account::start_session_on_row(conn, user_id, &session, verified, rehashed)?;
@@ -481,6 +492,17 @@ impl Sessions {
                             PasswordWrite::Rehash { verified, rehashed }
                         }
                         PasswordUpdate::Change(new_hash) => PasswordWrite::Change(new_hash),
+                        PasswordUpdate::Reset { new_hash, token_hash, now_ms } => {
+                            let used =
+                                MailTokens::consume(conn, Purpose::PasswordReset, token_hash, *now_ms)?;
+                            let Some(used) = used.filter(|used| used.user_id == user_id) else {
+                                return Ok(None);
+                            };
+                            if current.email.as_deref() == Some(used.email.as_str()) {
+                                User::verify_email(conn, user_id)?;
+                            }
+                            PasswordWrite::Change(new_hash)
+                        }
                     };
                     if !store.start(conn, &current, &session, write)? {
                         return Ok(None);

@@ -301,6 +301,7 @@ mod tests {
             updated_at: at,
             tokens_valid_after: None,
             disabled: false,
+            email_verified: false,
             roles: vec!["editor".into(), "support".into()],
             ended_sessions: Vec::new(),
         })

@@ -1,4 +1,4 @@
-//! The command line: `serve` (the default), `migrate`, `keys …` and `user …`.
+//! The command line: `serve` (the default), `migrate`, `keys …`, `user …` and `mail test`.
 //!
 //! Exit codes: 0 done; 1 refused or failed, with one line on standard error; 2 for a
 //! usage error (clap's own).
@@ -38,6 +38,15 @@ enum Command {
     /// Manage accounts in the configured database (safe while servers run)
     #[command(subcommand)]
     User(users::UserCommand),
+    /// Mail (SMTP_URL, MAIL_FROM)
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+enum MailCommand {
+    /// Send one test mail to ADDRESS now; exits non-zero with the SMTP error if it cannot
+    Test { address: String },
 }
 
 /// Why a command did not succeed: the one line printed on standard error.
@@ -62,6 +71,9 @@ pub fn run() -> ExitCode {
         }),
         Command::Keys(command) => settings().and_then(|settings| keys::run(command, &settings)),
         Command::User(command) => settings().and_then(|settings| users::run(command, &settings)),
+        Command::Mail(MailCommand::Test { address }) => {
+            settings().and_then(|settings| mail_test(&settings, &address))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +89,30 @@ fn settings() -> Result<Settings, CliError> {
     let settings = Settings::from_env().map_err(StartupError::from)?;
     logging::init(settings.log.format);
     Ok(settings)
+}
+
+fn mail_test(settings: &Settings, address: &str) -> Result<(), CliError> {
+    let address = crate::auth::rules::validate_email(Some(address))
+        .map_err(|e| CliError::Refused(e.0))?
+        .unwrap_or_default();
+    // A test mail carries no token: any secret will do.
+    let secret = secrecy::SecretSlice::from(vec![0u8; 32]);
+    let mailer = crate::mail::Mailer::new(&settings.mail, &secret)
+        .map_err(StartupError::Mail)?
+        .ok_or_else(|| CliError::Refused("mail is off: set SMTP_URL and MAIL_FROM".into()))?;
+    let letter = crate::mail::Letter {
+        template: crate::mail::Template::Test,
+        to: address.clone(),
+        username: String::new(),
+        nonce: None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Refused(format!("runtime: {e}")))?;
+    runtime.block_on(mailer.send(&letter)).map_err(|e| CliError::Refused(format!("mail not sent: {e}")))?;
+    println!("sent a test mail to {address}");
+    Ok(())
 }
 
 fn serve() -> Result<(), CliError> {

@@ -65,6 +65,9 @@ pub enum UserCommand {
         /// `dumpdata auth.group` output, for dumps whose groups are numeric ids
         #[arg(long, value_name = "FILE")]
         groups: Option<String>,
+        /// Mark the imported addresses verified (Django or allauth verified them already)
+        #[arg(long)]
+        emails_verified: bool,
     },
     /// Print a user's roles, one a line, after adding and removing any given
     Roles {
@@ -117,9 +120,10 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
             runtime.block_on(change(&accounts, &username, update))?;
             println!("password set for {username}");
         }
-        UserCommand::Import { file, username_field, groups } => {
+        UserCommand::Import { file, username_field, groups, emails_verified } => {
             let groups = groups.map(|path| read_groups(open(&path)?).map_err(refused)).transpose()?;
-            let options = ImportOptions { username_field, groups, now: Utc::now().naive_utc() };
+            let options =
+                ImportOptions { username_field, groups, emails_verified, now: Utc::now().naive_utc() };
             let mut write =
                 |batch| runtime.block_on(accounts.import_batch(Arc::new(batch))).map_err(db_error);
             let (report, result) = import(open(&file)?, &options, &mut write);

@@ -42,6 +42,7 @@ pub struct Account {
     /// Access tokens issued before this time are revoked.
     pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
+    pub email_verified: bool,
     pub roles: Vec<String>,
     /// The sessions ended one by one (`SESSIONS_PER_USER` > 1) whose access tokens may
     /// still be alive, sorted: their tokens are refused.
@@ -59,6 +60,7 @@ struct AccountColumns {
     updated_at: NaiveDateTime,
     tokens_valid_after: Option<UnixMillis>,
     disabled: bool,
+    email_verified: bool,
 }
 
 impl Account {
@@ -72,15 +74,23 @@ impl Account {
             updated_at: user.updated_at,
             tokens_valid_after: user.tokens_valid_after,
             disabled: user.disabled,
+            email_verified: user.email_verified,
             roles,
             ended_sessions: Vec::new(),
         }
     }
 
     fn from_columns(columns: AccountColumns, roles: Vec<String>) -> Self {
-        let AccountColumns { id, username, email, created_at, updated_at, tokens_valid_after, disabled } =
-            columns;
-        let ended_sessions = Vec::new();
+        let AccountColumns {
+            id,
+            username,
+            email,
+            created_at,
+            updated_at,
+            tokens_valid_after,
+            disabled,
+            email_verified,
+        } = columns;
         Self {
             id: id.0,
             username,
@@ -89,8 +99,9 @@ impl Account {
             updated_at,
             tokens_valid_after,
             disabled,
+            email_verified,
             roles,
-            ended_sessions,
+            ended_sessions: Vec::new(),
         }
     }
 
@@ -158,6 +169,7 @@ impl NewAccount {
             created_at: now,
             updated_at: now,
             disabled: false,
+            email_verified: false,
         };
         Self { user, roles }
     }

@@ -4,6 +4,7 @@
 pub mod accounts;
 mod batch;
 pub mod error;
+pub mod mail;
 pub mod manager;
 pub mod models;
 mod pool;

@@ -136,6 +136,9 @@ pub struct User {
     pub session_created_at: Option<NaiveDateTime>,
     pub session_user_agent: Option<String>,
     pub session_ip: Option<String>,
+    /// The address was shown to be the user's (a link from a mail was used, an admin said
+    /// so, or an import from Django did).
+    pub email_verified: bool,
 }
 
 /// What a new user row is made of. A signup's refresh session starts with the account;
@@ -152,6 +155,7 @@ pub struct NewUser {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub disabled: bool,
+    pub email_verified: bool,
 }
 
 /// The `tokens_valid_after` of a revocation at `now` of `user`, the row as read under its
@@ -559,6 +563,14 @@ impl User {
             return Ok(None);
         }
         User::find(conn, id)
+    }
+
+    /// Marks the user's address verified.
+    pub fn verify_email(conn: &mut WriteConn, id: Uuid) -> Result<(), DbError> {
+        diesel::update(users::table.find(DbUuid(id)))
+            .set(users::email_verified.eq(true))
+            .execute(conn.conn())?;
+        Ok(())
     }
 
     /// Records, on the row as locked, that a token is being issued at `now` without any

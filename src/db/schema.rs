@@ -18,6 +18,40 @@ diesel::table! {
         session_created_at -> Nullable<Timestamp>,
         session_user_agent -> Nullable<Text>,
         session_ip -> Nullable<Text>,
+        email_verified -> Bool,
+    }
+}
+
+// Mail (src/db/mail.rs).
+diesel::table! {
+    mail_tokens (user_id, purpose) {
+        user_id -> Text,
+        purpose -> Text,
+        token_hash -> Nullable<Text>,
+        nonce -> Text,
+        email -> Text,
+        created_at_ms -> BigInt,
+        expires_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    mail_cooldowns (address_hash) {
+        address_hash -> Text,
+        until_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        kind -> Text,
+        payload -> Text,
+        attempts -> Integer,
+        last_error -> Nullable<Text>,
+        created_at_ms -> BigInt,
+        next_attempt_at_ms -> BigInt,
+        claimed_until_ms -> Nullable<BigInt>,
     }
 }
 
@@ -56,7 +90,8 @@ diesel::table! {
 
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, user_roles, sessions, revocations);
+diesel::joinable!(mail_tokens -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, user_roles, sessions, revocations, mail_tokens);
 
 // The abuse limits' tables (src/auth/rate_limit/shared.rs, PostgreSQL only). The list of
 // recent failures is left out: an array on PostgreSQL, which `MultiConnection` does not map.

@@ -85,6 +85,7 @@ impl ApiError {
             ApiError::Core(Error::InvalidCredentials | Error::WrongCurrentPassword) => "invalid_credentials",
             ApiError::Core(Error::InvalidToken) => "invalid_token",
             ApiError::Core(Error::InvalidRefreshToken) => "invalid_refresh_token",
+            ApiError::Core(Error::InvalidResetToken) => "invalid_reset_token",
             ApiError::Core(Error::AccountDisabled) => "account_disabled",
             ApiError::Core(Error::Forbidden) => "forbidden",
             ApiError::Core(Error::RateLimited { .. }) => "rate_limited",
@@ -122,7 +123,8 @@ impl ResponseError for ApiError {
                 Error::InvalidCredentials
                 | Error::WrongCurrentPassword
                 | Error::InvalidToken
-                | Error::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+                | Error::InvalidRefreshToken
+                | Error::InvalidResetToken => StatusCode::UNAUTHORIZED,
                 Error::AccountDisabled | Error::Forbidden => StatusCode::FORBIDDEN,
                 Error::NotFound => StatusCode::NOT_FOUND,
                 Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -25,6 +25,12 @@ const APP_VARIABLES: &[&str] = &[
     "REFRESH_TOKEN_TTL_SECS",
     "REFRESH_REUSE_GRACE_SECS",
     "SESSIONS_PER_USER",
+    "SMTP_URL",
+    "MAIL_FROM",
+    "APP_NAME",
+    "MAIL_COOLDOWN_SECS",
+    "PASSWORD_RESET_TTL_SECS",
+    "PASSWORD_RESET_URL",
     "ARGON2_MEMORY_KIB",
     "ARGON2_ITERATIONS",
     "ARGON2_PARALLELISM",
@@ -828,6 +834,10 @@ fn substitute(s: &str, dollar_escape: bool, lookup: &dyn Fn(&str) -> Option<Stri
 
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_uppercase();
+    // The password reset's lifetime and link are settings, not passwords.
+    if name.starts_with("PASSWORD_RESET_") {
+        return false;
+    }
     ["PASSWORD", "PASSWD", "SECRET"].iter().any(|w| name.contains(w))
         || name.ends_with("_KEY")
         || name.ends_with("_TOKEN")

@@ -20,7 +20,18 @@ db_tests!(
     standard_input_and_a_custom_username_field,
     input_that_is_not_a_dump_stops_with_exit_1_after_whole_batches,
     hashes_costlier_than_djangos_defaults_are_rejected_and_never_verified,
+    emails_verified_marks_the_imported_addresses_verified,
 );
+
+async fn emails_verified_marks_the_imported_addresses_verified(backend: Backend) {
+    let plain = spawn_app(backend.clone()).await;
+    import(&plain, &[&fixture("users.json")]);
+    assert!(!plain.user_row("argon2_user").email_verified, "not without the flag");
+    let app = spawn_app(backend).await;
+    import(&app, &[&fixture("users.json"), "--emails-verified"]);
+    let with_email = app.user_row("argon2_user");
+    assert!(with_email.email.is_some() && with_email.email_verified);
+}
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/django");
 

@@ -20,6 +20,7 @@ mod junk;
 mod jwks;
 mod keys;
 mod logging;
+mod mail;
 mod openapi;
 mod operations;
 mod races;

@@ -225,6 +225,12 @@ async fn logout_scopes_end_this_the_other_or_every_session(backend: Backend) {
         assert_eq!(refresh_status(&app, tokens).await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(session_rows(&app), 0);
+    // A JSON `null` body is no scope at all: the default.
+    let f = login_from(&app, "alice", "f").await;
+    let request = app.client.post(app.url("/auth/logout")).bearer_auth(field(&f, "access_token"));
+    let response = request.header("content-type", "application/json").body("null").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(me(&app, &f).await, StatusCode::UNAUTHORIZED);
 }
 
 async fn reuse_detection_ends_only_the_replayed_chain(backend: Backend) {

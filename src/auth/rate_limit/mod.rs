@@ -130,6 +130,12 @@ impl AbuseLimits {
         Ok(())
     }
 
+    /// Clears the username's failures and lockout (a password reset: its owner proved it
+    /// holds the address).
+    pub async fn clear_lockout(&self, username: &str) -> Result<(), DbError> {
+        self.login_succeeded(&LoginAttempt { key: key(username), on_record: true }).await
+    }
+
     /// The right password: clears the count and the lockout level.
     pub async fn login_succeeded(&self, attempt: &LoginAttempt) -> Result<(), DbError> {
         match self {

@@ -14,7 +14,7 @@ use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
 use crate::http::middleware::page_policy;
 use crate::http::routes::{
-    admin, auth, demo, discovery, health, introspect, jwks, metrics, revocations, sessions,
+    admin, auth, demo, discovery, health, introspect, jwks, metrics, recovery, revocations, sessions,
 };
 
 pub mod responses;
@@ -34,6 +34,10 @@ pub mod responses;
         auth::logout,
         auth::me,
         auth::change_password,
+        recovery::forgot,
+        recovery::reset,
+        recovery::reset_page,
+        recovery::pages_script,
         sessions::list,
         sessions::end,
         admin::list,

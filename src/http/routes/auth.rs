@@ -120,7 +120,7 @@ impl TokenResponse {
 
 /// The token response, with the refresh token in the JSON or, for a browser in cookie
 /// mode, in the `tollgate_refresh` cookie only.
-fn respond(
+pub(super) fn respond(
     req: &HttpRequest,
     state: &AppState,
     mut response: HttpResponseBuilder,
@@ -219,8 +219,9 @@ pub async fn logout(
     let sessions = &state.core.sessions;
     let cookie_mode = state.cookie_mode();
     let cookie = cookie_mode.presented_token(&req);
-    let request: LogoutRequest =
-        if body.is_empty() { LogoutRequest::default() } else { json_body(&req, &body)? };
+    // No body, or `null`, is the default scope.
+    let request: Option<LogoutRequest> = if body.is_empty() { None } else { json_body(&req, &body)? };
+    let request = request.unwrap_or_default();
     let scope: LogoutScope = request.scope.into();
     if bearer_token(&req)?.is_some() {
         sessions.log_out(LogoutBy::Caller(&caller(&req).await?), scope, client(&req)).await?;

@@ -8,6 +8,7 @@ pub mod health;
 pub mod introspect;
 pub mod jwks;
 pub mod metrics;
+pub mod recovery;
 pub mod revocations;
 pub mod sessions;
 
@@ -81,6 +82,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/auth/logout", auth::logout),
         Endpoint::new(Method::GET, "/auth/me", auth::me),
         Endpoint::new(Method::POST, "/auth/password", auth::change_password),
+        Endpoint::new(Method::POST, "/auth/password/forgot", recovery::forgot),
+        Endpoint::new(Method::POST, "/auth/password/reset", recovery::reset),
+        Endpoint::new(Method::GET, "/auth/password/reset", recovery::reset_page),
+        Endpoint::new(Method::GET, "/auth/pages/mail.js", recovery::pages_script),
         Endpoint::new(Method::GET, "/auth/sessions", sessions::list),
         Endpoint::new(Method::DELETE, "/auth/sessions/{sid}", sessions::end),
         Endpoint::new(Method::GET, "/auth/revocations", revocations::revocations),
