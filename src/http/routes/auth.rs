@@ -53,14 +53,14 @@ pub struct LogoutRequest {
     /// Which sessions end: `local` (the presented token's, the default), `others` (every
     /// other session of the user) or `global` (all of them).
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "local")]
+    #[schema(required = false)]
     scope: Scope,
 }
 
 /// `LogoutRequest::scope`.
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Scope {
+pub enum Scope {
     #[default]
     Local,
     Others,
