@@ -230,8 +230,10 @@ impl Settings {
     /// Builds settings from any variable source, so tests need not touch the process env.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(&lookup);
+        let http = HttpSettings::from_env(&env)?;
         Ok(Settings {
-            http: HttpSettings::from_env(&env)?,
+            mail: MailSettings::from_env(&env, &http.public_url)?,
+            http,
             database: DatabaseSettings::from_env(&env)?,
             jwt: JwtSettings::from_env(&env)?,
             refresh: RefreshSettings::from_env(&env)?,
@@ -239,10 +241,6 @@ impl Settings {
             limits: LimitSettings::from_env(&env)?,
             accounts: AccountSettings::from_env(&env)?,
             services: ServiceSettings::from_env(&env)?,
-            mail: MailSettings::from_env(
-                &env,
-                &parse_public_url(&env.string("PUBLIC_URL", &default_public_url(&env)))?,
-            )?,
             log: LogSettings { format: parse_log_format(&env.string("LOG_FORMAT", "text"))? },
         })
     }

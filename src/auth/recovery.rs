@@ -8,10 +8,10 @@
 //! ends every session, verifies the address and clears the login lockout, all or nothing.
 
 use secrecy::SecretString;
-use sha2::{Digest, Sha256};
 
 use super::error::{Error, Result};
 use super::password::normalize;
+use super::refresh::sha256_hex;
 use super::rules::validate_email;
 use super::sessions::{Client, Issued, PasswordUpdate, Sessions};
 use crate::db::mail::{
@@ -39,8 +39,7 @@ impl Sessions {
         let now_ms = self.clock.now().timestamp_millis();
         let cooldown_ms = mail.settings.cooldown_secs.saturating_mul(1000);
         let expires_at_ms = now_ms.saturating_add(mail.settings.reset_ttl_secs.saturating_mul(1000));
-        let address_hash: String =
-            Sha256::digest(email.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let address_hash = sha256_hex(email.as_bytes());
         let mailer = mail.mailer.clone();
         let queued = self
             .pool

@@ -62,14 +62,7 @@ impl RefreshToken {
 
     /// What the database stores: SHA-256, 64 lower-case hex characters.
     pub fn hash(&self) -> String {
-        // By hand rather than a `format!` per byte: every refresh hashes two tokens.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut hex = String::with_capacity(64);
-        for byte in Sha256::digest(self.0.as_bytes()) {
-            hex.push(char::from(HEX[usize::from(byte >> 4)]));
-            hex.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-        hex
+        sha256_hex(self.0.as_bytes())
     }
 
     fn successor(&self, secret: &SecretSlice<u8>) -> Self {
@@ -77,6 +70,19 @@ impl RefreshToken {
         mac.update(self.0.as_bytes());
         Self::from_bytes(&mac.finalize().into_bytes())
     }
+}
+
+/// SHA-256 as 64 lower-case hex characters: how the database keeps every token (refresh
+/// tokens, the tokens mails carry) and every other value it must not hold as it is.
+pub fn sha256_hex(data: &[u8]) -> String {
+    // By hand rather than a `format!` per byte: every refresh hashes two tokens.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(data) {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 /// The refresh-token policy: lifetime, retry grace, the successor secret, and where the

@@ -121,29 +121,6 @@ impl MailTokens {
             .optional()?;
         Ok(id.map(|id| id.0))
     }
-
-    /// The nonce of the account's live token of the purpose (the sender derives the token
-    /// from it), if it is still the one `hash` names.
-    pub fn nonce(
-        conn: &mut DbConnection,
-        user_id: Uuid,
-        purpose: Purpose,
-    ) -> Result<Option<String>, DbError> {
-        Ok(mail_tokens::table
-            .find((DbUuid(user_id), purpose.as_str()))
-            .filter(mail_tokens::token_hash.is_not_null())
-            .select(mail_tokens::nonce)
-            .first(conn)
-            .optional()?)
-    }
-
-    /// Ends the account's live token of the purpose (its password was reset some other
-    /// way, its address changed).
-    pub fn revoke(conn: &mut WriteConn, user_id: Uuid, purpose: Purpose) -> Result<(), DbError> {
-        let row = mail_tokens::table.find((DbUuid(user_id), purpose.as_str()));
-        diesel::update(row).set(mail_tokens::token_hash.eq(None::<String>)).execute(conn.conn())?;
-        Ok(())
-    }
 }
 
 /// Takes a password-reset request for an address (its SHA-256, known or not) unless one was
@@ -269,10 +246,5 @@ impl Outbox {
             ))
             .execute(conn.conn())?;
         Ok(())
-    }
-
-    /// How many messages wait, for the tests and the metrics.
-    pub fn len(conn: &mut DbConnection) -> Result<i64, DbError> {
-        Ok(outbox::table.count().get_result(conn)?)
     }
 }

@@ -17,7 +17,9 @@ use rand::RngCore;
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+
+use crate::auth::refresh::sha256_hex;
 
 use crate::config::MailSettings;
 
@@ -101,7 +103,7 @@ impl MailToken {
 
     /// What the database stores: SHA-256, lower-case hex.
     pub fn hash(&self) -> String {
-        Sha256::digest(self.0.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        sha256_hex(self.0.as_bytes())
     }
 }
 
