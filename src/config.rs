@@ -51,6 +51,21 @@ pub struct MailSettings {
     /// Where a reset mail's link points (`PASSWORD_RESET_URL`), before `?token=`: an
     /// absolute URL, or an app's deep link (`myapp://reset`).
     pub reset_url: String,
+    pub verify_ttl_secs: i64,
+    /// Where a verification mail's link points (`EMAIL_VERIFY_URL`), as `reset_url`.
+    pub verify_url: String,
+    /// `EMAIL_VERIFICATION`: whether a login needs a verified address.
+    pub verification: EmailVerification,
+}
+
+/// Whether an account must have verified its address to log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailVerification {
+    /// Verification is offered; logins do not wait for it.
+    Optional,
+    /// A login to an account without a verified address is refused (and mails a link);
+    /// signup needs an address.
+    Required,
 }
 
 /// The listeners, and how requests are taken.
@@ -265,6 +280,18 @@ impl MailSettings {
             None if smtp_url.is_some() => return Err(env.error("MAIL_FROM", "required when SMTP_URL is set")),
             None => None,
         };
+        let verification = match env.string("EMAIL_VERIFICATION", "optional").to_ascii_lowercase().as_str() {
+            "optional" => EmailVerification::Optional,
+            "required" if smtp_url.is_none() => {
+                return Err(env.error("EMAIL_VERIFICATION", "required needs mail: set SMTP_URL"));
+            }
+            "required" => EmailVerification::Required,
+            other => {
+                return Err(
+                    env.error("EMAIL_VERIFICATION", format!("must be optional or required, not {other:?}"))
+                );
+            }
+        };
         let link = |name: &'static str, path: &str| -> Result<String, ConfigError> {
             let url = env.string(name, &format!("{public_url}{path}"));
             if !url.contains("://") {
@@ -279,6 +306,9 @@ impl MailSettings {
             cooldown_secs: env.number("MAIL_COOLDOWN_SECS", 60)?,
             reset_ttl_secs: env.positive("PASSWORD_RESET_TTL_SECS", 3600)?,
             reset_url: link("PASSWORD_RESET_URL", "/auth/password/reset")?,
+            verify_ttl_secs: env.positive("EMAIL_VERIFY_TTL_SECS", 86400)?,
+            verify_url: link("EMAIL_VERIFY_URL", "/auth/email/verify")?,
+            verification,
         })
     }
 }
@@ -587,6 +617,28 @@ mod tests {
         assert_eq!(s.http.metrics_bind_addr, None);
         assert_eq!(s.log.format, LogFormat::Text);
         assert_eq!(s.http.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn email_verification_is_optional_by_default_and_required_only_with_mail() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.mail.verification, EmailVerification::Optional);
+        assert_eq!(s.mail.verify_ttl_secs, 86_400);
+        assert_eq!(s.mail.verify_url, "http://127.0.0.1:8080/auth/email/verify");
+        let mail = [("SMTP_URL", "smtp://127.0.0.1:1025"), ("MAIL_FROM", "t <t@example.com>")];
+        let required = [mail[0], mail[1], ("EMAIL_VERIFICATION", "required")];
+        assert_eq!(settings(&required).unwrap().mail.verification, EmailVerification::Required);
+        let without_mail = settings(&[("EMAIL_VERIFICATION", "required")]).unwrap_err();
+        assert_eq!(without_mail.variable, "EMAIL_VERIFICATION");
+        for bad in ["yes", "mandatory"] {
+            let err = settings(&[mail[0], mail[1], ("EMAIL_VERIFICATION", bad)]).unwrap_err();
+            assert_eq!(err.variable, "EMAIL_VERIFICATION", "{bad}");
+        }
+        for (name, bad) in [("EMAIL_VERIFY_TTL_SECS", "0"), ("EMAIL_VERIFY_URL", "/verify")] {
+            assert_eq!(settings(&[(name, bad)]).unwrap_err().variable, name);
+        }
+        let deep_link = settings(&[("EMAIL_VERIFY_URL", "myapp://verify")]).unwrap();
+        assert_eq!(deep_link.mail.verify_url, "myapp://verify");
     }
 
     #[test]

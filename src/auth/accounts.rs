@@ -58,6 +58,7 @@ pub struct Update {
     /// The complete new set.
     pub roles: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    pub email_verified: Option<bool>,
     pub password: Option<SecretString>,
 }
 
@@ -119,6 +120,7 @@ impl Accounts {
             email: update.email.map(|email| validate_email(email.as_deref())).transpose()?,
             roles: update.roles.as_deref().map(roles).transpose()?,
             disabled: update.disabled,
+            email_verified: update.email_verified,
             password_hash: match &update.password {
                 Some(password) => Some(self.hash(password).await?),
                 None => None,

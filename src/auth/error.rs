@@ -33,6 +33,13 @@ pub enum Error {
     /// A password-reset token that is unknown, used, replaced or expired.
     #[error("invalid, used or expired password reset token")]
     InvalidResetToken,
+    /// An email-verification token that is unknown, used, replaced or expired.
+    #[error("invalid, used or expired email verification token")]
+    InvalidVerificationToken,
+    /// The password was right, but the account's address is not verified
+    /// (`EMAIL_VERIFICATION=required`); a new link was mailed, cooldown permitting.
+    #[error("this account's email address is not verified: follow the link mailed to it")]
+    EmailNotVerified,
     /// The password was right, but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,

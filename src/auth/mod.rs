@@ -5,6 +5,7 @@
 //! them: keys, tokens, refresh-token rotation, passwords, rules and limits.
 
 pub mod accounts;
+pub mod email;
 pub mod error;
 pub mod keys;
 pub mod password;

@@ -14,11 +14,9 @@ use super::password::normalize;
 use super::refresh::sha256_hex;
 use super::rules::validate_email;
 use super::sessions::{Client, Issued, PasswordUpdate, Sessions};
-use crate::db::mail::{
-    MailTokens, NewMailToken, Outbox, Purpose, address_allowed, enabled_accounts_with_email,
-};
+use crate::db::mail::{MailTokens, Purpose, address_allowed, enabled_accounts_with_email};
 use crate::db::models::User;
-use crate::mail::{Letter, MailCore, MailToken, OUTBOX_KIND, Template};
+use crate::mail::{MailCore, MailToken, Template, TokenLetter};
 
 impl Sessions {
     /// Whether mail is on (`SMTP_URL`); its endpoints are not found without it.
@@ -26,7 +24,7 @@ impl Sessions {
         self.mail.is_some()
     }
 
-    fn mail(&self) -> Result<&MailCore> {
+    pub(super) fn mail(&self) -> Result<&MailCore> {
         self.mail.as_ref().ok_or(Error::NotFound)
     }
 
@@ -37,8 +35,7 @@ impl Sessions {
         self.limits.attempt(client.ip).await?;
         let email = validate_email(Some(email))?.unwrap_or_default();
         let now_ms = self.clock.now().timestamp_millis();
-        let cooldown_ms = mail.settings.cooldown_secs.saturating_mul(1000);
-        let expires_at_ms = now_ms.saturating_add(mail.settings.reset_ttl_secs.saturating_mul(1000));
+        let cooldown_ms = mail.mailer.cooldown_ms();
         let address_hash = sha256_hex(email.as_bytes());
         let mailer = mail.mailer.clone();
         let queued = self
@@ -55,31 +52,16 @@ impl Sessions {
                         if User::lock(conn, user_id)?.is_none_or(|user| user.disabled) {
                             continue;
                         }
-                        let nonce = MailToken::nonce();
-                        let hash = mailer.token(&nonce).hash();
-                        let token = NewMailToken {
-                            user_id,
-                            purpose: Purpose::PasswordReset,
-                            hash: &hash,
-                            nonce: &nonce,
-                            email: &email,
-                            now_ms,
-                            expires_at_ms,
-                        };
-                        if !MailTokens::issue(conn, &token, cooldown_ms)? {
-                            continue;
-                        }
-                        let letter = Letter {
+                        let letter = TokenLetter {
                             template: Template::PasswordReset,
-                            to: email.clone(),
+                            user_id,
                             username,
-                            nonce: Some(nonce),
+                            to: email.clone(),
                         };
-                        let payload = serde_json::to_string(&letter)
-                            .map_err(|e| crate::db::DbError::Other(e.to_string()))?;
-                        Outbox::enqueue(conn, OUTBOX_KIND, &payload, now_ms)?;
-                        log::info!("password reset requested user_id={user_id}");
-                        queued += 1;
+                        if mailer.queue_with_token(conn, letter, now_ms)? {
+                            log::info!("password reset requested user_id={user_id}");
+                            queued += 1;
+                        }
                     }
                     Ok(queued)
                 })

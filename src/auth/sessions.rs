@@ -169,6 +169,9 @@ impl Sessions {
         self.limits.attempt(client.ip).await?;
         let username = validate_username(&new.username)?;
         let email = validate_email(new.email.as_deref())?;
+        if email.is_none() && self.verification_required() {
+            return Err(Error::Validation("email is required: addresses must be verified".into()));
+        }
         let password = normalize(&new.password)?;
         let password_hash = self.passwords.hash(password).await?;
 
@@ -178,8 +181,11 @@ impl Sessions {
         let new = NewAccount::new(username, email, password_hash, self.default_roles.clone(), now);
         let id = new.user.id.0;
         let store = self.refresh.store;
-        // The session starts with the account, in its transaction.
-        let (account, session) = self
+        let mailer = self.mail.as_ref().map(|mail| mail.mailer.clone());
+        let now_ms = self.clock.now().timestamp_millis();
+        // The session starts with the account, in its transaction, and so does the mail
+        // that verifies its address.
+        let (account, session, mailed) = self
             .pool
             .write(move |conn| {
                 conn.transaction(|conn| {
@@ -187,12 +193,19 @@ impl Sessions {
                     let user = User::find(conn, id)?
                         .ok_or_else(|| DbError::Other("a created user vanished".into()))?;
                     store.start(conn, &user, &session, PasswordWrite::Keep)?;
+                    let mailed = match &mailer {
+                        Some(mailer) => mailer.queue_verification(conn, &user, now_ms)?,
+                        None => false,
+                    };
                     let account = Account::find(conn, id)?
                         .ok_or_else(|| DbError::Other("a created user vanished".into()))?;
-                    Ok((account, session))
+                    Ok((account, session, mailed))
                 })
             })
             .await?;
+        if let Some(mail) = self.mail.as_ref().filter(|_| mailed) {
+            mail.wake.notify_one();
+        }
         self.metrics.signup();
         log::info!("signup user_id={}", account.id);
         Ok(self.issue(account, Some(session.id), token, session.expires_at, now))
@@ -228,6 +241,11 @@ impl Sessions {
         if user.disabled {
             log::info!("login refused, account disabled user_id={}", user.id.0);
             return Err(Error::AccountDisabled);
+        }
+        if !user.email_verified && self.verification_required() {
+            log::info!("login refused, email not verified user_id={}", user.id.0);
+            self.mail_verification(user.id.0).await?;
+            return Err(Error::EmailNotVerified);
         }
         let password = match verified {
             Verified::YesRehashed(rehashed) => {
@@ -499,7 +517,7 @@ impl Sessions {
                                 return Ok(None);
                             };
                             if current.email.as_deref() == Some(used.email.as_str()) {
-                                User::verify_email(conn, user_id)?;
+                                User::verify_email(conn, &current, &used.email, now)?;
                             }
                             PasswordWrite::Change(new_hash)
                         }

@@ -15,6 +15,9 @@ pub struct UserView {
     username: String,
     #[schema(example = "alice@example.com")]
     email: Option<String>,
+    /// Whether a link mailed to `email` was used (or a reset link, or an administrator
+    /// said so).
+    email_verified: bool,
     /// Sorted.
     roles: Vec<String>,
     /// RFC 3339, UTC, whole seconds.
@@ -28,6 +31,7 @@ impl From<&Account> for UserView {
             id: account.id,
             username: account.username.clone(),
             email: account.email.clone(),
+            email_verified: account.email_verified,
             roles: account.roles.clone(),
             created_at: account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }

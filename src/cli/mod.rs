@@ -105,6 +105,7 @@ fn mail_test(settings: &Settings, address: &str) -> Result<(), CliError> {
         to: address.clone(),
         username: String::new(),
         nonce: None,
+        new_email: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -16,6 +16,7 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbError;
+use super::mail::{MailTokens, Purpose};
 use super::manager::{DbConnection, MultiBackend, WriteConn};
 use super::models::{
     DbUuid, NewSession, NewUser, PreparedOnce, SessionChange, Tombstone, UnixMillis, User, joined_roles,
@@ -183,6 +184,8 @@ pub struct AccountChange {
     /// The complete new set.
     pub roles: Option<Vec<String>>,
     pub disabled: Option<bool>,
+    /// A new address is unverified unless this says otherwise.
+    pub email_verified: Option<bool>,
     pub password_hash: Option<String>,
 }
 
@@ -448,9 +451,17 @@ impl Account {
                     .set(users::disabled.eq(disabled))
                     .execute(conn.conn())?;
             }
-            if let Some(email) = &change.email {
+            if let Some(email) = change.email.as_ref().filter(|email| **email != current.user.email) {
                 diesel::update(users::table.find(current.user.id))
-                    .set(users::email.eq(email))
+                    .set((users::email.eq(email), users::email_verified.eq(false)))
+                    .execute(conn.conn())?;
+                // A link mailed to the old address, or to an address asked for, no longer
+                // says what the account's address is.
+                MailTokens::revoke(conn, id, Purpose::EmailVerify)?;
+            }
+            if let Some(verified) = change.email_verified {
+                diesel::update(users::table.find(current.user.id))
+                    .set(users::email_verified.eq(verified))
                     .execute(conn.conn())?;
             }
             if let Some(hash) = &change.password_hash {

@@ -61,13 +61,15 @@ pub struct UsedToken {
 pub struct MailTokens;
 
 impl MailTokens {
-    /// Issues the account's token for the purpose, replacing any other, unless one was
-    /// issued within `cooldown_ms`: whether it did. In the caller's transaction, after the
-    /// user's row was locked, so that two requests at once cannot both pass the cooldown.
+    /// Issues the account's token for the purpose, replacing any other, unless one for the
+    /// same address was issued within `cooldown_ms`: whether it did. In the caller's
+    /// transaction, after the user's row was locked, so that two requests at once cannot
+    /// both pass the cooldown.
     pub fn issue(conn: &mut WriteConn, new: &NewMailToken, cooldown_ms: i64) -> Result<bool, DbError> {
         let row = mail_tokens::table.find((DbUuid(new.user_id), new.purpose.as_str()));
-        let last: Option<i64> = row.select(mail_tokens::created_at_ms).first(conn.conn()).optional()?;
-        if last.is_some_and(|at| new.now_ms < at.saturating_add(cooldown_ms)) {
+        let last: Option<(i64, String)> =
+            row.select((mail_tokens::created_at_ms, mail_tokens::email)).first(conn.conn()).optional()?;
+        if last.is_some_and(|(at, email)| email == new.email && new.now_ms < at.saturating_add(cooldown_ms)) {
             return Ok(false);
         }
         diesel::delete(row).execute(conn.conn())?;
@@ -103,6 +105,13 @@ impl MailTokens {
             .get_result(conn.conn())
             .optional()?;
         Ok(used.map(|(user_id, email)| UsedToken { user_id: user_id.0, email }))
+    }
+
+    /// Withdraws the account's token of the purpose, if it has one (its address changed
+    /// under it).
+    pub fn revoke(conn: &mut WriteConn, user_id: Uuid, purpose: Purpose) -> Result<(), DbError> {
+        diesel::delete(mail_tokens::table.find((DbUuid(user_id), purpose.as_str()))).execute(conn.conn())?;
+        Ok(())
     }
 
     /// The account of a live token of the purpose, without using it.

@@ -565,10 +565,20 @@ impl User {
         User::find(conn, id)
     }
 
-    /// Marks the user's address verified.
-    pub fn verify_email(conn: &mut WriteConn, id: Uuid) -> Result<(), DbError> {
-        diesel::update(users::table.find(DbUuid(id)))
-            .set(users::email_verified.eq(true))
+    /// Makes `email` the user's address, verified: a verification link to it was used, or
+    /// a reset link mailed to it. On the row as locked.
+    pub fn verify_email(
+        conn: &mut WriteConn,
+        user: &User,
+        email: &str,
+        now: NaiveDateTime,
+    ) -> Result<(), DbError> {
+        diesel::update(users::table.find(user.id))
+            .set((
+                users::email.eq(email),
+                users::email_verified.eq(true),
+                users::updated_at.eq(user.stamp(now)),
+            ))
             .execute(conn.conn())?;
         Ok(())
     }

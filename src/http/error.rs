@@ -86,6 +86,8 @@ impl ApiError {
             ApiError::Core(Error::InvalidToken) => "invalid_token",
             ApiError::Core(Error::InvalidRefreshToken) => "invalid_refresh_token",
             ApiError::Core(Error::InvalidResetToken) => "invalid_reset_token",
+            ApiError::Core(Error::InvalidVerificationToken) => "invalid_verification_token",
+            ApiError::Core(Error::EmailNotVerified) => "email_not_verified",
             ApiError::Core(Error::AccountDisabled) => "account_disabled",
             ApiError::Core(Error::Forbidden) => "forbidden",
             ApiError::Core(Error::RateLimited { .. }) => "rate_limited",
@@ -124,8 +126,9 @@ impl ResponseError for ApiError {
                 | Error::WrongCurrentPassword
                 | Error::InvalidToken
                 | Error::InvalidRefreshToken
-                | Error::InvalidResetToken => StatusCode::UNAUTHORIZED,
-                Error::AccountDisabled | Error::Forbidden => StatusCode::FORBIDDEN,
+                | Error::InvalidResetToken
+                | Error::InvalidVerificationToken => StatusCode::UNAUTHORIZED,
+                Error::AccountDisabled | Error::EmailNotVerified | Error::Forbidden => StatusCode::FORBIDDEN,
                 Error::NotFound => StatusCode::NOT_FOUND,
                 Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::Overloaded | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

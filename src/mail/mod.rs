@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::auth::refresh::sha256_hex;
-
 use crate::config::MailSettings;
+use crate::db::DbError;
+use crate::db::mail::{MailTokens, NewMailToken, Outbox, Purpose};
+use crate::db::manager::WriteConn;
+use crate::db::models::User;
 
 const TOKEN_PREFIX: &str = "tgm_";
 const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
@@ -34,21 +37,61 @@ pub const OUTBOX_KIND: &str = "mail";
 #[serde(rename_all = "snake_case")]
 pub enum Template {
     PasswordReset,
+    /// A link that confirms an address: the account's, or the one it is to change to.
+    EmailVerify,
+    /// To the old address of an account whose address is to change.
+    EmailChangeNotice,
     Test,
 }
 
 impl Template {
+    const ALL: [Template; 4] =
+        [Template::PasswordReset, Template::EmailVerify, Template::EmailChangeNotice, Template::Test];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Template::PasswordReset => "password_reset",
+            Template::EmailVerify => "email_verify",
+            Template::EmailChangeNotice => "email_change_notice",
             Template::Test => "test",
+        }
+    }
+
+    /// The purpose of the token the letter carries, if it carries one.
+    pub fn purpose(self) -> Option<Purpose> {
+        match self {
+            Template::PasswordReset => Some(Purpose::PasswordReset),
+            Template::EmailVerify => Some(Purpose::EmailVerify),
+            Template::EmailChangeNotice | Template::Test => None,
         }
     }
 
     fn subject(self, app_name: &str) -> String {
         match self {
             Template::PasswordReset => format!("{app_name}: reset your password"),
+            Template::EmailVerify => format!("{app_name}: confirm your email address"),
+            Template::EmailChangeNotice => format!("{app_name}: your email address is being changed"),
             Template::Test => format!("{app_name}: test mail"),
+        }
+    }
+
+    fn source(self) -> [(&'static str, &'static str); 2] {
+        match self {
+            Template::PasswordReset => [
+                ("txt", include_str!("templates/password_reset.txt")),
+                ("html", include_str!("templates/password_reset.html")),
+            ],
+            Template::EmailVerify => [
+                ("txt", include_str!("templates/email_verify.txt")),
+                ("html", include_str!("templates/email_verify.html")),
+            ],
+            Template::EmailChangeNotice => [
+                ("txt", include_str!("templates/email_change_notice.txt")),
+                ("html", include_str!("templates/email_change_notice.html")),
+            ],
+            Template::Test => {
+                [("txt", include_str!("templates/test.txt")), ("html", include_str!("templates/test.html"))]
+            }
         }
     }
 }
@@ -62,6 +105,17 @@ pub struct Letter {
     /// What the link's token is derived from ([`MailToken::derive`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The address an account is to change to ([`Template::EmailChangeNotice`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_email: Option<String>,
+}
+
+/// A letter with a new token of its template's purpose for the account, to `to`.
+pub struct TokenLetter {
+    pub template: Template,
+    pub user_id: uuid::Uuid,
+    pub username: String,
+    pub to: String,
 }
 
 /// A token a mail carries: `tgm_` + 43 base64url characters (256 bits), derived from a
@@ -114,6 +168,13 @@ pub fn mail_secret(refresh_secret: &SecretSlice<u8>) -> SecretSlice<u8> {
     SecretSlice::from(mac.finalize().into_bytes().to_vec())
 }
 
+/// A token's lifetime as a mail says it: "24 hours", "60 minutes", "1 minute".
+fn duration_words(secs: i64) -> String {
+    let (n, unit) =
+        if secs >= 7200 && secs % 3600 == 0 { (secs / 3600, "hour") } else { ((secs / 60).max(1), "minute") };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// `url` with `token` as its query parameter (`&token=` when it has a query already).
 fn link(url: &str, token: &MailToken) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -132,9 +193,7 @@ pub struct MailCore {
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
-    app_name: String,
-    reset_url: String,
-    reset_ttl_secs: i64,
+    settings: MailSettings,
     secret: SecretSlice<u8>,
     templates: minijinja::Environment<'static>,
 }
@@ -159,20 +218,18 @@ impl Mailer {
             .timeout(Some(std::time::Duration::from_secs(10)))
             .build();
         let mut templates = minijinja::Environment::new();
-        for (name, source) in [
-            ("password_reset.txt", include_str!("templates/password_reset.txt")),
-            ("password_reset.html", include_str!("templates/password_reset.html")),
-            ("test.txt", include_str!("templates/test.txt")),
-            ("test.html", include_str!("templates/test.html")),
-        ] {
-            templates.add_template(name, source).map_err(|e| format!("mail template {name}: {e}"))?;
+        for template in Template::ALL {
+            for (suffix, source) in template.source() {
+                let name = format!("{}.{suffix}", template.as_str());
+                templates
+                    .add_template_owned(name.clone(), source)
+                    .map_err(|e| format!("mail template {name}: {e}"))?;
+            }
         }
         Ok(Some(Self {
             transport,
             from: from.clone(),
-            app_name: settings.app_name.clone(),
-            reset_url: settings.reset_url.clone(),
-            reset_ttl_secs: settings.reset_ttl_secs,
+            settings: settings.clone(),
             secret: mail_secret(refresh_secret),
             templates,
         }))
@@ -195,16 +252,89 @@ impl Mailer {
         })
     }
 
+    /// Where a letter's link points, and how long its token lives.
+    fn link_settings(&self, template: Template) -> Option<(&str, i64)> {
+        match template {
+            Template::PasswordReset => Some((&self.settings.reset_url, self.settings.reset_ttl_secs)),
+            Template::EmailVerify => Some((&self.settings.verify_url, self.settings.verify_ttl_secs)),
+            Template::EmailChangeNotice | Template::Test => None,
+        }
+    }
+
+    /// Queues a letter, in the caller's transaction: it goes out if and only if the change
+    /// it belongs to commits. The caller wakes the sender after the commit.
+    pub fn queue(&self, conn: &mut WriteConn, letter: &Letter, now_ms: i64) -> Result<(), DbError> {
+        let payload = serde_json::to_string(letter).map_err(|e| DbError::Other(e.to_string()))?;
+        Outbox::enqueue(conn, OUTBOX_KIND, &payload, now_ms)
+    }
+
+    /// Issues the account a new token of the letter's purpose, replacing any other, and
+    /// queues the letter that carries it, unless one went to the same address within
+    /// `MAIL_COOLDOWN_SECS`: whether it did. In the caller's transaction, after the user's
+    /// row was locked, so that two requests at once cannot both pass the cooldown.
+    pub fn queue_with_token(
+        &self,
+        conn: &mut WriteConn,
+        letter: TokenLetter,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let (Some(purpose), Some((_, ttl_secs))) =
+            (letter.template.purpose(), self.link_settings(letter.template))
+        else {
+            return Err(DbError::Other(format!("{} carries no token", letter.template.as_str())));
+        };
+        let nonce = MailToken::nonce();
+        let hash = self.token(&nonce).hash();
+        let token = NewMailToken {
+            user_id: letter.user_id,
+            purpose,
+            hash: &hash,
+            nonce: &nonce,
+            email: &letter.to,
+            now_ms,
+            expires_at_ms: now_ms.saturating_add(ttl_secs.saturating_mul(1000)),
+        };
+        if !MailTokens::issue(conn, &token, self.cooldown_ms())? {
+            return Ok(false);
+        }
+        let TokenLetter { template, username, to, .. } = letter;
+        self.queue(conn, &Letter { template, to, username, nonce: Some(nonce), new_email: None }, now_ms)?;
+        Ok(true)
+    }
+
+    /// Queues a verification link to the user's address, on the row as locked, if it has
+    /// an unverified one and none went to it within the cooldown: whether it did.
+    pub fn queue_verification(
+        &self,
+        conn: &mut WriteConn,
+        user: &User,
+        now_ms: i64,
+    ) -> Result<bool, DbError> {
+        let Some(email) = user.email.clone().filter(|_| !user.email_verified) else { return Ok(false) };
+        let letter = TokenLetter {
+            template: Template::EmailVerify,
+            user_id: user.id.0,
+            username: user.username.clone(),
+            to: email,
+        };
+        self.queue_with_token(conn, letter, now_ms)
+    }
+
+    pub fn cooldown_ms(&self) -> i64 {
+        self.settings.cooldown_secs.saturating_mul(1000)
+    }
+
     fn write(&self, letter: &Letter) -> Result<Message, SendError> {
-        let link = letter.nonce.as_deref().map(|nonce| match letter.template {
-            Template::PasswordReset => link(&self.reset_url, &self.token(nonce)),
-            Template::Test => String::new(),
-        });
+        let link_settings = self.link_settings(letter.template);
+        let link =
+            letter.nonce.as_deref().zip(link_settings).map(|(nonce, (url, _))| link(url, &self.token(nonce)));
         let context = minijinja::context! {
-            app_name => &self.app_name,
+            app_name => &self.settings.app_name,
             username => &letter.username,
+            address => &letter.to,
+            new_address => &letter.new_email,
             link => link,
-            ttl_minutes => self.reset_ttl_secs / 60,
+            ttl => link_settings.map(|(_, ttl_secs)| duration_words(ttl_secs)),
         };
         let render = |suffix: &str| {
             let name = format!("{}.{suffix}", letter.template.as_str());
@@ -216,7 +346,7 @@ impl Mailer {
         Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(letter.template.subject(&self.app_name))
+            .subject(letter.template.subject(&self.settings.app_name))
             .multipart(MultiPart::alternative_plain_html(render("txt")?, render("html")?))
             .map_err(|e| SendError::Permanent(e.to_string()))
     }
@@ -239,6 +369,15 @@ mod tests {
         }
         assert_eq!(token.hash().len(), 64);
         assert!(!format!("{token:?}").contains(&token.as_str()[4..]));
+    }
+
+    #[test]
+    fn lifetimes_read_as_words() {
+        assert_eq!(duration_words(86400), "24 hours");
+        assert_eq!(duration_words(3600), "60 minutes");
+        assert_eq!(duration_words(7200), "2 hours");
+        assert_eq!(duration_words(90), "1 minute");
+        assert_eq!(duration_words(1), "1 minute");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use tollgate::db::schema::{mail_tokens, outbox};
 use crate::common::smtp::{Received, SmtpServer};
 use crate::common::*;
 
-const WAIT: Duration = Duration::from_secs(20);
-const NEW_PASSWORD: &str = "a brand new password";
+pub const WAIT: Duration = Duration::from_secs(20);
+pub const NEW_PASSWORD: &str = "a brand new password";
 
 db_tests!(
     mail_test_sends_one_mail_or_fails_with_the_smtp_error,
@@ -29,11 +29,11 @@ db_tests!(
 );
 postgres_tests!(two_instances_on_one_database_send_each_mail_once);
 
-fn mail_vars(smtp: &SmtpServer) -> Vec<(&'static str, String)> {
+pub fn mail_vars(smtp: &SmtpServer) -> Vec<(&'static str, String)> {
     vec![("SMTP_URL", smtp.url()), ("MAIL_FROM", "tollgate <no-reply@example.com>".to_owned())]
 }
 
-async fn mail_app(
+pub async fn mail_app(
     backend: Backend,
     smtp: &SmtpServer,
     clock: &ManualClock,
@@ -45,29 +45,33 @@ async fn mail_app(
     spawn_app_at(backend, clock, &overrides).await
 }
 
-async fn signup_with_email(app: &TestApp, username: &str, email: &str) -> Value {
+/// Signs up with an address, and takes the verification mail the signup sends: the mails
+/// a test counts next are its own.
+pub async fn signup_with_email(app: &TestApp, smtp: &SmtpServer, username: &str, email: &str) -> Value {
     let body = json!({ "username": username, "password": PASSWORD, "email": email });
     let response = app.post_json("/auth/signup", &body).await;
     assert_eq!(response.status(), StatusCode::CREATED);
+    let verification = smtp.take(1, WAIT).await.remove(0);
+    assert_eq!(verification.to, [email.to_lowercase()]);
     response.json().await.unwrap()
 }
 
-async fn forgot(app: &TestApp, email: &str) -> reqwest::Response {
+pub async fn forgot(app: &TestApp, email: &str) -> reqwest::Response {
     app.post_json("/auth/password/forgot", &json!({ "email": email })).await
 }
 
-async fn reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+pub async fn reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
     app.post_json("/auth/password/reset", &json!({ "token": token, "new_password": password })).await
 }
 
 /// The token of the reset link in a mail's text.
-fn token_of(mail: &Received) -> String {
+pub fn token_of(mail: &Received) -> String {
     let text = mail.text_body().expect("a text part");
     let start = text.find("token=").expect("a link with a token") + "token=".len();
     text[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect()
 }
 
-fn outbox_rows(app: &TestApp) -> i64 {
+pub fn outbox_rows(app: &TestApp) -> i64 {
     let mut conn = app.pool.get().unwrap();
     outbox::table.count().get_result(&mut **conn).unwrap()
 }
@@ -98,12 +102,24 @@ async fn mail_endpoints_are_not_found_while_mail_is_off(backend: Backend) {
     assert_error(forgot, StatusCode::NOT_FOUND, "not_found").await;
     assert_error(reset(&app, "tgm_x", NEW_PASSWORD).await, StatusCode::NOT_FOUND, "not_found").await;
     assert_error(app.get("/auth/password/reset?token=x").await, StatusCode::NOT_FOUND, "not_found").await;
+    assert_error(app.get("/auth/email/verify?token=x").await, StatusCode::NOT_FOUND, "not_found").await;
+    let verify = app.post_json("/auth/email/verify", &json!({ "token": "tgm_x" })).await;
+    assert_error(verify, StatusCode::NOT_FOUND, "not_found").await;
+    let alice = app.signup("alice").await;
+    let bearer = field(&alice, "access_token");
+    let resend =
+        app.client.post(app.url("/auth/email/verify/resend")).bearer_auth(bearer).send().await.unwrap();
+    assert_error(resend, StatusCode::NOT_FOUND, "not_found").await;
+    let change = json!({ "email": "alice@example.com", "current_password": PASSWORD });
+    let change =
+        app.client.post(app.url("/auth/email")).bearer_auth(bearer).json(&change).send().await.unwrap();
+    assert_error(change, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 async fn a_reset_by_mail_sets_the_password_and_ends_every_session(backend: Backend) {
     let smtp = SmtpServer::start().await;
     let app = mail_app(backend, &smtp, &ManualClock::new(), &[("APP_NAME", "Acme")]).await;
-    let signup = signup_with_email(&app, "alice", "Alice@Example.com").await;
+    let signup = signup_with_email(&app, &smtp, "alice", "Alice@Example.com").await;
     let login: Value = app.login("alice", PASSWORD).await.json().await.unwrap();
 
     let accepted = forgot(&app, "alice@example.com").await;
@@ -116,8 +132,11 @@ async fn a_reset_by_mail_sets_the_password_and_ends_every_session(backend: Backe
     assert!(mail.html_body().unwrap().contains(&token), "the HTML part has the link too");
     // Only its hash is stored, and the outbox held no token.
     let mut conn = app.pool.get().unwrap();
-    let stored: Option<String> =
-        mail_tokens::table.select(mail_tokens::token_hash).first(&mut **conn).unwrap();
+    let stored: Option<String> = mail_tokens::table
+        .filter(mail_tokens::purpose.eq("password_reset"))
+        .select(mail_tokens::token_hash)
+        .first(&mut **conn)
+        .unwrap();
     assert_eq!(stored, Some(sha256_hex(&token)));
     drop(conn);
 
@@ -146,13 +165,13 @@ async fn a_reset_by_mail_sets_the_password_and_ends_every_session(backend: Backe
     assert_error(again, StatusCode::UNAUTHORIZED, "invalid_reset_token").await;
 }
 
-async fn forgot_answers_alike_for_unknown_addresses_and_keeps_the_cooldown(backend: Backend) {
+pub async fn forgot_answers_alike_for_unknown_addresses_and_keeps_the_cooldown(backend: Backend) {
     let smtp = SmtpServer::start().await;
     let clock = ManualClock::new();
     let app = mail_app(backend, &smtp, &clock, &[]).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
     // Addresses are not unique: each account with it gets its own mail.
-    signup_with_email(&app, "alice2", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "alice2", "alice@example.com").await;
     let unknown = forgot(&app, "nobody@example.com").await;
     assert_eq!(unknown.status(), StatusCode::ACCEPTED);
     assert_eq!(unknown.json::<Value>().await.unwrap(), json!({}));
@@ -182,7 +201,7 @@ async fn forgot_answers_alike_for_unknown_addresses_and_keeps_the_cooldown(backe
 async fn of_parallel_uses_of_one_reset_token_exactly_one_succeeds(backend: Backend) {
     let smtp = SmtpServer::start().await;
     let app = mail_app(backend, &smtp, &ManualClock::new(), &[]).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
     forgot(&app, "alice@example.com").await;
     let token = token_of(&smtp.wait_for(1, WAIT).await[0]);
     let attempts = (0..8).map(|i| {
@@ -199,7 +218,7 @@ async fn a_refused_password_keeps_the_token_and_bad_tokens_are_refused(backend: 
     let smtp = SmtpServer::start().await;
     let clock = ManualClock::new();
     let app = mail_app(backend, &smtp, &clock, &[]).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
     forgot(&app, "alice@example.com").await;
     let token = token_of(&smtp.wait_for(1, WAIT).await[0]);
     assert_error(reset(&app, &token, "short").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
@@ -223,7 +242,7 @@ async fn a_disabled_account_gets_no_mail_and_its_token_is_refused(backend: Backe
     let clock = ManualClock::new();
     let app = mail_app(backend, &smtp, &clock, &[]).await;
     let admin = crate::admin::admin_token(&app, "root").await;
-    let alice = signup_with_email(&app, "alice", "alice@example.com").await;
+    let alice = signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
     forgot(&app, "alice@example.com").await;
     let token = token_of(&smtp.wait_for(1, WAIT).await[0]);
     assert!(eventually(WAIT, || async { outbox_rows(&app) == 0 }).await);
@@ -255,8 +274,8 @@ async fn an_smtp_server_that_is_down_or_refuses_delays_the_mail_not_the_request(
     let mut smtp = SmtpServer::start().await;
     let clock = ManualClock::new();
     let app = mail_app(backend, &smtp, &clock, &[]).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
-    signup_with_email(&app, "bob", "bob@example.com").await;
+    signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "bob", "bob@example.com").await;
     smtp.stop().await;
     assert_eq!(forgot(&app, "alice@example.com").await.status(), StatusCode::ACCEPTED);
     // The first attempt fails; the mail waits in the outbox with its error.
@@ -307,7 +326,7 @@ async fn mail_queued_before_a_restart_goes_out_after_it(backend: Backend) {
     let mut smtp = SmtpServer::start().await;
     let clock = ManualClock::new();
     let mut app = mail_app(backend, &smtp, &clock, &[]).await;
-    signup_with_email(&app, "alice", "alice@example.com").await;
+    signup_with_email(&app, &smtp, "alice", "alice@example.com").await;
     smtp.stop().await;
     forgot(&app, "alice@example.com").await;
     assert!(eventually(WAIT, || async { last_error(&app).is_some() }).await);
@@ -323,15 +342,19 @@ async fn two_instances_on_one_database_send_each_mail_once(backend: Backend) {
     let clock = ManualClock::new();
     let app = mail_app(backend, &smtp, &clock, &[]).await;
     let (_sibling, _handle) = app.start_sibling();
+    // Each user gets two mails: the signup's verification link and the reset link.
     for i in 0..20 {
-        signup_with_email(&app, &format!("user{i}"), &format!("user{i}@example.com")).await;
-        forgot(&app, &format!("user{i}@example.com")).await;
+        let email = format!("user{i}@example.com");
+        let body = json!({ "username": format!("user{i}"), "password": PASSWORD, "email": email });
+        assert_eq!(app.post_json("/auth/signup", &body).await.status(), StatusCode::CREATED);
+        forgot(&app, &email).await;
     }
-    let mails = smtp.wait_for(20, WAIT).await;
+    smtp.wait_for(40, WAIT).await;
     assert!(eventually(WAIT, || async { outbox_rows(&app) == 0 }).await);
-    let mut to: Vec<String> = smtp.messages().iter().flat_map(|m| m.to.clone()).collect();
-    to.sort();
-    to.dedup();
-    assert_eq!(to.len(), 20);
-    assert_eq!(smtp.messages().len(), 20, "each mail once: {}", mails.len());
+    let mut sent: Vec<(String, String)> =
+        smtp.messages().iter().map(|m| (m.to.join(","), m.header("subject").unwrap_or_default())).collect();
+    sent.sort();
+    let before = sent.len();
+    sent.dedup();
+    assert_eq!((before, sent.len()), (40, 40), "each mail once");
 }

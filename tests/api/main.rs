@@ -13,6 +13,7 @@ mod cookie;
 mod database;
 mod deploy;
 mod discovery;
+mod email;
 mod health;
 mod import;
 mod introspection;

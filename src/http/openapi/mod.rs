@@ -14,7 +14,7 @@ use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
 use crate::http::middleware::page_policy;
 use crate::http::routes::{
-    admin, auth, demo, discovery, health, introspect, jwks, metrics, recovery, revocations, sessions,
+    admin, auth, demo, discovery, email, health, introspect, jwks, metrics, recovery, revocations, sessions,
 };
 
 pub mod responses;
@@ -38,6 +38,10 @@ pub mod responses;
         recovery::reset,
         recovery::reset_page,
         recovery::pages_script,
+        email::change,
+        email::verify,
+        email::verify_page,
+        email::resend,
         sessions::list,
         sessions::end,
         admin::list,

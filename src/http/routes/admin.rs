@@ -78,6 +78,8 @@ pub struct UpdateRequest {
     #[schema(value_type = Option<Vec<RoleName>>)]
     roles: Option<Vec<String>>,
     disabled: Option<bool>,
+    /// Whether the address counts as verified; a new address without it does not.
+    email_verified: Option<bool>,
     #[schema(value_type = Option<String>, min_length = 8, max_length = 1024)]
     password: Option<SecretString>,
 }
@@ -212,8 +214,8 @@ pub async fn update(
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let id = user_id(&path)?;
-    let UpdateRequest { email, roles, disabled, password } = body.into_inner();
-    let update = Update { email, roles, disabled, password };
+    let UpdateRequest { email, roles, disabled, email_verified, password } = body.into_inner();
+    let update = Update { email, roles, disabled, email_verified, password };
     let account = state.core.accounts.update(admin.actor(), id, update).await?;
     Ok(HttpResponse::Ok().json(AdminUserView::from(&account)))
 }

@@ -155,7 +155,8 @@ pub async fn signup(
     responses(
         (status = 200, description = "A new session", body = TokenResponse),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password alike", body = ErrorBody),
-        (status = 403, description = "`account_disabled`: the password was right, the account is disabled",
+        (status = 403, description = "The password was right, but `account_disabled`: the account is disabled, or \
+            `email_not_verified` (`EMAIL_VERIFICATION=required`): its address is not verified, and a new link is mailed",
             body = ErrorBody),
         JsonBodyErrors, RateLimitErrors, DatabaseErrors, ServerErrors,
     ))]

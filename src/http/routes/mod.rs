@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod demo;
 pub mod discovery;
+pub mod email;
 pub mod health;
 pub mod introspect;
 pub mod jwks;
@@ -86,6 +87,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/auth/password/reset", recovery::reset),
         Endpoint::new(Method::GET, "/auth/password/reset", recovery::reset_page),
         Endpoint::new(Method::GET, "/auth/pages/mail.js", recovery::pages_script),
+        Endpoint::new(Method::POST, "/auth/email", email::change),
+        Endpoint::new(Method::POST, "/auth/email/verify", email::verify),
+        Endpoint::new(Method::GET, "/auth/email/verify", email::verify_page),
+        Endpoint::new(Method::POST, "/auth/email/verify/resend", email::resend),
         Endpoint::new(Method::GET, "/auth/sessions", sessions::list),
         Endpoint::new(Method::DELETE, "/auth/sessions/{sid}", sessions::end),
         Endpoint::new(Method::GET, "/auth/revocations", revocations::revocations),

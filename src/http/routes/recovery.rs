@@ -1,4 +1,5 @@
-//! Password reset by mail: the request, the reset, and the page a mailed link opens.
+//! Password reset by mail: the request, the reset, and the page a mailed link opens; and
+//! what every mailed link's page shares.
 
 use actix_web::http::header::{CONTENT_SECURITY_POLICY, REFERRER_POLICY};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -87,7 +88,8 @@ pub async fn pages_script() -> HttpResponse {
     HttpResponse::Ok().content_type("text/javascript; charset=utf-8").body(include_str!("../pages/mail.js"))
 }
 
-fn page(state: &AppState, html: &'static str) -> Result<HttpResponse, ApiError> {
+/// A page of a mailed link, while mail is on.
+pub(super) fn page(state: &AppState, html: &'static str) -> Result<HttpResponse, ApiError> {
     if !state.core.sessions.mail_enabled() {
         return Err(ApiError::NotFound);
     }

@@ -99,6 +99,16 @@ impl SmtpServer {
         self.wait_until(&what, timeout, |state| state.messages.len() >= count).await.messages
     }
 
+    /// The first `count` messages once they have arrived, taken away: a test takes what
+    /// it is done with (a signup's verification mail), so that the messages it counts next
+    /// are the ones it is after.
+    pub async fn take(&self, count: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for(count, timeout).await;
+        let mut taken = Vec::new();
+        self.state.send_modify(|state| taken = state.messages.drain(..count).collect());
+        taken
+    }
+
     /// The attempts once at least `count` MAIL FROM have arrived; panics after `timeout`.
     pub async fn wait_for_attempts(&self, count: usize, timeout: Duration) -> usize {
         let what = format!("{count} MAIL FROM");
