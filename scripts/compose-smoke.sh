@@ -648,6 +648,25 @@ wait_for_mail() {
   return 1
 }
 
+# mail_token SUBJECT: the token of the link in the newest mail to alice whose subject has
+# SUBJECT, in $token.
+mail_token() {
+  wait_for_mail "select(any(.to[]; .address == \"alice@example.com\") and (.subject | contains(\"$1\")))" \
+    || return 1
+  token="$(jq -r '.text // .html' "$WORK/mail.json" | grep -oE 'token=[A-Za-z0-9_%.~-]+' | head -n 1 | cut -d= -f2)"
+  [[ -n "$token" ]] || {
+    echo "no token= link in the mail"
+    return 1
+  }
+}
+
+# check_verification_mail: the link alice's signup mailed verifies her address.
+check_verification_mail() {
+  local token
+  mail_token "confirm your email address" || return 1
+  expect 200 POST /auth/email/verify "{\"token\":\"$token\"}"
+}
+
 # check_reset_mail CODE: the password-reset mail of the contract, once tollgate sends
 # mail (issue 26); CODE is what POST /auth/password/forgot for alice answered.
 check_reset_mail() {
@@ -656,12 +675,7 @@ check_reset_mail() {
     echo "POST /auth/password/forgot: $1, expected 202"
     return 1
   }
-  wait_for_mail 'select(any(.to[]; .address == "alice@example.com"))' || return 1
-  token="$(jq -r '.text // .html' "$WORK/mail.json" | grep -oE 'token=[A-Za-z0-9_%.~-]+' | head -n 1 | cut -d= -f2)"
-  [[ -n "$token" ]] || {
-    echo "no token= link in the mail"
-    return 1
-  }
+  mail_token "reset your password" || return 1
   expect 200 POST /auth/password/reset "{\"token\":\"$token\",\"new_password\":\"a reset long password\"}" \
     || return 1
   ALICE_PASSWORD="a reset long password"
@@ -779,6 +793,8 @@ EOF
   if [[ "$code" == 404 ]]; then
     skip "mail: password-reset mail read back" "mail not built yet"
   else
+    step "mail: the signup's verification mail read back, its token verifies the address" \
+      check_verification_mail || true
     step "mail: password-reset mail read back, token resets the password" check_reset_mail "$code" || true
   fi
 
