@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CI for the JavaScript client: install from the lockfile, build, run the client's tests
-# against a real tollgate, then the browser end-to-end test in Debian's Chromium.
+# against a real tollgate (the mail flows against a MailDev, an npm dev dependency, that
+# the tests start themselves), then the browser end-to-end test in Debian's Chromium.
 # Exits non-zero on any failure; the last line is "N passed, N failed[, N skipped]".
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -21,6 +21,11 @@ export interface User {
   id: string;
   username: string;
   email: string | null;
+  /**
+   * Whether `email` was confirmed through a mailed link (verification, a password reset by
+   * mail, or an admin). False while there is no address.
+   */
+  email_verified: boolean;
   /** The user's roles, sorted (possibly empty); the access token's `roles` claim too. */
   roles: string[];
   created_at: string;
@@ -444,6 +449,63 @@ export class TollgateClient {
     return this.startSession((await response.json()) as TokenResponse);
   }
 
+  // -- mail: password reset, email verification and change ------------------
+  // A server without SMTP_URL answers all of these with 404 `not_found`.
+
+  /**
+   * POST /auth/password/forgot: asks for a reset mail. Resolves (202) whether or not an
+   * account has the address, so the answer tells nothing about who is registered; every
+   * enabled account with it gets a mail with a link `…/auth/password/reset?token=…`, at most
+   * one per account per MAIL_COOLDOWN_SECS. 429 `rate_limited` (with `retryAfter`) as for logins.
+   */
+  async forgotPassword(email: string): Promise<void> {
+    await this.authCall("/auth/password/forgot", { email });
+  }
+
+  /**
+   * POST /auth/password/reset with the token from the mailed link. The server ends every
+   * session of the account and starts a new one, which is stored (as after a login).
+   * 401 `invalid_reset_token` (unknown, used, replaced by a newer mail, or expired);
+   * 422 `validation_failed` for a password the rules refuse (the token stays usable);
+   * 403 `account_disabled`.
+   */
+  async resetPassword(token: string, newPassword: string): Promise<TokenResponse> {
+    const body = { token, new_password: newPassword };
+    return this.startSession(await this.authCall<TokenResponse>("/auth/password/reset", body));
+  }
+
+  /**
+   * POST /auth/email/verify with the token from a verification mail (after signup with an
+   * email, `resendVerificationEmail()` or `changeEmail()`): the user object, now with
+   * `email_verified: true` (and, after a change, the new address). Needs no login, as the link
+   * may be opened on another device. Single use: 401 `invalid_verification_token` otherwise.
+   * The stored `getTokens().user` is not updated until the next login or refresh; `me()` is.
+   */
+  async verifyEmail(token: string): Promise<User> {
+    return this.authCall<User>("/auth/email/verify", { token });
+  }
+
+  /** POST /auth/email/verify/resend (bearer): mails a new verification link to the user's address. */
+  async resendVerificationEmail(): Promise<void> {
+    const response = await this.bearerCall("/auth/email/verify/resend", { method: "POST", headers: this.authHeaders() });
+    await response.text(); // `{}`
+  }
+
+  /**
+   * POST /auth/email (bearer): asks to change the address to `email`. A verification mail
+   * goes to the new address and a notice to the old one; the address changes (verified) only
+   * when the new address's link is used (`verifyEmail`). Until then `me()` shows the old one.
+   * A wrong password is 401 `invalid_credentials` (the session goes on).
+   */
+  async changeEmail(email: string, currentPassword: string): Promise<void> {
+    const response = await this.bearerCall("/auth/email", {
+      method: "POST",
+      headers: this.authHeaders(),
+      body: JSON.stringify({ email, current_password: currentPassword }),
+    });
+    await response.text(); // `{}`
+  }
+
   /** The stored tokens, or null when logged out. */
   async getTokens(): Promise<Tokens | null> {
     return (await this.storage.get()) ?? null;
@@ -643,7 +705,7 @@ export class TollgateClient {
 
 /**
  * Whether a 401 is about the access token (worth a refresh) rather than, say, a wrong
- * current password on /auth/password, which tollgate answers with `invalid_credentials`.
+ * current password on /auth/password or /auth/email, which tollgate answers with `invalid_credentials`.
  */
 async function isTokenRejection(response: Response): Promise<boolean> {
   try {
