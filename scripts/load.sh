@@ -5,15 +5,20 @@
 #   POSTGRES_URL=postgres://…/empty scripts/load.sh   # real traffic on PostgreSQL too
 #   DATABASE_URL=postgres://… scripts/load.sh   # the first section against PostgreSQL
 #   JUNK_FLOOD=0 REAL_TRAFFIC=0 SESSIONS_MODES=0 scripts/load.sh  # without those sections
+#   TOLLGATE_BIN=/path/to/tollgate scripts/load.sh   # that binary, no cargo build
 #
 # Sections: the single-token cases (healthz, /auth/me, refresh, login, a login flood) on
 # DATABASE_URL; real traffic (/auth/me over 1,000 and 30,000 users' tokens, refresh along
 # 128 chains) on a fresh SQLite database and, when POSTGRES_URL names an empty database,
-# on PostgreSQL; the junk flood. Every case runs with the same settings (DURATION,
-# THREADS, CONNECTIONS); the figures that matter are the ratios printed at the end, all
-# taken in this one run. A case with errors (non-2xx or socket errors) is marked, and a
+# on PostgreSQL; the junk flood, with a forgot-password flood among its cases (mail on, to
+# an SMTP sink of aiosmtpd in a venv the script makes; FORGOT_FLOOD=0 skips it). Every
+# case runs with the same settings (DURATION, THREADS, CONNECTIONS); the figures that
+# matter are the ratios printed at the end, all taken in this one run. A case with errors (non-2xx or socket errors) is marked, and a
 # ratio made from it counts as missed.
 set -euo pipefail
+# A binary to test instead of building one (a path relative to where the script is run).
+[ -z "${TOLLGATE_BIN:-}" ] || TOLLGATE_BIN="$(realpath "$TOLLGATE_BIN")"
+[ -z "${ARGON2_COST_BIN:-}" ] || ARGON2_COST_BIN="$(realpath "$ARGON2_COST_BIN")"
 cd "$(dirname "$0")/.."
 source scripts/lib/ready.sh
 
@@ -40,15 +45,25 @@ if [ -n "${POSTGRES_URL:-}" ] && [ "$AUTOGROUP" = 1 ]; then
     "scheduler starving its group (BENCHMARKS.md, \"The PostgreSQL tail\")" >&2
 fi
 
-echo "== building the release binary"
-cargo build --release --quiet --bin tollgate --example argon2_cost
-BIN="${CARGO_TARGET_DIR:-target}/release/tollgate"
-read -r ARGON2_MS ARGON2_PARALLEL <<< "$("${CARGO_TARGET_DIR:-target}/release/examples/argon2_cost")"
+# With TOLLGATE_BIN, nothing is built; the argon2 bound then comes from ARGON2_COST_BIN
+# (the argon2_cost example of the same build), and without it the login figures are n/a.
+if [ -n "${TOLLGATE_BIN:-}" ]; then
+  BIN="$TOLLGATE_BIN"
+  ARGON2_COST="${ARGON2_COST_BIN:-}"
+else
+  echo "== building the release binary"
+  cargo build --release --quiet --bin tollgate --example argon2_cost
+  BIN="${CARGO_TARGET_DIR:-target}/release/tollgate"
+  ARGON2_COST="${CARGO_TARGET_DIR:-target}/release/examples/argon2_cost"
+fi
+ARGON2_MS="n/a" ARGON2_PARALLEL="n/a"
+[ -z "$ARGON2_COST" ] || read -r ARGON2_MS ARGON2_PARALLEL <<< "$("$ARGON2_COST")"
 
 WORK="$(mktemp -d)"
-SERVER_PID=""
+SERVER_PID="" SMTP_PID=""
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2> /dev/null && wait "$SERVER_PID" 2> /dev/null
+  [ -n "$SMTP_PID" ] && { kill "$SMTP_PID" 2> /dev/null; wait "$SMTP_PID" 2> /dev/null || true; }
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -227,19 +242,82 @@ fi
 # valid token. Each junk kind runs on JUNK_CONNECTIONS connections of its own; /auth/me
 # must keep >= 0.7 x its throughput alone beside each. Rate limits stay off (as above),
 # as if the junk came from many addresses: the worst case.
+#
+# The forgot flood (issue 26) is one more such kind: POST /auth/password/forgot, where
+# FORGOT_KNOWN of the requests (default half) name a real user's address (here the users
+# have emails, <username>@example.com) and the others an address no account has, a new
+# one each request (scripts/wrk/forgot.lua). Every request writes (the address's
+# cooldown); one naming a user also queues a mail, at most one per account per
+# MAIL_COOLDOWN_SECS (60 s, so each user's first request of the case), which the server's
+# sender delivers while the flood goes on. The mail goes to an SMTP sink on this machine
+# (scripts/smtp_sink.py, aiosmtpd from PyPI in a venv made here, SMTP_VENV), so the whole
+# section's server runs with mail on. FORGOT_FLOOD=0 skips the case, the sink and the venv.
 JUNK_USERS="${JUNK_USERS:-1000}"
 JUNK_DURATION="${JUNK_DURATION:-6s}"
 JUNK_CONNECTIONS="${JUNK_CONNECTIONS:-2}"
 ME_CONNECTIONS="${ME_CONNECTIONS:-16}"
 FEED_TOKEN="load-test-revocation-feed-token"
+FORGOT_FLOOD="${FORGOT_FLOOD:-1}"
+FORGOT_KNOWN="${FORGOT_KNOWN:-0.5}"
+FORGOT_CASE="beside forgot ($FORGOT_KNOWN known)"
+AIOSMTPD_VERSION="1.4.6"
+SMTP_VENV="${SMTP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tollgate/aiosmtpd-$AIOSMTPD_VERSION}"
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# start_smtp_sink: sets SMTP_PORT once the sink accepts (it prints its port when it
+# listens; its output ending first means it died).
+start_smtp_sink() {
+  if ! "$SMTP_VENV/bin/python" -c 'import aiosmtpd' 2> /dev/null; then
+    echo "== pip install aiosmtpd==$AIOSMTPD_VERSION (into $SMTP_VENV)"
+    python3 -m venv "$SMTP_VENV"
+    "$SMTP_VENV/bin/pip" install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  fi
+  exec {SMTP_OUT}< <(exec "$SMTP_VENV/bin/python" scripts/smtp_sink.py 2> "$WORK/smtp.log")
+  SMTP_PID=$!
+  if ! read -r SMTP_PORT <&"$SMTP_OUT"; then
+    echo "the SMTP sink did not start:" >&2
+    cat "$WORK/smtp.log" >&2
+    exit 1
+  fi
+}
+# stop_smtp_sink: SMTP_SAID is what the sink says as it stops ("received N messages").
+stop_smtp_sink() {
+  kill "$SMTP_PID"
+  wait "$SMTP_PID" || true
+  SMTP_PID=""
+  SMTP_SAID="$(cat <&"$SMTP_OUT")"
+  exec {SMTP_OUT}<&-
+}
+# The process's CPU time so far, in seconds (user + system).
+cpu_secs() {
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+# Mails the server has tried to send, by result (tollgate_mails_total).
+mails() {
+  curl -fs "$BASE/metrics" | awk -v result="result=\"$1\"" \
+    'index($0, "tollgate_mails_total{") == 1 && index($0, result) { n += $NF } END { print n + 0 }'
+}
+# The mails queued and not sent yet (the outbox's rows), read beside the server on SQLite;
+# n/a on PostgreSQL.
+outbox_rows() {
+  local path
+  case "$DATABASE_URL" in
+    sqlite://*) path="${DATABASE_URL#sqlite://}" path="${path%%\?*}" ;;
+    *) echo "n/a"; return ;;
+  esac
+  python3 - "$path" << 'EOF'
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+print(db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+EOF
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # junk_case NAME [wrk arguments of the junk…]: /auth/me over all users, beside the junk.
-declare -A JUNK_ME
+declare -A JUNK_ME JUNK_ERRORS
 junk_case() {
   local name="$1"; shift
-  local junk_pid="" me junk
+  local junk_pid="" me junk junk_rps junk_p99
   if [ $# -gt 0 ]; then
     wrk -t 1 -c "$JUNK_CONNECTIONS" -d "$JUNK_DURATION" --latency "$@" > "$WORK/junk.out" 2>&1 &
     junk_pid=$!
@@ -248,10 +326,14 @@ junk_case() {
     -s scripts/wrk/bearers.lua "$BASE/auth/me" -- "$WORK/junk-tokens" 2>&1)"
   read -r rps p50 p99 errors <<< "$(wrk_figures "$me")"
   JUNK_ME[$name]="$rps"
+  # For the table of figures, as "junk: NAME".
+  RPS["junk: $name"]="$rps" P99["junk: $name"]="$p99" ERRORS["junk: $name"]="$errors"
   junk="-"
   if [ -n "$junk_pid" ]; then
     wait "$junk_pid"
-    junk="$(wrk_figures "$(cat "$WORK/junk.out")" | awk '{ printf "%s req/s, p99 %s ms", $1, $3 }')"
+    # The junk's errors: most kinds are refused by design (401, 409); see each caller.
+    read -r junk_rps _ junk_p99 "JUNK_ERRORS[$name]" <<< "$(wrk_figures "$(cat "$WORK/junk.out")")"
+    junk="$junk_rps req/s, p99 $junk_p99 ms"
   fi
   printf '%-34s %10s req/s   p50 %7s ms   p99 %7s ms   errors %-5s x%-5s junk: %s\n' \
     "$name" "$rps" "$p50" "$p99" "$errors" "$(ratio "$rps" "${JUNK_ME[alone]:-$rps}")" "$junk"
@@ -264,8 +346,15 @@ junk_flood() {
   # The users are made at a cheap argon2 cost, then the server runs at the default cost,
   # so that junk logins and signups cost what they would in production.
   start_cheap_server
-  scripts/signup_users.py "$BASE" "$JUNK_USERS" "junk${RUN}" "$WORK/junk-tokens" "$WORK/junk-refresh"
+  scripts/signup_users.py "$BASE" "$JUNK_USERS" "junk${RUN}" "$WORK/junk-tokens" "$WORK/junk-refresh" \
+    example.com
   stop_server
+  seq 1 "$JUNK_USERS" | sed "s/.*/junk${RUN}u&@example.com/" > "$WORK/junk-emails"
+  if [ "$FORGOT_FLOOD" != 0 ]; then
+    start_smtp_sink
+    echo "   SMTP sink on 127.0.0.1:$SMTP_PORT (pid $SMTP_PID); the server runs with mail on"
+    export SMTP_URL="smtp://127.0.0.1:$SMTP_PORT" MAIL_FROM="tollgate <no-reply@example.com>"
+  fi
   REVOCATION_FEED_TOKEN="$FEED_TOKEN" start_server
   local taken="junk${RUN}u1"
   # Warm-up: every user's row and token once.
@@ -278,8 +367,26 @@ junk_flood() {
   junk_case "beside bad signups (taken name)" -s scripts/wrk/junk.lua "$BASE" -- signup "$taken"
   junk_case "beside JWKS" "$BASE/.well-known/jwks.json"
   junk_case "beside revocations, wrong token" -s scripts/wrk/junk.lua "$BASE" -- revocations
+  if [ "$FORGOT_FLOOD" != 0 ]; then
+    local server_cpu sink_cpu sent_before
+    server_cpu="$(cpu_secs "$SERVER_PID")" sink_cpu="$(cpu_secs "$SMTP_PID")" sent_before="$(mails sent)"
+    junk_case "$FORGOT_CASE" -s scripts/wrk/forgot.lua "$BASE" -- "$WORK/junk-emails" "$FORGOT_KNOWN"
+    # Every forgot is answered 202: any other answer makes the case's ratio count as missed.
+    ERRORS["junk: $FORGOT_CASE"]=$(( ${ERRORS["junk: $FORGOT_CASE"]} + ${JUNK_ERRORS[$FORGOT_CASE]} ))
+    echo "   forgot: ${JUNK_ERRORS[$FORGOT_CASE]} non-2xx or socket errors; mails sent during the case" \
+      "$(( $(mails sent) - sent_before )), left in the outbox $(outbox_rows); CPU seconds during the case:" \
+      "server $(awk -v a="$(cpu_secs "$SERVER_PID")" -v b="$server_cpu" 'BEGIN { printf "%.1f", a - b }')," \
+      "SMTP sink $(awk -v a="$(cpu_secs "$SMTP_PID")" -v b="$sink_cpu" 'BEGIN { printf "%.1f", a - b }')"
+  fi
   junk_case "alone, again"
   echo "target: every 'beside' case >= 0.70 x alone"
+  if [ "$FORGOT_FLOOD" != 0 ]; then
+    local by_end
+    by_end="sent $(mails sent), retried $(mails retried), dropped $(mails dropped), left in the outbox $(outbox_rows)"
+    stop_smtp_sink
+    echo "   mails by the end: $by_end; the SMTP sink $SMTP_SAID"
+    unset SMTP_URL MAIL_FROM
+  fi
   stop_server
 }
 
@@ -287,7 +394,7 @@ junk_flood() {
 
 # ---------------------------------------------------------------------------------------
 # The figures. A ratio of cases of which one had errors, or did not run, does not count.
-ARGON2_BOUND="$(awk -v c="$CORES" -v ms="$ARGON2_MS" 'BEGIN { printf "%.1f", c * 1000 / ms }')"
+ARGON2_BOUND="$(awk -v c="$CORES" -v ms="$ARGON2_MS" 'BEGIN { if (ms + 0 > 0) printf "%.1f", c * 1000 / ms; else print "n/a" }')"
 IDLE_MIB="$(awk -v k="$IDLE_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
 PEAK_MIB="$(awk -v k="$PEAK_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
 FEW="$REAL_USERS_FEW users" ALL="$REAL_USERS users" CHAINS="$REAL_CHAINS chains"
@@ -342,6 +449,10 @@ for backend in "${SESSION_BACKENDS[@]}"; do
       "${SESSIONS_RATIO[$backend $case]}" ">=" 0.90
   done
 done
+if [ "${JUNK_FLOOD:-1}" != 0 ] && [ "$FORGOT_FLOOD" != 0 ]; then
+  figure "/auth/me ($JUNK_USERS users) beside a forgot flood ÷ alone" \
+    "$(rps_ratio "junk: $FORGOT_CASE" "junk: alone")" ">=" 0.70 "junk: $FORGOT_CASE" "junk: alone"
+fi
 figure "resident memory idle (MiB)" "$IDLE_MIB" "<=" 20
 figure "resident memory peak, every server of this run (MiB)" "$PEAK_MIB" "<=" 100
 figure "start-up to /readyz 200 (ms)" "$STARTUP_MS" "<=" 200

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Signs up N users against a running tollgate, for the load test (scripts/load.sh).
 
-    scripts/signup_users.py http://127.0.0.1:18911 30000 PREFIX ACCESS_FILE REFRESH_FILE
+    scripts/signup_users.py http://127.0.0.1:18911 30000 PREFIX ACCESS_FILE REFRESH_FILE [DOMAIN]
 
-User i is PREFIXu<i> with the password "load test password <i>". ACCESS_FILE gets one
-access token a line and REFRESH_FILE the matching refresh token, both in the order of i.
-Python's standard library only; a few threads over kept-alive connections, so that 30,000
-users take seconds when the server hashes at a cheap argon2 cost. Any answer but 201 stops
-it with the status and body (the body of an error holds no secret).
+User i is PREFIXu<i> with the password "load test password <i>" and, when DOMAIN is given,
+the email PREFIXu<i>@DOMAIN (the address of the username, which the server stores
+lower-case). ACCESS_FILE gets one access token a line and REFRESH_FILE the matching
+refresh token, both in the order of i. Python's standard library only; a few threads over
+kept-alive connections, so that 30,000 users take seconds when the server hashes at a cheap
+argon2 cost. Any answer but 201 stops it with the status and body (the body of an error
+holds no secret).
 """
 
 import http.client
@@ -21,6 +23,7 @@ THREADS = 8
 
 def main():
     base, count, prefix, access_file, refresh_file = sys.argv[1:6]
+    domain = sys.argv[6] if len(sys.argv) > 6 else None
     count = int(count)
     url = urlsplit(base)
     tokens = [None] * count
@@ -29,7 +32,10 @@ def main():
     def work(first):
         conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
         for i in range(first, count, THREADS):
-            body = json.dumps({"username": f"{prefix}u{i + 1}", "password": f"load test password {i + 1}"})
+            user = {"username": f"{prefix}u{i + 1}", "password": f"load test password {i + 1}"}
+            if domain:
+                user["email"] = f"{prefix}u{i + 1}@{domain}"
+            body = json.dumps(user)
             conn.request("POST", "/auth/signup", body, {"Content-Type": "application/json"})
             response = conn.getresponse()
             answer = response.read()
