@@ -104,6 +104,8 @@ pub struct LimitSettings {
 pub struct AccountSettings {
     /// The roles every signup gets (sorted, checked against the role rule).
     pub default_roles: Vec<String>,
+    /// The admin API takes only tokens of sessions signed in with a second factor.
+    pub admin_require_mfa: bool,
 }
 
 /// What other services present.
@@ -423,7 +425,7 @@ impl AccountSettings {
         let roles = env.string("DEFAULT_ROLES", "");
         let default_roles = parse_roles(roles.split(',').map(str::trim).filter(|r| !r.is_empty()))
             .map_err(|e| env.error("DEFAULT_ROLES", e.to_string()))?;
-        Ok(Self { default_roles })
+        Ok(Self { default_roles, admin_require_mfa: env.boolean("ADMIN_REQUIRE_MFA", false)? })
     }
 }
 

@@ -17,10 +17,12 @@ use crate::auth::rate_limit::{AbuseLimits, RateLimiter};
 use crate::auth::refresh::RefreshSessions;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{AccessTokens, max_token_age_secs};
+use crate::auth::totp::MfaCore;
 use crate::auth::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
 use crate::db::accounts::imported_hashes_exist;
+use crate::db::mfa::TotpFactor;
 use crate::db::sessions::SessionStore;
 use crate::db::{self, Pool};
 use crate::http::middleware::{cors, csrf_guard, json_error_body, observe, security_headers};
@@ -44,6 +46,8 @@ pub enum StartupError {
     Server(#[from] std::io::Error),
     #[error("mail: {0}")]
     Mail(String),
+    #[error("second factor: {0}")]
+    Mfa(String),
 }
 
 /// Connects to the database, applies pending migrations, and only then starts the
@@ -121,6 +125,10 @@ fn app_state(
         wake: wake.clone(),
     });
     let mail = mailer.map(|mailer| MailCore { mailer, settings: settings.mail.clone(), wake });
+    // A key made anew would lock every enrolled account out: only made while none is.
+    let enrolled =
+        pool.read_now(TotpFactor::any_confirmed).map_err(|e| StartupError::Database(e.to_string()))?;
+    let mfa = MfaCore::new(&keys.mfa_key(enrolled)?, &settings.mail.app_name).map_err(StartupError::Mfa)?;
     let per_minute = settings.limits.auth_rate_limit_per_min;
     let sessions = Sessions {
         limits: abuse_limits(settings, &pool, &clock),
@@ -138,6 +146,8 @@ fn app_state(
         metrics: metrics.clone(),
         clock: clock.clone(),
         mail,
+        mfa,
+        admin_require_mfa: settings.accounts.admin_require_mfa,
     };
     let accounts = accounts_on(settings, pool, clock, passwords, users);
     let state = AppState {

@@ -172,6 +172,17 @@ impl Accounts {
         Ok(())
     }
 
+    /// Removes the account's second factor (lost with its phone) and ends its sessions;
+    /// [`Error::NotFound`] without such a user. An account without one is left as it is.
+    pub async fn remove_mfa(&self, actor: Actor, id: Uuid) -> Result<()> {
+        let now = self.clock.now().naive_utc();
+        if !self.pool.write(move |conn| Account::remove_mfa(conn, id, now)).await? {
+            return Err(Error::NotFound);
+        }
+        self.changed(actor, "mfa removed", id);
+        Ok(())
+    }
+
     /// Writes a batch of imported accounts in one transaction, leaving out the usernames
     /// already present, which it answers. A username taken
     /// between the check and the insert (a signup meanwhile) fails the transaction, and

@@ -40,6 +40,16 @@ pub enum Error {
     /// (`EMAIL_VERIFICATION=required`); a new link was mailed, cooldown permitting.
     #[error("this account's email address is not verified: follow the link mailed to it")]
     EmailNotVerified,
+    /// A second step's token that is unknown, used, expired or dead after five wrong codes.
+    #[error("invalid or expired mfa_token: log in again")]
+    InvalidMfaToken,
+    /// A TOTP or recovery code that is wrong, malformed or already used.
+    #[error("invalid, used or expired code")]
+    InvalidMfaCode,
+    /// The admin API with a token of a session without a second factor
+    /// (`ADMIN_REQUIRE_MFA`).
+    #[error("this needs a session signed in with a second factor")]
+    MfaRequired,
     /// The password was right, but the account is disabled.
     #[error("this account is disabled")]
     AccountDisabled,

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod email;
 pub mod error;
 pub mod keys;
+pub mod mfa;
 pub mod password;
 pub mod rate_limit;
 pub mod recovery;
@@ -15,6 +16,7 @@ pub mod refresh;
 pub mod rules;
 pub mod sessions;
 pub mod tokens;
+pub mod totp;
 pub mod user_cache;
 pub mod views;
 

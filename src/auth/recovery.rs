@@ -13,7 +13,9 @@ use super::error::{Error, Result};
 use super::password::normalize;
 use super::refresh::sha256_hex;
 use super::rules::validate_email;
-use super::sessions::{Client, Issued, PasswordUpdate, Sessions};
+use super::sessions::{Client, PasswordUpdate, Sessions, SignIn};
+use super::tokens::Amr;
+use crate::db::accounts::{Account, AccountChange};
 use crate::db::mail::{MailTokens, Purpose, address_allowed, enabled_accounts_with_email};
 use crate::db::models::User;
 use crate::mail::{MailCore, MailToken, Template, TokenLetter};
@@ -77,7 +79,9 @@ impl Sessions {
     /// access token of the account from before is revoked, the address counts as verified,
     /// and the username's login lockout is cleared. A password the rules refuse is refused
     /// before the token is touched, which stays usable.
-    pub async fn reset_password(&self, token: &str, new: SecretString, client: Client) -> Result<Issued> {
+    /// An account with a second factor gets no session from a reset, only the login's
+    /// second step: the mail proves the address, not the factor.
+    pub async fn reset_password(&self, token: &str, new: SecretString, client: Client) -> Result<SignIn> {
         self.mail()?;
         let token = MailToken::parse(token).ok_or(Error::InvalidResetToken)?;
         let new = normalize(&new)?;
@@ -97,12 +101,36 @@ impl Sessions {
             return Err(Error::AccountDisabled);
         }
         let username = user.username.clone();
-        // The token is used in the session's transaction: a token used by a parallel
-        // request meanwhile starts nothing.
-        let reset = PasswordUpdate::Reset { new_hash, token_hash, now_ms };
-        let issued = self.start_session(user, reset, &client).await?.ok_or(Error::InvalidResetToken)?;
+        let signed_in = if user.mfa_enabled {
+            let now = self.clock.now().naive_utc();
+            let change = AccountChange { password_hash: Some(new_hash), ..AccountChange::default() };
+            let reset = self
+                .pool
+                .write(move |conn| {
+                    conn.transaction(|conn| {
+                        let Some(user) = User::lock(conn, user_id)? else { return Ok(false) };
+                        Ok(MailTokens::use_reset(conn, &user, &token_hash, now_ms, now)?
+                            && Account::update(conn, user_id, change, now)?.is_some())
+                    })
+                })
+                .await?;
+            self.users.evict(user_id);
+            if !reset {
+                return Err(Error::InvalidResetToken);
+            }
+            self.mfa_challenge(user_id).await?
+        } else {
+            // The token is used in the session's transaction: a token used by a parallel
+            // request meanwhile starts nothing.
+            let reset = PasswordUpdate::Reset { new_hash, token_hash, now_ms };
+            let issued = self
+                .start_session(user, reset, &client, Amr::Password)
+                .await?
+                .ok_or(Error::InvalidResetToken)?;
+            SignIn::Session(Box::new(issued))
+        };
         self.limits.clear_lockout(&username).await?;
         log::info!("password reset user_id={user_id}");
-        Ok(issued)
+        Ok(signed_in)
     }
 }

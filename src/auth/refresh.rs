@@ -184,7 +184,7 @@ impl RefreshSessions {
                 self.store.stamp_issue(conn, &user, &chain, now)?;
                 let expires_at = chain.expires_at.unwrap_or(now);
                 let roles = roles_of(conn, chain.user_id)?;
-                let rotated = Rotated { user, session_id: chain.session_id, roles };
+                let rotated = Rotated { user, session_id: chain.session_id, roles, amr: chain.amr.clone() };
                 return Ok(Rotation::Rotated(Box::new(IssuedRefresh {
                     rotated,
                     token: successor,

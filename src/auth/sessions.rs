@@ -17,17 +17,26 @@ use super::password::{Passwords, Verified, normalize};
 use super::rate_limit::{AbuseLimits, RateLimiter};
 use super::refresh::{IssuedRefresh, RefreshSessions, RefreshToken, Rotation};
 use super::rules::{ADMIN_ROLE, validate_email, validate_username};
-use super::tokens::{AccessClaims, AccessTokens};
+use super::tokens::{AccessClaims, AccessTokens, Amr, TokenSession};
+use super::totp::{MfaChallenge, MfaCore};
 use super::user_cache::UserCache;
 use crate::clock::Clock;
 use crate::db::DbError;
 use crate::db::Pool;
 use crate::db::accounts::{Account, NewAccount};
-use crate::db::mail::{MailTokens, Purpose};
+use crate::db::mail::MailTokens;
 use crate::db::models::{NewSession, UnixMillis, User};
 use crate::db::sessions::{Chain, PasswordWrite, SessionInfo, SessionStore};
 use crate::mail::MailCore;
 use crate::metrics::{LoginResult, Metrics, RefreshResult};
+
+/// What a sign-in with the right password comes to.
+pub enum SignIn {
+    Session(Box<Issued>),
+    /// The account has a second factor: the login's second step
+    /// ([`Sessions::log_in_second_step`]) starts the session.
+    SecondFactor(MfaChallenge),
+}
 
 /// Who is asking, as far as the limits and the session list care.
 #[derive(Debug, Clone, Default)]
@@ -64,15 +73,19 @@ pub struct Caller {
 impl Caller {
     /// The admin API's rule: the token carries the `admin` role, and so does the account
     /// now (the user cache's, which a change of roles evicts), so that no token minted
-    /// around a change of roles, nor a role removed behind the server's back, lets it in.
-    pub fn require_admin(&self) -> Result<()> {
+    /// around a change of roles, nor a role removed behind the server's back, lets it in;
+    /// with `require_mfa` (`ADMIN_REQUIRE_MFA`), its session also had a second factor.
+    pub fn require_admin(&self, require_mfa: bool) -> Result<()> {
         let current = self.account.roles.iter().any(|role| role == ADMIN_ROLE);
-        if self.claims.has_role(ADMIN_ROLE) && current {
-            Ok(())
-        } else {
+        if !(self.claims.has_role(ADMIN_ROLE) && current) {
             log::info!("admin API refused user_id={}", self.claims.sub);
-            Err(Error::Forbidden)
+            return Err(Error::Forbidden);
         }
+        if require_mfa && !self.claims.has_mfa() {
+            log::info!("admin API refused without a second factor user_id={}", self.claims.sub);
+            return Err(Error::MfaRequired);
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +174,11 @@ pub struct Sessions {
     pub(crate) metrics: Arc<Metrics>,
     /// Mail, when `SMTP_URL` is set (`auth::recovery`).
     pub(crate) mail: Option<MailCore>,
+    /// The second factor's key and issuer name (`auth::mfa`).
+    pub(crate) mfa: MfaCore,
+    /// The admin API takes only tokens of sessions with a second factor
+    /// (`ADMIN_REQUIRE_MFA`).
+    pub(crate) admin_require_mfa: bool,
 }
 
 impl Sessions {
@@ -176,7 +194,7 @@ impl Sessions {
         let password_hash = self.passwords.hash(password).await?;
 
         let now = self.clock.now().naive_utc();
-        let (token, session) = self.new_session(now, &client);
+        let (token, session) = self.new_session(now, &client, Amr::Password);
         // Only the configured defaults: a signup never chooses its own roles.
         let new = NewAccount::new(username, email, password_hash, self.default_roles.clone(), now);
         let id = new.user.id.0;
@@ -208,17 +226,18 @@ impl Sessions {
         }
         self.metrics.signup();
         log::info!("signup user_id={}", account.id);
-        Ok(self.issue(account, Some(session.id), token, session.expires_at, now))
+        Ok(self.issue(account, Some(session.id), Amr::Password, token, session.expires_at, now))
     }
 
-    /// Starts a new session for the right password, replacing the previous one.
-    pub async fn log_in(&self, username: &str, password: SecretString, client: Client) -> Result<Issued> {
+    /// Starts a new session for the right password, replacing the previous one; or, for
+    /// an account with a second factor, the login's second step.
+    pub async fn log_in(&self, username: &str, password: SecretString, client: Client) -> Result<SignIn> {
         let result = self.try_log_in(username, password, client).await;
         self.metrics.login(LoginResult::of(&result));
         result
     }
 
-    async fn try_log_in(&self, username: &str, password: SecretString, client: Client) -> Result<Issued> {
+    async fn try_log_in(&self, username: &str, password: SecretString, client: Client) -> Result<SignIn> {
         let attempt = self.limits.login_attempt(client.ip, username).await?;
         // An impossible username is looked up no further, but still costs one hash below.
         let user = match validate_username(username) {
@@ -236,7 +255,10 @@ impl Sessions {
             return Err(Error::InvalidCredentials);
         }
         let user = user.ok_or(Error::InvalidCredentials)?;
-        self.limits.login_succeeded(&attempt).await?;
+        // With a second factor, only its step clears the failures: wrong codes count too.
+        if !user.mfa_enabled {
+            self.limits.login_succeeded(&attempt).await?;
+        }
         // Told only to someone who knows the password, so it reveals nothing to a guesser.
         if user.disabled {
             log::info!("login refused, account disabled user_id={}", user.id.0);
@@ -247,6 +269,9 @@ impl Sessions {
             self.mail_verification(user.id.0).await?;
             return Err(Error::EmailNotVerified);
         }
+        if user.mfa_enabled {
+            return self.mfa_challenge(user.id.0).await;
+        }
         let password = match verified {
             Verified::YesRehashed(rehashed) => {
                 PasswordUpdate::Rehash { verified: user.password_hash.clone(), rehashed }
@@ -255,12 +280,15 @@ impl Sessions {
         };
         let rehashed = matches!(password, PasswordUpdate::Rehash { .. });
         // The password verified is no longer the account's: it changed during the check.
-        let issued = self.start_session(user, password, &client).await?.ok_or(Error::InvalidCredentials)?;
+        let issued = self
+            .start_session(user, password, &client, Amr::Password)
+            .await?
+            .ok_or(Error::InvalidCredentials)?;
         if rehashed {
             log::info!("imported password hash replaced by argon2id user_id={}", issued.account.id);
         }
         log::info!("login user_id={}", issued.account.id);
-        Ok(issued)
+        Ok(SignIn::Session(Box::new(issued)))
     }
 
     /// Trades a refresh token for its successor; the old one stops working. `None` when
@@ -288,7 +316,8 @@ impl Sessions {
             Rotation::Rotated(issued) => {
                 let IssuedRefresh { rotated, token, expires_at } = *issued;
                 let account = Account::of(&rotated.user, rotated.roles);
-                Ok(self.issue(account, rotated.session_id, token, expires_at, now))
+                let amr = Amr::of_stored(rotated.amr.as_deref());
+                Ok(self.issue(account, rotated.session_id, amr, token, expires_at, now))
             }
             Rotation::Revoked(user_id) => {
                 self.metrics.refresh_reuse_detected();
@@ -397,13 +426,22 @@ impl Sessions {
             return Err(Error::WrongCurrentPassword);
         }
         let new_hash = self.passwords.hash(new).await?;
+        // The new session was authenticated as the caller's was.
+        let amr = Amr::of_claims(&caller.claims.amr);
         let issued = self
-            .start_session(user, PasswordUpdate::Change(new_hash), &client)
+            .start_session(user, PasswordUpdate::Change(new_hash), &client, amr)
             .await?
             // The account was deleted meanwhile.
             .ok_or(Error::InvalidToken)?;
         log::info!("password changed user_id={user_id}");
         Ok(issued)
+    }
+
+    /// The caller of an access token allowed to use the admin API ([`Caller::require_admin`]).
+    pub async fn authenticate_admin(&self, token: &str) -> Result<Caller> {
+        let caller = self.authenticate(token).await?;
+        caller.require_admin(self.admin_require_mfa)?;
+        Ok(caller)
     }
 
     /// The caller of an access token: it verified, the account exists and is enabled, and
@@ -459,7 +497,7 @@ impl Sessions {
     }
 
     /// A new session's first refresh token, and the session as stored.
-    fn new_session(&self, now: NaiveDateTime, client: &Client) -> (RefreshToken, NewSession) {
+    fn new_session(&self, now: NaiveDateTime, client: &Client, amr: Amr) -> (RefreshToken, NewSession) {
         let token = RefreshToken::mint();
         let session = NewSession {
             id: Uuid::new_v4(),
@@ -468,6 +506,7 @@ impl Sessions {
             now,
             user_agent: client.user_agent.clone(),
             ip: client.ip.map(|ip| ip.to_string()),
+            amr: amr.stored(),
         };
         (token, session)
     }
@@ -480,9 +519,10 @@ impl Sessions {
         user: User,
         password: PasswordUpdate,
         client: &Client,
+        amr: Amr,
     ) -> Result<Option<Issued>> {
         let now = self.clock.now().naive_utc();
-        let (token, session) = self.new_session(now, client);
+        let (token, session) = self.new_session(now, client, amr);
         let user_id = user.id.0;
         let store = self.refresh.store;
         // On the row as locked, and the roles and revocation time that go with it: what the
@@ -511,13 +551,8 @@ impl Sessions {
                         }
                         PasswordUpdate::Change(new_hash) => PasswordWrite::Change(new_hash),
                         PasswordUpdate::Reset { new_hash, token_hash, now_ms } => {
-                            let used =
-                                MailTokens::consume(conn, Purpose::PasswordReset, token_hash, *now_ms)?;
-                            let Some(used) = used.filter(|used| used.user_id == user_id) else {
+                            if !MailTokens::use_reset(conn, &current, token_hash, *now_ms, now)? {
                                 return Ok(None);
-                            };
-                            if current.email.as_deref() == Some(used.email.as_str()) {
-                                User::verify_email(conn, &current, &used.email, now)?;
                             }
                             PasswordWrite::Change(new_hash)
                         }
@@ -533,14 +568,16 @@ impl Sessions {
         // from the command line), a password change revoked, a session beyond the limit
         // ended: the new token must not meet the old entry.
         self.users.evict(user_id);
-        Ok(started
-            .map(|(account, session)| self.issue(account, Some(session.id), token, session.expires_at, now)))
+        Ok(started.map(|(account, session)| {
+            self.issue(account, Some(session.id), amr, token, session.expires_at, now)
+        }))
     }
 
     fn issue(
         &self,
         account: Account,
         session_id: Option<Uuid>,
+        amr: Amr,
         token: RefreshToken,
         expires_at: NaiveDateTime,
         now: NaiveDateTime,
@@ -551,7 +588,7 @@ impl Sessions {
             &account.roles,
             now,
             account.tokens_valid_after,
-            session_id,
+            TokenSession { id: session_id, amr },
         );
         Issued {
             access_token,

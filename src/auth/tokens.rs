@@ -21,6 +21,51 @@ use crate::db::models::UnixMillis;
 /// A bound, not an allocation.
 pub const VERIFIED_CACHE_BYTES: u64 = 32 << 20;
 
+/// How a session was authenticated: what its tokens carry as `amr` (RFC 8176), and what
+/// the session keeps for its refreshes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amr {
+    Password,
+    /// A password and a TOTP or recovery code.
+    PasswordAndOtp,
+}
+
+impl Amr {
+    /// The claim, sorted.
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            Amr::Password => &["pwd"],
+            Amr::PasswordAndOtp => &["mfa", "otp", "pwd"],
+        }
+    }
+
+    /// As a session stores it: `None` for a password alone, the most common.
+    pub fn stored(self) -> Option<String> {
+        (self != Amr::Password).then(|| self.methods().join(","))
+    }
+
+    /// A token's `amr` claim; anything else counts as the weakest, a password.
+    pub fn of_claims(methods: &[String]) -> Self {
+        let known = [Amr::PasswordAndOtp];
+        known.into_iter().find(|amr| amr.methods().iter().eq(methods.iter())).unwrap_or(Amr::Password)
+    }
+
+    /// A session's, as stored; anything unknown counts as the weakest, a password.
+    pub fn of_stored(stored: Option<&str>) -> Self {
+        match stored {
+            Some(methods) if methods == Amr::PasswordAndOtp.methods().join(",") => Amr::PasswordAndOtp,
+            _ => Amr::Password,
+        }
+    }
+}
+
+/// The session a token is issued to, as the token carries it: `sid` and `amr`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSession {
+    pub id: Option<Uuid>,
+    pub amr: Amr,
+}
+
 pub struct AccessTokens {
     keys: Arc<KeyStore>,
     clock: Clock,
@@ -63,7 +108,7 @@ impl AccessTokens {
     /// before the revocation. That exact time is the timestamp of the `jti`, a UUIDv7, and
     /// revocations are checked against it (`Claims::issued_at_ms`); `iat` and `nbf` are
     /// `now` in whole seconds, so never ahead of the clock. `roles` are sorted (as
-    /// `Account` holds them). `session_id` is the `sid`.
+    /// `Account` holds them).
     pub fn issue(
         &self,
         user_id: Uuid,
@@ -71,7 +116,7 @@ impl AccessTokens {
         roles: &[String],
         now: NaiveDateTime,
         tokens_valid_after: Option<UnixMillis>,
-        session_id: Option<Uuid>,
+        session: TokenSession,
     ) -> String {
         let issued = UnixMillis::of(now).max(tokens_valid_after.unwrap_or(UnixMillis(i64::MIN)));
         let iat = now.and_utc().timestamp();
@@ -85,7 +130,8 @@ impl AccessTokens {
             nbf: iat,
             exp: iat + self.ttl_secs,
             jti: issue_id(issued),
-            sid: session_id,
+            sid: session.id,
+            amr: session.amr.methods().iter().map(|method| (*method).to_owned()).collect(),
         };
         self.keys.ring().signing.sign(ACCESS_TOKEN_TYPE, &claims)
     }
@@ -140,7 +186,14 @@ mod tests {
         let settings = hs256_settings();
         let manual = ManualClock::new();
         let tokens = access_tokens(&settings, &manual);
-        let token = tokens.issue(Uuid::new_v4(), "alice", &[], manual.now().naive_utc(), None, None);
+        let token = tokens.issue(
+            Uuid::new_v4(),
+            "alice",
+            &[],
+            manual.now().naive_utc(),
+            None,
+            TokenSession { id: None, amr: Amr::Password },
+        );
         manual.advance(Duration::from_secs(930));
         assert!(tokens.verify(&token).is_ok(), "within TTL + leeway");
         manual.advance(Duration::from_secs(1));
@@ -157,7 +210,14 @@ mod tests {
         let issued: Vec<String> = (0..30_000)
             .map(|i| {
                 let name = format!("user_{i}_with_a_name_long_enough_for_an_eddsa_token_size");
-                tokens.issue(Uuid::new_v4(), &name, &roles, manual.now().naive_utc(), None, None)
+                tokens.issue(
+                    Uuid::new_v4(),
+                    &name,
+                    &roles,
+                    manual.now().naive_utc(),
+                    None,
+                    TokenSession { id: None, amr: Amr::Password },
+                )
             })
             .collect();
         for token in &issued {

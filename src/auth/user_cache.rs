@@ -302,6 +302,7 @@ mod tests {
             tokens_valid_after: None,
             disabled: false,
             email_verified: false,
+            mfa_enabled: false,
             roles: vec!["editor".into(), "support".into()],
             ended_sessions: Vec::new(),
         })

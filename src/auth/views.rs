@@ -18,6 +18,8 @@ pub struct UserView {
     /// Whether a link mailed to `email` was used (or a reset link, or an administrator
     /// said so).
     email_verified: bool,
+    /// A second factor (TOTP) is on: a login takes two steps.
+    mfa_enabled: bool,
     /// Sorted.
     roles: Vec<String>,
     /// RFC 3339, UTC, whole seconds.
@@ -32,6 +34,7 @@ impl From<&Account> for UserView {
             username: account.username.clone(),
             email: account.email.clone(),
             email_verified: account.email_verified,
+            mfa_enabled: account.mfa_enabled,
             roles: account.roles.clone(),
             created_at: account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         }

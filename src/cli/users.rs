@@ -50,6 +50,8 @@ pub enum UserCommand {
     Delete { username: String },
     /// Set a user's password (read like `create`'s) and end its sessions
     SetPassword { username: String },
+    /// Remove a user's second factor (a lost phone) and end its sessions
+    MfaReset { username: String },
     /// Import users from Django's `manage.py dumpdata <app>.<UserModel>` JSON
     ///
     /// Passwords keep their Django hash until the first login replaces it with argon2id.
@@ -114,6 +116,15 @@ pub fn run(command: UserCommand, settings: &Settings) -> Result<(), CliError> {
                 })
                 .map_err(cli_error)?;
             println!("deleted {username}");
+        }
+        UserCommand::MfaReset { username } => {
+            runtime
+                .block_on(async {
+                    let id = accounts.find_by_username(&username).await?.id;
+                    accounts.remove_mfa(actor, id).await
+                })
+                .map_err(cli_error)?;
+            println!("second factor removed for {username}, its sessions ended");
         }
         UserCommand::SetPassword { username } => {
             let update = Update { password: Some(read_password()?), ..Default::default() };

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::DbError;
 use super::mail::{MailTokens, Purpose};
 use super::manager::{DbConnection, MultiBackend, WriteConn};
+use super::mfa::TotpFactor;
 use super::models::{
     DbUuid, NewSession, NewUser, PreparedOnce, SessionChange, Tombstone, UnixMillis, User, joined_roles,
     repeatable_read, split_roles, tokens_valid_after,
@@ -44,6 +45,8 @@ pub struct Account {
     pub tokens_valid_after: Option<UnixMillis>,
     pub disabled: bool,
     pub email_verified: bool,
+    /// A second factor is confirmed.
+    pub mfa_enabled: bool,
     pub roles: Vec<String>,
     /// The sessions ended one by one (`SESSIONS_PER_USER` > 1) whose access tokens may
     /// still be alive, sorted: their tokens are refused.
@@ -62,6 +65,7 @@ struct AccountColumns {
     tokens_valid_after: Option<UnixMillis>,
     disabled: bool,
     email_verified: bool,
+    mfa_enabled: bool,
 }
 
 impl Account {
@@ -76,6 +80,7 @@ impl Account {
             tokens_valid_after: user.tokens_valid_after,
             disabled: user.disabled,
             email_verified: user.email_verified,
+            mfa_enabled: user.mfa_enabled,
             roles,
             ended_sessions: Vec::new(),
         }
@@ -91,6 +96,7 @@ impl Account {
             tokens_valid_after,
             disabled,
             email_verified,
+            mfa_enabled,
         } = columns;
         Self {
             id: id.0,
@@ -101,6 +107,7 @@ impl Account {
             tokens_valid_after,
             disabled,
             email_verified,
+            mfa_enabled,
             roles,
             ended_sessions: Vec::new(),
         }
@@ -488,6 +495,16 @@ impl Account {
             roles.dedup();
             let revoke = replace_roles(conn, current, &roles)?;
             revoke_tokens(conn, &current.user, now, revoke, false)
+        })
+    }
+
+    /// Removes the user's second factor and ends its sessions: whether the user exists.
+    pub fn remove_mfa(conn: &mut WriteConn, id: Uuid, now: NaiveDateTime) -> Result<bool, DbError> {
+        conn.transaction(|conn| {
+            let Some(user) = User::lock(conn, id)? else { return Ok(false) };
+            TotpFactor::remove(conn, &user, now)?;
+            end_every_session_locked(conn, &user, now)?;
+            Ok(true)
         })
     }
 

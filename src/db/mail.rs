@@ -4,12 +4,13 @@
 //!
 //! Times are unix milliseconds of tollgate's clock, as in the abuse limits' tables.
 
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::DbError;
 use super::manager::{DbConnection, WriteConn};
-use super::models::DbUuid;
+use super::models::{DbUuid, User};
 use super::schema::{mail_cooldowns, mail_tokens, outbox, users};
 
 /// What a mail's token is for.
@@ -112,6 +113,23 @@ impl MailTokens {
     pub fn revoke(conn: &mut WriteConn, user_id: Uuid, purpose: Purpose) -> Result<(), DbError> {
         diesel::delete(mail_tokens::table.find((DbUuid(user_id), purpose.as_str()))).execute(conn.conn())?;
         Ok(())
+    }
+
+    /// Uses a live password-reset token of `user` (the row as locked), and verifies the
+    /// address if the link went to the one the account has: whether it was live.
+    pub fn use_reset(
+        conn: &mut WriteConn,
+        user: &User,
+        hash: &str,
+        now_ms: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool, DbError> {
+        let used = Self::consume(conn, Purpose::PasswordReset, hash, now_ms)?;
+        let Some(used) = used.filter(|used| used.user_id == user.id.0) else { return Ok(false) };
+        if user.email.as_deref() == Some(used.email.as_str()) {
+            User::verify_email(conn, user, &used.email, now)?;
+        }
+        Ok(true)
     }
 
     /// The account of a live token of the purpose, without using it.

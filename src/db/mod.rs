@@ -6,6 +6,7 @@ mod batch;
 pub mod error;
 pub mod mail;
 pub mod manager;
+pub mod mfa;
 pub mod models;
 mod pool;
 pub mod rotations;

@@ -139,6 +139,11 @@ pub struct User {
     /// The address was shown to be the user's (a link from a mail was used, an admin said
     /// so, or an import from Django did).
     pub email_verified: bool,
+    /// A second factor is confirmed (`db::mfa`): a login takes two steps.
+    pub mfa_enabled: bool,
+    /// The methods the session on this row was started with, comma-joined; `None`: a
+    /// password alone.
+    pub session_amr: Option<String>,
 }
 
 /// What a new user row is made of. A signup's refresh session starts with the account;
@@ -201,6 +206,8 @@ pub struct NewSession {
     pub now: NaiveDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// The methods it was started with, comma-joined (`auth::Amr`); `None`: a password.
+    pub amr: Option<String>,
 }
 
 /// The columns that describe the refresh session, written together. An outer `None`
@@ -218,6 +225,7 @@ pub struct SessionChange<'a> {
     session_created_at: Option<Option<NaiveDateTime>>,
     session_user_agent: Option<Option<&'a str>>,
     session_ip: Option<Option<&'a str>>,
+    session_amr: Option<Option<&'a str>>,
 }
 
 impl<'a> SessionChange<'a> {
@@ -234,6 +242,7 @@ impl<'a> SessionChange<'a> {
             session_created_at: None,
             session_user_agent: None,
             session_ip: None,
+            session_amr: None,
         }
     }
 
@@ -245,6 +254,7 @@ impl<'a> SessionChange<'a> {
             session_created_at: Some(Some(new.now)),
             session_user_agent: Some(new.user_agent.as_deref()),
             session_ip: Some(new.ip.as_deref()),
+            session_amr: Some(new.amr.as_deref()),
             ..Self::fresh(&new.hash, new.expires_at, stamp)
         }
     }
@@ -290,6 +300,7 @@ impl<'a> SessionChange<'a> {
             session_created_at: Some(None),
             session_user_agent: Some(None),
             session_ip: Some(None),
+            session_amr: Some(None),
         }
         .revoking_access_tokens(tokens_valid_after(now, user, sessions_used))
     }
@@ -360,6 +371,8 @@ pub struct Rotated {
     pub user: User,
     pub session_id: Option<Uuid>,
     pub roles: Vec<String>,
+    /// The session's methods, comma-joined; `None`: a password.
+    pub amr: Option<String>,
 }
 
 /// A row of a batch of rotations ([`User::rotate_live_sessions`]): the user, the session
@@ -374,11 +387,18 @@ pub(super) struct RotatedRow {
     pub(super) successor: String,
     #[diesel(sql_type = Nullable<Text>)]
     roles: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    amr: Option<String>,
 }
 
 impl RotatedRow {
     pub(super) fn rotated(self) -> Rotated {
-        Rotated { user: self.user, session_id: self.sid.map(|id| id.0), roles: split_roles(self.roles) }
+        Rotated {
+            user: self.user,
+            session_id: self.sid.map(|id| id.0),
+            roles: split_roles(self.roles),
+            amr: self.amr,
+        }
     }
 }
 
@@ -639,6 +659,7 @@ impl User {
         Ok(row.map(|(user, roles)| Rotated {
             session_id: user.session_id.map(|id| id.0),
             roles: split_roles(roles),
+            amr: user.session_amr.clone(),
             user,
         }))
     }

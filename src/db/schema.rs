@@ -19,6 +19,8 @@ diesel::table! {
         session_user_agent -> Nullable<Text>,
         session_ip -> Nullable<Text>,
         email_verified -> Bool,
+        mfa_enabled -> Bool,
+        session_amr -> Nullable<Text>,
     }
 }
 
@@ -68,6 +70,34 @@ diesel::table! {
         last_used_at -> Timestamp,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        amr -> Nullable<Text>,
+    }
+}
+
+// The second factor (src/db/mfa.rs).
+diesel::table! {
+    mfa_totp (user_id) {
+        user_id -> Text,
+        secret -> Nullable<Text>,
+        pending_secret -> Nullable<Text>,
+        last_step -> Nullable<BigInt>,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        expires_at_ms -> BigInt,
+        failures -> Integer,
     }
 }
 
@@ -91,7 +121,17 @@ diesel::table! {
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(mail_tokens -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, user_roles, sessions, revocations, mail_tokens);
+diesel::joinable!(mfa_totp -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    user_roles,
+    sessions,
+    revocations,
+    mail_tokens,
+    mfa_totp,
+    mfa_challenges
+);
 
 // The abuse limits' tables (src/auth/rate_limit/shared.rs, PostgreSQL only). The list of
 // recent failures is left out: an array on PostgreSQL, which `MultiConnection` does not map.

@@ -46,6 +46,8 @@ pub struct Chain {
     pub rotated_at: Option<NaiveDateTime>,
     pub expires_at: Option<NaiveDateTime>,
     pub last_used_at: NaiveDateTime,
+    /// The methods the session was started with, comma-joined; `None`: a password.
+    pub amr: Option<String>,
 }
 
 /// A session as its user sees it listed.
@@ -86,6 +88,7 @@ struct SessionRow {
     last_used_at: NaiveDateTime,
     user_agent: Option<String>,
     ip: Option<String>,
+    amr: Option<String>,
 }
 
 impl SessionRow {
@@ -98,6 +101,7 @@ impl SessionRow {
             rotated_at: self.refresh_token_rotated_at,
             expires_at: Some(self.refresh_token_expires_at),
             last_used_at: self.last_used_at,
+            amr: self.amr.clone(),
         }
     }
 
@@ -127,6 +131,7 @@ impl User {
                 .refresh_token_rotated_at
                 .or(self.session_created_at)
                 .unwrap_or(self.updated_at),
+            amr: self.session_amr.clone(),
         }
     }
 }
@@ -145,7 +150,8 @@ const USERS_ROTATE: &str = "UPDATE users SET refresh_token_hash = b.successor_ha
      WHERE users.refresh_token_hash = b.current_hash AND users.refresh_token_expires_at > b.now \
          AND NOT users.disabled \
      RETURNING users.*, users.session_id AS sid, users.refresh_token_hash AS successor, \
-         (SELECT string_agg(user_roles.role, ',') FROM user_roles WHERE user_roles.user_id = users.id) AS roles";
+         (SELECT string_agg(user_roles.role, ',') FROM user_roles WHERE user_roles.user_id = users.id) AS roles, \
+         users.session_amr AS amr";
 
 /// The same for `sessions` rows; their users are read in the statement's snapshot, which
 /// the transaction's REPEATABLE READ keeps consistent with the rows it writes.
@@ -156,9 +162,10 @@ const SESSIONS_ROTATE: &str = "WITH r AS (UPDATE sessions SET refresh_token_hash
          AS b (current_hash, successor_hash, expires_at, now) \
      WHERE sessions.refresh_token_hash = b.current_hash AND sessions.refresh_token_expires_at > b.now \
          AND EXISTS (SELECT 1 FROM users WHERE users.id = sessions.user_id AND NOT users.disabled) \
-     RETURNING sessions.user_id, sessions.id, sessions.refresh_token_hash) \
+     RETURNING sessions.user_id, sessions.id, sessions.refresh_token_hash, sessions.amr) \
      SELECT users.*, r.id AS sid, r.refresh_token_hash AS successor, \
-         (SELECT string_agg(user_roles.role, ',') FROM user_roles WHERE user_roles.user_id = users.id) AS roles \
+         (SELECT string_agg(user_roles.role, ',') FROM user_roles WHERE user_roles.user_id = users.id) AS roles, \
+         r.amr AS amr \
      FROM r JOIN users ON users.id = r.user_id";
 
 impl SessionStore {
@@ -206,16 +213,17 @@ impl SessionStore {
                 sessions::refresh_token_rotated_at.eq(live.now),
                 sessions::last_used_at.eq(live.now),
             ))
-            .returning((sessions::user_id, sessions::id));
-        let rotated: Option<(DbUuid, DbUuid)> =
+            .returning((sessions::user_id, sessions::id, sessions::amr));
+        let rotated: Option<(DbUuid, DbUuid, Option<String>)> =
             PreparedOnce::<_, RotateSessionRow>::new(update).get_result(sqlite).optional()?;
-        let Some((user_id, session_id)) = rotated else { return Ok(None) };
+        let Some((user_id, session_id, amr)) = rotated else { return Ok(None) };
         let user = users::table.find(user_id).select((User::as_select(), joined_roles()));
         let rows: Vec<(User, Option<String>)> = PreparedOnce::<_, RotatedUser>::new(user).load(sqlite)?;
         Ok(rows.into_iter().next().map(|(user, roles)| Rotated {
             user,
             session_id: Some(session_id.0),
             roles: split_roles(roles),
+            amr,
         }))
     }
 
@@ -333,6 +341,7 @@ impl SessionStore {
             rotated_at: None,
             expires_at: None,
             last_used_at: now,
+            amr: None,
         };
         let live = |chain: &Chain| chain.session_id == Some(id) && chain.current_hash.is_some();
         Ok(self.end_if(conn, &chain, now, live)?.is_some())
@@ -456,6 +465,7 @@ impl Session {
             last_used_at: new.now,
             user_agent: new.user_agent.clone(),
             ip: new.ip.clone(),
+            amr: new.amr.clone(),
         };
         diesel::insert_into(sessions::table).values(&row).execute(conn.conn())?;
         Ok(())

@@ -88,6 +88,9 @@ impl ApiError {
             ApiError::Core(Error::InvalidResetToken) => "invalid_reset_token",
             ApiError::Core(Error::InvalidVerificationToken) => "invalid_verification_token",
             ApiError::Core(Error::EmailNotVerified) => "email_not_verified",
+            ApiError::Core(Error::InvalidMfaToken) => "invalid_mfa_token",
+            ApiError::Core(Error::InvalidMfaCode) => "invalid_mfa_code",
+            ApiError::Core(Error::MfaRequired) => "mfa_required",
             ApiError::Core(Error::AccountDisabled) => "account_disabled",
             ApiError::Core(Error::Forbidden) => "forbidden",
             ApiError::Core(Error::RateLimited { .. }) => "rate_limited",
@@ -127,8 +130,12 @@ impl ResponseError for ApiError {
                 | Error::InvalidToken
                 | Error::InvalidRefreshToken
                 | Error::InvalidResetToken
-                | Error::InvalidVerificationToken => StatusCode::UNAUTHORIZED,
-                Error::AccountDisabled | Error::EmailNotVerified | Error::Forbidden => StatusCode::FORBIDDEN,
+                | Error::InvalidVerificationToken
+                | Error::InvalidMfaToken
+                | Error::InvalidMfaCode => StatusCode::UNAUTHORIZED,
+                Error::AccountDisabled | Error::EmailNotVerified | Error::MfaRequired | Error::Forbidden => {
+                    StatusCode::FORBIDDEN
+                }
                 Error::NotFound => StatusCode::NOT_FOUND,
                 Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Error::Overloaded | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

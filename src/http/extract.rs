@@ -43,9 +43,8 @@ impl FromRequest for Admin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let caller = caller(&req).await?;
-            caller.require_admin()?;
-            Ok(Admin(caller))
+            let token = bearer_token(&req)?.ok_or(ApiError::MissingToken)?;
+            Ok(Admin(state_of(&req)?.core.sessions.authenticate_admin(token).await?))
         })
     }
 }

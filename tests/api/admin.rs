@@ -207,7 +207,10 @@ async fn admins_create_read_update_and_delete_users(backend: Backend) {
     )
     .await;
     let keys: Vec<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["created_at", "disabled", "email", "email_verified", "id", "roles", "username"]);
+    assert_eq!(
+        keys,
+        ["created_at", "disabled", "email", "email_verified", "id", "mfa_enabled", "roles", "username"]
+    );
     assert_eq!(created["username"], "bob");
     assert_eq!(created["email"], "bob@example.com");
     assert_eq!(created["roles"], json!(["staff"]));

@@ -37,7 +37,10 @@ fn assert_token_response(body: &Value, username: &str) {
     assert!(field(body, "refresh_token").starts_with("tgr_"));
     let user = body["user"].as_object().unwrap();
     let user_keys: Vec<&str> = user.keys().map(String::as_str).collect();
-    assert_eq!(user_keys, ["created_at", "email", "email_verified", "id", "roles", "username"]);
+    assert_eq!(
+        user_keys,
+        ["created_at", "email", "email_verified", "id", "mfa_enabled", "roles", "username"]
+    );
     assert_eq!(user["username"], username);
     assert_eq!(user["email_verified"], false);
     assert_eq!(user["roles"], json!([]));

@@ -142,7 +142,10 @@ async fn list_prints_one_user_a_line_and_json_objects(backend: Backend) {
     let objects: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(objects.len(), 2);
     let keys: Vec<&str> = objects[1].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["created_at", "disabled", "email", "email_verified", "id", "roles", "username"]);
+    assert_eq!(
+        keys,
+        ["created_at", "disabled", "email", "email_verified", "id", "mfa_enabled", "roles", "username"]
+    );
     assert_eq!(objects[0]["roles"], json!(["staff"]));
     assert_eq!(objects[1]["id"], bob["user"]["id"]);
     assert_eq!(objects[1]["disabled"], true);

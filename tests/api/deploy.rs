@@ -25,6 +25,7 @@ const APP_VARIABLES: &[&str] = &[
     "REFRESH_TOKEN_TTL_SECS",
     "REFRESH_REUSE_GRACE_SECS",
     "SESSIONS_PER_USER",
+    "ADMIN_REQUIRE_MFA",
     "SMTP_URL",
     "MAIL_FROM",
     "APP_NAME",

@@ -22,6 +22,7 @@ mod jwks;
 mod keys;
 mod logging;
 mod mail;
+mod mfa;
 mod openapi;
 mod operations;
 mod races;

@@ -130,8 +130,11 @@ class Tollgate:
             request.add_header("Content-Type", "application/json")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
+        # A bound on a hung server, not a measure: a login against an imported Django hash
+        # (PBKDF2, a million iterations, and the failure floor after it) on a debug build
+        # of a loaded machine has taken more than 10 s.
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=60) as response:
                 raw = response.read()
                 return response.status, json.loads(raw) if raw else None
         except urllib.error.HTTPError as e:

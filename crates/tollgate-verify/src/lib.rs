@@ -64,11 +64,22 @@ pub struct Claims {
     /// have none, and only revocations of their whole user refuse them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<Uuid>,
+    /// How the session was authenticated (RFC 8176), sorted: `["pwd"]` after a password,
+    /// `["mfa", "otp", "pwd"]` after a password and a second factor, `["hwk", "mfa",
+    /// "user"]` after a passkey that verified the user. Empty in tokens of tollgates from
+    /// before it, which had no second factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 impl Claims {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// Whether the session was authenticated with more than one factor (`mfa` in `amr`).
+    pub fn has_mfa(&self) -> bool {
+        self.amr.iter().any(|method| method == "mfa")
     }
 
     /// When the token was issued, in unix milliseconds, the time revocations are compared
@@ -391,6 +402,7 @@ mod tests {
             exp: now + 900,
             jti: Uuid::nil(),
             sid: None,
+            amr: vec!["pwd".into()],
             roles: vec!["user".into()],
         };
         let mut header = Header::new(Algorithm::HS256);

@@ -160,8 +160,12 @@ impl KeyStoreError {
 }
 
 enum Source {
-    Secret(SigningKey, VerificationKey),
-    Dir { keys: KeyDir, retire_after_secs: i64 },
+    /// With the key derived from `JWT_SECRET` for TOTP secrets.
+    Secret(SigningKey, VerificationKey, SecretSlice<u8>),
+    Dir {
+        keys: KeyDir,
+        retire_after_secs: i64,
+    },
 }
 
 /// The signing and verification keys of this process, kept current with the key store.
@@ -176,13 +180,24 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
+    /// The key that encrypts TOTP secrets: `mfa-key` beside the signing keys (made on first
+    /// use unless `enrolled`: factors encrypted under it exist, and a new key would lock
+    /// them out), or derived from `JWT_SECRET` under HS256. Never in the database.
+    pub fn mfa_key(&self, enrolled: bool) -> Result<SecretSlice<u8>, KeyStoreError> {
+        match &self.source {
+            Source::Secret(_, _, key) => Ok(key.clone()),
+            Source::Dir { keys, .. } => secret::mfa_key_file(&keys.dir, !enrolled),
+        }
+    }
+
     /// Opens the key store, creating the first key (and the refresh secret) if needed.
     pub fn open(settings: &JwtSettings, clock: Clock) -> Result<Self, KeyStoreError> {
         let (source, refresh_secret) = match settings.algorithm {
             Algorithm::HS256 => {
                 let jwt_secret = settings.secret.as_ref().ok_or(KeyStoreError::MissingSecret)?;
                 let (signing, verification, refresh_secret) = secret::from_jwt_secret(jwt_secret);
-                (Source::Secret(signing, verification), refresh_secret)
+                let mfa_key = secret::mfa_key_of_jwt_secret(jwt_secret);
+                (Source::Secret(signing, verification, mfa_key), refresh_secret)
             }
             algorithm => {
                 let keys = KeyDir::open(settings.keys_dir.clone(), algorithm)?;
@@ -288,7 +303,7 @@ fn timeline_of(source: &Source, now: i64) -> Result<Vec<(Arc<jwk::KeyMaterial>, 
 /// changes. Under HS256, one secret for all time.
 fn build_ring(source: &Source, now: i64) -> Result<KeyRing, KeyStoreError> {
     let (keys, retire_after_secs) = match source {
-        Source::Secret(signing, verification) => {
+        Source::Secret(signing, verification, _) => {
             let keys = KeySet {
                 signing: signing.clone(),
                 verifying: HashMap::from([(signing.kid.clone(), verification.clone())]),

@@ -19,6 +19,8 @@ use super::{KeyStoreError, Signer, SigningKey};
 
 const REFRESH_SECRET_FILE: &str = "refresh-secret";
 const REFRESH_SECRET_BYTES: usize = 32;
+const MFA_KEY_FILE: &str = "mfa-key";
+const MFA_KEY_BYTES: usize = 32;
 
 /// The HS256 key pair and refresh secret of `JWT_SECRET`. Both are derived one-way from
 /// the secret, so neither reveals it and every instance sharing the secret derives the
@@ -48,6 +50,35 @@ pub(super) fn refresh_secret_file(dir: &Path) -> Result<SecretSlice<u8>, KeyStor
         });
     }
     Ok(SecretSlice::from(secret))
+}
+
+/// The key that encrypts TOTP secrets under HS256: derived one-way from `JWT_SECRET`, as
+/// the refresh secret is.
+pub(super) fn mfa_key_of_jwt_secret(secret: &SecretString) -> SecretSlice<u8> {
+    SecretSlice::from(hmac(secret.expose_secret().as_bytes(), b"tollgate mfa secrets"))
+}
+
+/// The key that encrypts TOTP secrets, from the key directory; made when missing only if
+/// `may_create` (no secret is encrypted under a key that would be lost).
+pub(super) fn mfa_key_file(dir: &Path, may_create: bool) -> Result<SecretSlice<u8>, KeyStoreError> {
+    let file = dir.join(MFA_KEY_FILE);
+    let key = load_or_create_file(&file, || {
+        if !may_create {
+            return Err(KeyStoreError::BadKey {
+                file: file.clone(),
+                problem: "missing, yet accounts have a second factor that only it decrypts: restore \
+                          it from a backup (a new key would lock every one of them out)"
+                    .into(),
+            });
+        }
+        let mut bytes = vec![0u8; MFA_KEY_BYTES];
+        OsRng.fill_bytes(&mut bytes);
+        Ok(bytes)
+    })?;
+    if key.len() != MFA_KEY_BYTES {
+        return Err(KeyStoreError::BadKey { file, problem: format!("not {MFA_KEY_BYTES} bytes") });
+    }
+    Ok(SecretSlice::from(key))
 }
 
 fn hmac(key: &[u8], message: &[u8]) -> Vec<u8> {

@@ -14,7 +14,8 @@ use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
 use crate::http::middleware::page_policy;
 use crate::http::routes::{
-    admin, auth, demo, discovery, email, health, introspect, jwks, metrics, recovery, revocations, sessions,
+    admin, auth, demo, discovery, email, health, introspect, jwks, metrics, mfa, recovery, revocations,
+    sessions,
 };
 
 pub mod responses;
@@ -30,10 +31,15 @@ pub mod responses;
     paths(
         auth::signup,
         auth::login,
+        mfa::second_step,
         auth::refresh,
         auth::logout,
         auth::me,
         auth::change_password,
+        mfa::setup,
+        mfa::confirm,
+        mfa::disable,
+        mfa::recovery_codes,
         recovery::forgot,
         recovery::reset,
         recovery::reset_page,
@@ -50,6 +56,7 @@ pub mod responses;
         admin::update,
         admin::delete,
         admin::log_out,
+        admin::remove_mfa,
         sessions::admin_list,
         sessions::admin_end,
         revocations::revocations,

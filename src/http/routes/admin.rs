@@ -252,6 +252,22 @@ pub async fn log_out(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Removes a user's second factor (a lost phone) and ends its sessions.
+#[utoipa::path(delete, path = "/admin/users/{id}/mfa", tag = "admin", params(UserId), security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The factor and its recovery codes are gone, and every session ended"),
+        (status = 404, description = "`not_found`: no such user", body = ErrorBody),
+        AdminErrors, DatabaseErrors, ServerErrors,
+    ))]
+pub async fn remove_mfa(
+    admin: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.core.accounts.remove_mfa(admin.actor(), user_id(&path)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

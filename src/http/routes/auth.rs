@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::sessions::{Caller, Issued, LogoutBy, LogoutScope, SignUp};
+use crate::auth::sessions::{Caller, Issued, LogoutBy, LogoutScope, SignIn, SignUp};
 use crate::auth::views::UserView;
 use crate::http::cookie;
 use crate::http::extract::{bearer_token, caller, client, json_body};
@@ -118,6 +118,46 @@ impl TokenResponse {
     }
 }
 
+/// The first step of a login to an account with a second factor: no tokens yet.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequiredResponse {
+    /// Always `true`: tell this answer from a token response by it.
+    #[schema(example = true)]
+    mfa_required: bool,
+    /// For `POST /auth/login/mfa`: single-use, dead after five wrong codes.
+    #[schema(example = "tgf_…")]
+    mfa_token: String,
+    /// What the second step takes.
+    #[schema(example = json!(["totp", "recovery_code"]))]
+    methods: [&'static str; 2],
+    /// Seconds the `mfa_token` lives.
+    #[schema(example = 300)]
+    expires_in: i64,
+}
+
+/// What a sign-in with the right password answers: a session, or the second step.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignInResponse {
+    Session(TokenResponse),
+    SecondFactor(MfaRequiredResponse),
+}
+
+/// A sign-in's answer: [`respond`] with a session, else the second step's challenge.
+pub(super) fn respond_sign_in(req: &HttpRequest, state: &AppState, signed_in: SignIn) -> HttpResponse {
+    match signed_in {
+        SignIn::Session(issued) => respond(req, state, HttpResponse::Ok(), *issued),
+        SignIn::SecondFactor(challenge) => {
+            HttpResponse::Ok().json(SignInResponse::SecondFactor(MfaRequiredResponse {
+                mfa_required: true,
+                mfa_token: challenge.mfa_token.as_str().to_owned(),
+                methods: ["totp", "recovery_code"],
+                expires_in: challenge.expires_in,
+            }))
+        }
+    }
+}
+
 /// The token response, with the refresh token in the JSON or, for a browser in cookie
 /// mode, in the `tollgate_refresh` cookie only.
 pub(super) fn respond(
@@ -153,7 +193,8 @@ pub async fn signup(
 
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session", body = TokenResponse),
+        (status = 200, description = "A new session; for an account with a second factor, `mfa_required` and \
+            the `mfa_token` of the second step (`POST /auth/login/mfa`) instead", body = SignInResponse),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password alike", body = ErrorBody),
         (status = 403, description = "The password was right, but `account_disabled`: the account is disabled, or \
             `email_not_verified` (`EMAIL_VERIFICATION=required`): its address is not verified, and a new link is mailed",
@@ -166,8 +207,8 @@ pub async fn login(
     body: web::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
-    let issued = state.core.sessions.log_in(&username, password, client(&req)).await?;
-    Ok(respond(&req, &state, HttpResponse::Ok(), issued))
+    let signed_in = state.core.sessions.log_in(&username, password, client(&req)).await?;
+    Ok(respond_sign_in(&req, &state, signed_in))
 }
 
 /// The refresh token a request presents: the cookie (cookie mode, browsers), else the

@@ -9,6 +9,7 @@ pub mod health;
 pub mod introspect;
 pub mod jwks;
 pub mod metrics;
+pub mod mfa;
 pub mod recovery;
 pub mod revocations;
 pub mod sessions;
@@ -79,10 +80,15 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         Endpoint::new(Method::POST, "/auth/signup", auth::signup),
         Endpoint::new(Method::POST, "/auth/login", auth::login),
+        Endpoint::new(Method::POST, "/auth/login/mfa", mfa::second_step),
         Endpoint::new(Method::POST, "/auth/refresh", auth::refresh),
         Endpoint::new(Method::POST, "/auth/logout", auth::logout),
         Endpoint::new(Method::GET, "/auth/me", auth::me),
         Endpoint::new(Method::POST, "/auth/password", auth::change_password),
+        Endpoint::new(Method::POST, "/auth/mfa/totp/setup", mfa::setup),
+        Endpoint::new(Method::POST, "/auth/mfa/totp/confirm", mfa::confirm),
+        Endpoint::new(Method::DELETE, "/auth/mfa/totp", mfa::disable),
+        Endpoint::new(Method::POST, "/auth/mfa/recovery-codes", mfa::recovery_codes),
         Endpoint::new(Method::POST, "/auth/password/forgot", recovery::forgot),
         Endpoint::new(Method::POST, "/auth/password/reset", recovery::reset),
         Endpoint::new(Method::GET, "/auth/password/reset", recovery::reset_page),
@@ -108,6 +114,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::PATCH, "/admin/users/{id}", admin::update),
         Endpoint::new(Method::DELETE, "/admin/users/{id}", admin::delete),
         Endpoint::new(Method::POST, "/admin/users/{id}/logout", admin::log_out),
+        Endpoint::new(Method::DELETE, "/admin/users/{id}/mfa", admin::remove_mfa),
         Endpoint::new(Method::GET, "/admin/users/{id}/sessions", sessions::admin_list),
         Endpoint::new(Method::DELETE, "/admin/users/{id}/sessions/{sid}", sessions::admin_end),
         Endpoint::new(Method::GET, "/demo", demo::page),

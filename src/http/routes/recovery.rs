@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::auth::{TokenResponse, respond};
+use super::auth::{SignInResponse, respond_sign_in};
 use crate::http::extract::client;
 use crate::http::middleware::page_policy;
 use crate::http::openapi::responses::{
@@ -48,7 +48,8 @@ pub async fn forgot(
 
 #[utoipa::path(post, path = "/auth/password/reset", tag = "auth", request_body = ResetRequest,
     responses(
-        (status = 200, description = "The new password is set; a new session", body = TokenResponse),
+        (status = 200, description = "The new password is set; a new session, or for an account with a second \
+            factor the login's second step (`mfa_required`)", body = SignInResponse),
         (status = 401, description = "`invalid_reset_token`: unknown, used, replaced or expired", body = ErrorBody),
         (status = 403, description = "`account_disabled`", body = ErrorBody),
         (status = 404, description = "`not_found`: mail is off", body = ErrorBody),
@@ -60,9 +61,9 @@ pub async fn reset(
     body: web::Json<ResetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let ResetRequest { token, new_password } = body.into_inner();
-    let issued =
+    let signed_in =
         state.core.sessions.reset_password(token.expose_secret(), new_password, client(&req)).await?;
-    Ok(respond(&req, &state, HttpResponse::Ok(), issued))
+    Ok(respond_sign_in(&req, &state, signed_in))
 }
 
 /// The page of a mailed reset link: a form that posts the new password with the token.
