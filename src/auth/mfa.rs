@@ -62,27 +62,36 @@ impl Sessions {
         if user.disabled {
             return Err(Error::AccountDisabled);
         }
-        let Some(proof) = self.proof(user_id, code, now.timestamp()).await? else {
-            self.pool.write(move |conn| Challenges::failed(conn, &hash, MFA_TOKEN_MAX_FAILURES)).await?;
-            self.limits.login_failed(&attempt).await?;
-            log::info!("second factor refused user_id={user_id}");
-            return Err(Error::InvalidMfaCode);
-        };
+        let proof = self.proof(user_id, code, now.timestamp()).await?;
+        // The second step is used, and the code with it, in one transaction; a code that
+        // does not hold (a recovery code not among those left, a step accepted by a
+        // parallel request a moment ago) puts the second step back with one more failure.
         let accepted = self
             .pool
             .write(move |conn| {
                 conn.transaction(|conn| {
-                    if !Challenges::consume(conn, &hash, now_ms)? {
-                        return Ok(None);
+                    let Some(proof) = proof else {
+                        Challenges::failed(conn, &hash, MFA_TOKEN_MAX_FAILURES)?;
+                        return Ok(Some(false));
+                    };
+                    let Some(used) = Challenges::consume(conn, &hash, now_ms)? else { return Ok(None) };
+                    if prove(conn, user_id, &proof)? {
+                        return Ok(Some(true));
                     }
-                    Ok(Some(prove(conn, user_id, &proof)?))
+                    if used.failures + 1 < MFA_TOKEN_MAX_FAILURES {
+                        Challenges::restore(conn, &hash, &used, used.failures + 1)?;
+                    }
+                    Ok(Some(false))
                 })
             })
             .await?;
         match accepted {
             None => return Err(Error::InvalidMfaToken),
-            // Accepted by a parallel request a moment ago: a replay.
-            Some(false) => return Err(Error::InvalidMfaCode),
+            Some(false) => {
+                self.limits.login_failed(&attempt).await?;
+                log::info!("second factor refused user_id={user_id}");
+                return Err(Error::InvalidMfaCode);
+            }
             Some(true) => {}
         }
         let issued = self

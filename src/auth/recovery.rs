@@ -40,6 +40,10 @@ impl Sessions {
         let cooldown_ms = mail.mailer.cooldown_ms();
         let address_hash = sha256_hex(email.as_bytes());
         let mailer = mail.mailer.clone();
+        // Looked up beside the writer, which then only takes the cooldown (and, for each
+        // account, issues its token); an account made meanwhile waits for the next request.
+        let lookup = email.clone();
+        let accounts = self.pool.read(move |conn| enabled_accounts_with_email(conn, &lookup)).await?;
         let queued = self
             .pool
             .write(move |conn| {
@@ -48,7 +52,7 @@ impl Sessions {
                         return Ok(0);
                     }
                     let mut queued = 0;
-                    for (user_id, username) in enabled_accounts_with_email(conn, &email)? {
+                    for (user_id, username) in accounts {
                         // Taken in turns with the account's other changes (a reset in
                         // progress, a disable), so that the cooldown holds under races.
                         if User::lock(conn, user_id)?.is_none_or(|user| user.disabled) {

@@ -151,21 +151,24 @@ impl MailTokens {
 }
 
 /// Takes a password-reset request for an address (its SHA-256, known or not) unless one was
-/// taken within the cooldown: whether it was. Expired entries go in passing.
+/// taken within the cooldown: whether it was. One statement: an entry whose cooldown is
+/// over is taken again in place (expired entries go in the background,
+/// [`purge_cooldowns`]).
 pub fn address_allowed(
     conn: &mut WriteConn,
     address_hash: &str,
     now_ms: i64,
     cooldown_ms: i64,
 ) -> Result<bool, DbError> {
-    diesel::delete(mail_cooldowns::table.filter(mail_cooldowns::until_ms.le(now_ms))).execute(conn.conn())?;
+    let until = now_ms.saturating_add(cooldown_ms);
     let insert = || {
-        diesel::insert_into(mail_cooldowns::table)
-            .values((
-                mail_cooldowns::address_hash.eq(address_hash),
-                mail_cooldowns::until_ms.eq(now_ms.saturating_add(cooldown_ms)),
-            ))
-            .on_conflict_do_nothing()
+        let upsert = diesel::insert_into(mail_cooldowns::table)
+            .values((mail_cooldowns::address_hash.eq(address_hash), mail_cooldowns::until_ms.eq(until)))
+            .on_conflict(mail_cooldowns::address_hash)
+            .do_update()
+            .set(mail_cooldowns::until_ms.eq(until));
+        // `ON CONFLICT … DO UPDATE … WHERE`: the method of the upsert, not of `QueryDsl`.
+        diesel::query_dsl::methods::FilterDsl::filter(upsert, mail_cooldowns::until_ms.le(now_ms))
     };
     // `ON CONFLICT` is each backend's own: `MultiConnection` does not take it.
     let inserted = match conn.conn() {
@@ -173,6 +176,12 @@ pub fn address_allowed(
         DbConnection::Postgres(pg) => insert().execute(pg)?,
     };
     Ok(inserted == 1)
+}
+
+/// Removes the cooldowns that are over; how many.
+pub fn purge_cooldowns(conn: &mut WriteConn, now_ms: i64) -> Result<usize, DbError> {
+    Ok(diesel::delete(mail_cooldowns::table.filter(mail_cooldowns::until_ms.le(now_ms)))
+        .execute(conn.conn())?)
 }
 
 /// The ids and usernames of the enabled accounts with this address (lower-case, as stored).

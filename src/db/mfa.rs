@@ -147,7 +147,17 @@ impl RecoveryCodes {
 /// The second step of a login in progress.
 pub struct Challenge {
     pub user_id: Uuid,
+    pub expires_at_ms: i64,
     pub failures: i32,
+}
+
+const CHALLENGE_COLUMNS: (mfa_challenges::user_id, mfa_challenges::expires_at_ms, mfa_challenges::failures) =
+    (mfa_challenges::user_id, mfa_challenges::expires_at_ms, mfa_challenges::failures);
+
+impl Challenge {
+    fn of((user_id, expires_at_ms, failures): (DbUuid, i64, i32)) -> Self {
+        Self { user_id: user_id.0, expires_at_ms, failures }
+    }
 }
 
 pub struct Challenges;
@@ -176,19 +186,34 @@ impl Challenges {
 
     /// The live second step of this token hash, without using it.
     pub fn live(conn: &mut DbConnection, hash: &str, now_ms: i64) -> Result<Option<Challenge>, DbError> {
-        let row: Option<(DbUuid, i32)> = mfa_challenges::table
+        let row: Option<(DbUuid, i64, i32)> = mfa_challenges::table
             .find(hash)
             .filter(mfa_challenges::expires_at_ms.gt(now_ms))
-            .select((mfa_challenges::user_id, mfa_challenges::failures))
+            .select(CHALLENGE_COLUMNS)
             .first(conn)
             .optional()?;
-        Ok(row.map(|(user_id, failures)| Challenge { user_id: user_id.0, failures }))
+        Ok(row.map(Challenge::of))
     }
 
-    /// Uses the second step: whether it was live (once, however many use it at once).
-    pub fn consume(conn: &mut WriteConn, hash: &str, now_ms: i64) -> Result<bool, DbError> {
+    /// Uses the second step, if it is live: once, however many use it at once.
+    pub fn consume(conn: &mut WriteConn, hash: &str, now_ms: i64) -> Result<Option<Challenge>, DbError> {
         let live = mfa_challenges::table.find(hash).filter(mfa_challenges::expires_at_ms.gt(now_ms));
-        Ok(diesel::delete(live).execute(conn.conn())? == 1)
+        let row: Option<(DbUuid, i64, i32)> =
+            diesel::delete(live).returning(CHALLENGE_COLUMNS).get_result(conn.conn()).optional()?;
+        Ok(row.map(Challenge::of))
+    }
+
+    /// Puts a used second step back, with `failures` (its code did not hold after all).
+    pub fn restore(conn: &mut WriteConn, hash: &str, used: &Challenge, failures: i32) -> Result<(), DbError> {
+        diesel::insert_into(mfa_challenges::table)
+            .values((
+                mfa_challenges::token_hash.eq(hash),
+                mfa_challenges::user_id.eq(DbUuid(used.user_id)),
+                mfa_challenges::expires_at_ms.eq(used.expires_at_ms),
+                mfa_challenges::failures.eq(failures),
+            ))
+            .execute(conn.conn())?;
+        Ok(())
     }
 
     /// Counts a wrong code against the second step; at `limit` it is gone.

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 
 use super::{Letter, Mailer, OUTBOX_KIND, SendError};
 use crate::clock::Clock;
-use crate::db::mail::{Outbox, OutboxRow};
+use crate::db::mail::{Outbox, OutboxRow, purge_cooldowns};
 use crate::db::{DbError, Pool};
 use crate::metrics::{MailResult, Metrics};
 
@@ -33,6 +33,8 @@ const BATCH: i64 = 16;
 /// How often the outbox is looked at without being woken: for retries that fall due, and
 /// for messages other instances queued.
 const POLL: Duration = Duration::from_millis(500);
+/// How often the password-reset cooldowns that are over are removed.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Sender {
     pub pool: Pool,
@@ -52,7 +54,15 @@ pub fn retry_delay_ms(attempts: i32) -> i64 {
 impl Sender {
     /// Delivers until the process ends.
     pub async fn run(self) {
+        let mut purged = tokio::time::Instant::now();
         loop {
+            if purged.elapsed() >= PURGE_EVERY {
+                purged = tokio::time::Instant::now();
+                let now = self.clock.now().timestamp_millis();
+                if let Err(e) = self.pool.write(move |conn| purge_cooldowns(conn, now)).await {
+                    log::warn!("the password-reset cooldowns could not be purged: {e}");
+                }
+            }
             match self.deliver_due().await {
                 // More may be due right away.
                 Ok(claimed) if claimed as i64 == BATCH => continue,
@@ -71,9 +81,10 @@ impl Sender {
         let now = self.clock.now().timestamp_millis();
         let rows = self.pool.write(move |conn| Outbox::claim_due(conn, now, LEASE_MS, BATCH)).await?;
         let claimed = rows.len();
-        for row in rows {
-            self.deliver(row).await?;
-        }
+        // At once: each waits on its own SMTP exchange, and a burst (a forgot flood naming
+        // real addresses) must not keep a real user's mail waiting behind it.
+        let delivered = futures_util::future::join_all(rows.into_iter().map(|row| self.deliver(row))).await;
+        delivered.into_iter().collect::<Result<Vec<()>, DbError>>()?;
         Ok(claimed)
     }
 

@@ -260,6 +260,14 @@ async fn an_mfa_token_is_single_use_expires_and_dies_after_five_wrong_codes(back
     assert_eq!(second_step(&app, &token, &codes[0]).await.status(), StatusCode::OK);
     assert_error(second_step(&app, &token, &codes[1]).await, StatusCode::UNAUTHORIZED, "invalid_mfa_token")
         .await;
+    // A code of a recovery code's form that is not one left (a used one, a made-up one)
+    // is a wrong code like any other: the token lives on.
+    let token = first_step(&app, "alice").await;
+    for wrong in [codes[0].as_str(), "aaaaa-bbbbb"] {
+        assert_error(second_step(&app, &token, wrong).await, StatusCode::UNAUTHORIZED, "invalid_mfa_code")
+            .await;
+    }
+    assert_eq!(second_step(&app, &token, &codes[3]).await.status(), StatusCode::OK);
     // Five wrong codes, and the right one no longer helps.
     let token = first_step(&app, "alice").await;
     for _ in 0..5 {
