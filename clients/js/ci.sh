@@ -32,6 +32,11 @@ if ! cmp -s "$committed" dist/index.js; then
   exit 1
 fi
 rm -f "$committed"
+echo "== the demo page's QR encoder is lean-qr as installed (scripts/vendor-qr.mjs --check)"
+if ! node scripts/vendor-qr.mjs --check; then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 
 mkdir -p test-results
 status=0

@@ -241,10 +241,29 @@ export class TollgateClient {
             body.email = input.email;
         return this.startSession(await this.authCall("/auth/signup", body));
     }
-    /** POST /auth/login; stores the session (with SESSIONS_PER_USER=1 the server ends the user's previous one). */
+    /**
+     * POST /auth/login. Resolves with `{ kind: "session", ...tokenResponse }`, stored (with
+     * SESSIONS_PER_USER=1 the server ends the user's previous session), or, for an account
+     * with a second factor, `{ kind: "mfa_required", mfaToken, methods, expiresIn }` and
+     * nothing stored: ask for a code and call `completeMfaLogin(mfaToken, code)`.
+     * A wrong password throws AuthError 401 `invalid_credentials` as before.
+     */
     async login(input) {
         const body = { username: input.username, password: input.password };
-        return this.startSession(await this.authCall("/auth/login", body));
+        return this.signIn(await this.authCall("/auth/login", body));
+    }
+    /**
+     * POST /auth/login/mfa: the second step of a login that answered `mfa_required`, with a
+     * 6-digit code of the user's authenticator app or one of their recovery codes. Stores the
+     * session as `login()` does; its access token's `amr` is `["mfa", "otp", "pwd"]`.
+     * 401 `invalid_mfa_code`: wrong, or a code already used (a TOTP code works once, as does a
+     * recovery code); the `mfaToken` stays usable for another try. 401 `invalid_mfa_token`:
+     * expired (after `expiresIn`), used, or dead after five wrong codes: log in again.
+     * Wrong codes count toward the username's login lockout (then 429 `rate_limited`).
+     */
+    async completeMfaLogin(mfaToken, code) {
+        const response = await this.authCall("/auth/login/mfa", { mfa_token: mfaToken, code });
+        return { kind: "session", ...(await this.startSession(response)) };
     }
     /**
      * Ends the session on the server (revoking the refresh token) and forgets the tokens.
@@ -332,11 +351,43 @@ export class TollgateClient {
      * session of the account and starts a new one, which is stored (as after a login).
      * 401 `invalid_reset_token` (unknown, used, replaced by a newer mail, or expired);
      * 422 `validation_failed` for a password the rules refuse (the token stays usable);
-     * 403 `account_disabled`.
+     * 403 `account_disabled`. For an account with a second factor the password is set and the
+     * sessions end all the same, but the answer is `kind: "mfa_required"` (the mail proves the
+     * address, not the factor): finish with `completeMfaLogin()`, as after `login()`.
      */
     async resetPassword(token, newPassword) {
         const body = { token, new_password: newPassword };
-        return this.startSession(await this.authCall("/auth/password/reset", body));
+        return this.signIn(await this.authCall("/auth/password/reset", body));
+    }
+    // -- second factor: TOTP and recovery codes --------------------------------
+    /**
+     * POST /auth/mfa/totp/setup (bearer): a new TOTP secret, not active until
+     * `confirmTotp()`. Show `otpauth_uri` as a QR code and `secret` as text. A new setup
+     * before confirming replaces the pending secret. With a factor already on, `code` (a code
+     * of it) is needed too. 401 `invalid_credentials` for a wrong password, `invalid_mfa_code`
+     * for a missing or wrong code (the session goes on either way).
+     */
+    async setupTotp(currentPassword, code) {
+        const body = { current_password: currentPassword };
+        if (code !== undefined)
+            body.code = code;
+        return (await this.bearerJson("/auth/mfa/totp/setup", "POST", body));
+    }
+    /**
+     * POST /auth/mfa/totp/confirm (bearer) with a code of the secret just set up: the factor
+     * is on, and these are its ten recovery codes, each good for one sign-in. Show them once;
+     * the server keeps only their hashes. 401 `invalid_mfa_code` otherwise.
+     */
+    async confirmTotp(code) {
+        return (await this.bearerJson("/auth/mfa/totp/confirm", "POST", { code })).recovery_codes;
+    }
+    /** DELETE /auth/mfa/totp (bearer) with a TOTP or recovery code: the factor and its recovery codes are gone. */
+    async disableTotp(code) {
+        await this.bearerJson("/auth/mfa/totp", "DELETE", { code });
+    }
+    /** POST /auth/mfa/recovery-codes (bearer) with a TOTP or recovery code: a new set of ten; the old set stops working. */
+    async newRecoveryCodes(code) {
+        return (await this.bearerJson("/auth/mfa/recovery-codes", "POST", { code })).recovery_codes;
     }
     /**
      * POST /auth/email/verify with the token from a verification mail (after signup with an
@@ -461,6 +512,13 @@ export class TollgateClient {
             throw e;
         }
     }
+    /** A sign-in's answer: a session (stored) or the second step's challenge (nothing stored). */
+    async signIn(response) {
+        if ("mfa_required" in response && response.mfa_required === true) {
+            return { kind: "mfa_required", mfaToken: response.mfa_token, methods: response.methods, expiresIn: response.expires_in };
+        }
+        return { kind: "session", ...(await this.startSession(response)) };
+    }
     async startSession(response) {
         await this.inflight?.catch(() => undefined); // don't let an older refresh overwrite the new session
         await this.store(response);
@@ -549,6 +607,11 @@ export class TollgateClient {
             throw await AuthError.fromResponse(response);
         return response;
     }
+    /** A bearer call with a JSON body: the JSON answer, or undefined for 204. */
+    async bearerJson(path, method, body) {
+        const response = await this.bearerCall(path, { method, headers: this.authHeaders(), body: JSON.stringify(body) });
+        return response.status === 204 ? undefined : response.json();
+    }
     /** Turns "no answer at all" into an AuthError too, so callers handle one error type. */
     async guard(request) {
         try {
@@ -562,13 +625,17 @@ export class TollgateClient {
     }
 }
 /**
- * Whether a 401 is about the access token (worth a refresh) rather than, say, a wrong
- * current password on /auth/password or /auth/email, which tollgate answers with `invalid_credentials`.
+ * 401s of tollgate's bearer endpoints that are about what the user typed, not the access
+ * token: a wrong current password (/auth/password, /auth/email, TOTP setup) or a wrong code
+ * (the /auth/mfa/* calls). A refresh would not help, and a retry would count the wrong code
+ * twice toward the login lockout.
  */
+const USER_INPUT_REJECTIONS = ["invalid_credentials", "invalid_mfa_code"];
+/** Whether a 401 is about the access token (worth a refresh) rather than about what the user typed. */
 async function isTokenRejection(response) {
     try {
         const body = (await response.clone().json());
-        return body?.code !== "invalid_credentials";
+        return !USER_INPUT_REJECTIONS.includes(body?.code);
     }
     catch {
         return true;

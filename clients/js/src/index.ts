@@ -28,6 +28,11 @@ export interface User {
   email_verified: boolean;
   /** The user's roles, sorted (possibly empty); the access token's `roles` claim too. */
   roles: string[];
+  /**
+   * Whether the account has a confirmed second factor (TOTP): its logins then take two
+   * steps (`login()` answers `kind: "mfa_required"`, then `completeMfaLogin()`).
+   */
+  mfa_enabled: boolean;
   created_at: string;
 }
 
@@ -40,6 +45,36 @@ export interface TokenResponse {
   refresh_token?: string;
   refresh_expires_in: number;
   user: User;
+}
+
+/** A session just started (signup, login, its second step, password reset): the token response, stored. */
+export type SessionStarted = TokenResponse & { kind: "session" };
+
+/**
+ * The first step of a login (or a password reset by mail) of an account with a second
+ * factor: the password was right, but there are no tokens yet. Pass `mfaToken` and a code
+ * from the user's authenticator app (or one of their recovery codes) to
+ * `completeMfaLogin()` within `expiresIn` seconds. Nothing is stored.
+ */
+export interface MfaRequired {
+  kind: "mfa_required";
+  /** `tgf_…`: single-use, and dead after five wrong codes (then log in again). */
+  mfaToken: string;
+  /** What the second step takes: `["totp", "recovery_code"]`. */
+  methods: string[];
+  /** Seconds the `mfaToken` lives (300). */
+  expiresIn: number;
+}
+
+/** What `login()` and `resetPassword()` resolve with: a session, or the second step to take. */
+export type LoginResult = SessionStarted | MfaRequired;
+
+/** `setupTotp()`: the secret to show (as text and, from `otpauth_uri`, as a QR code). */
+export interface TotpSetup {
+  /** Base32 (RFC 4648, no padding), for typing into an authenticator app. */
+  secret: string;
+  /** `otpauth://totp/<issuer>:<username>?secret=…&issuer=…`: what the QR code holds. */
+  otpauth_uri: string;
 }
 
 /** One of the user's sessions (devices), as `GET /auth/sessions` lists them. */
@@ -376,10 +411,30 @@ export class TollgateClient {
     return this.startSession(await this.authCall<TokenResponse>("/auth/signup", body));
   }
 
-  /** POST /auth/login; stores the session (with SESSIONS_PER_USER=1 the server ends the user's previous one). */
-  async login(input: { username: string; password: string }): Promise<TokenResponse> {
+  /**
+   * POST /auth/login. Resolves with `{ kind: "session", ...tokenResponse }`, stored (with
+   * SESSIONS_PER_USER=1 the server ends the user's previous session), or, for an account
+   * with a second factor, `{ kind: "mfa_required", mfaToken, methods, expiresIn }` and
+   * nothing stored: ask for a code and call `completeMfaLogin(mfaToken, code)`.
+   * A wrong password throws AuthError 401 `invalid_credentials` as before.
+   */
+  async login(input: { username: string; password: string }): Promise<LoginResult> {
     const body = { username: input.username, password: input.password };
-    return this.startSession(await this.authCall<TokenResponse>("/auth/login", body));
+    return this.signIn(await this.authCall<TokenResponse | MfaRequiredBody>("/auth/login", body));
+  }
+
+  /**
+   * POST /auth/login/mfa: the second step of a login that answered `mfa_required`, with a
+   * 6-digit code of the user's authenticator app or one of their recovery codes. Stores the
+   * session as `login()` does; its access token's `amr` is `["mfa", "otp", "pwd"]`.
+   * 401 `invalid_mfa_code`: wrong, or a code already used (a TOTP code works once, as does a
+   * recovery code); the `mfaToken` stays usable for another try. 401 `invalid_mfa_token`:
+   * expired (after `expiresIn`), used, or dead after five wrong codes: log in again.
+   * Wrong codes count toward the username's login lockout (then 429 `rate_limited`).
+   */
+  async completeMfaLogin(mfaToken: string, code: string): Promise<SessionStarted> {
+    const response = await this.authCall<TokenResponse>("/auth/login/mfa", { mfa_token: mfaToken, code });
+    return { kind: "session", ...(await this.startSession(response)) };
   }
 
   /**
@@ -467,11 +522,47 @@ export class TollgateClient {
    * session of the account and starts a new one, which is stored (as after a login).
    * 401 `invalid_reset_token` (unknown, used, replaced by a newer mail, or expired);
    * 422 `validation_failed` for a password the rules refuse (the token stays usable);
-   * 403 `account_disabled`.
+   * 403 `account_disabled`. For an account with a second factor the password is set and the
+   * sessions end all the same, but the answer is `kind: "mfa_required"` (the mail proves the
+   * address, not the factor): finish with `completeMfaLogin()`, as after `login()`.
    */
-  async resetPassword(token: string, newPassword: string): Promise<TokenResponse> {
+  async resetPassword(token: string, newPassword: string): Promise<LoginResult> {
     const body = { token, new_password: newPassword };
-    return this.startSession(await this.authCall<TokenResponse>("/auth/password/reset", body));
+    return this.signIn(await this.authCall<TokenResponse | MfaRequiredBody>("/auth/password/reset", body));
+  }
+
+  // -- second factor: TOTP and recovery codes --------------------------------
+
+  /**
+   * POST /auth/mfa/totp/setup (bearer): a new TOTP secret, not active until
+   * `confirmTotp()`. Show `otpauth_uri` as a QR code and `secret` as text. A new setup
+   * before confirming replaces the pending secret. With a factor already on, `code` (a code
+   * of it) is needed too. 401 `invalid_credentials` for a wrong password, `invalid_mfa_code`
+   * for a missing or wrong code (the session goes on either way).
+   */
+  async setupTotp(currentPassword: string, code?: string): Promise<TotpSetup> {
+    const body: Record<string, string> = { current_password: currentPassword };
+    if (code !== undefined) body.code = code;
+    return (await this.bearerJson("/auth/mfa/totp/setup", "POST", body)) as TotpSetup;
+  }
+
+  /**
+   * POST /auth/mfa/totp/confirm (bearer) with a code of the secret just set up: the factor
+   * is on, and these are its ten recovery codes, each good for one sign-in. Show them once;
+   * the server keeps only their hashes. 401 `invalid_mfa_code` otherwise.
+   */
+  async confirmTotp(code: string): Promise<string[]> {
+    return ((await this.bearerJson("/auth/mfa/totp/confirm", "POST", { code })) as RecoveryCodesBody).recovery_codes;
+  }
+
+  /** DELETE /auth/mfa/totp (bearer) with a TOTP or recovery code: the factor and its recovery codes are gone. */
+  async disableTotp(code: string): Promise<void> {
+    await this.bearerJson("/auth/mfa/totp", "DELETE", { code });
+  }
+
+  /** POST /auth/mfa/recovery-codes (bearer) with a TOTP or recovery code: a new set of ten; the old set stops working. */
+  async newRecoveryCodes(code: string): Promise<string[]> {
+    return ((await this.bearerJson("/auth/mfa/recovery-codes", "POST", { code })) as RecoveryCodesBody).recovery_codes;
   }
 
   /**
@@ -603,6 +694,14 @@ export class TollgateClient {
     }
   }
 
+  /** A sign-in's answer: a session (stored) or the second step's challenge (nothing stored). */
+  private async signIn(response: TokenResponse | MfaRequiredBody): Promise<LoginResult> {
+    if ("mfa_required" in response && response.mfa_required === true) {
+      return { kind: "mfa_required", mfaToken: response.mfa_token, methods: response.methods, expiresIn: response.expires_in };
+    }
+    return { kind: "session", ...(await this.startSession(response as TokenResponse)) };
+  }
+
   private async startSession(response: TokenResponse): Promise<TokenResponse> {
     await this.inflight?.catch(() => undefined); // don't let an older refresh overwrite the new session
     await this.store(response);
@@ -692,6 +791,12 @@ export class TollgateClient {
     return response;
   }
 
+  /** A bearer call with a JSON body: the JSON answer, or undefined for 204. */
+  private async bearerJson(path: string, method: string, body: object): Promise<unknown> {
+    const response = await this.bearerCall(path, { method, headers: this.authHeaders(), body: JSON.stringify(body) });
+    return response.status === 204 ? undefined : response.json();
+  }
+
   /** Turns "no answer at all" into an AuthError too, so callers handle one error type. */
   private async guard(request: () => Promise<Response>): Promise<Response> {
     try {
@@ -703,14 +808,31 @@ export class TollgateClient {
   }
 }
 
+/** The wire form of the second step's challenge (`LoginResult`'s `mfa_required` in camelCase). */
+interface MfaRequiredBody {
+  mfa_required: true;
+  mfa_token: string;
+  methods: string[];
+  expires_in: number;
+}
+
+interface RecoveryCodesBody {
+  recovery_codes: string[];
+}
+
 /**
- * Whether a 401 is about the access token (worth a refresh) rather than, say, a wrong
- * current password on /auth/password or /auth/email, which tollgate answers with `invalid_credentials`.
+ * 401s of tollgate's bearer endpoints that are about what the user typed, not the access
+ * token: a wrong current password (/auth/password, /auth/email, TOTP setup) or a wrong code
+ * (the /auth/mfa/* calls). A refresh would not help, and a retry would count the wrong code
+ * twice toward the login lockout.
  */
+const USER_INPUT_REJECTIONS: readonly unknown[] = ["invalid_credentials", "invalid_mfa_code"];
+
+/** Whether a 401 is about the access token (worth a refresh) rather than about what the user typed. */
 async function isTokenRejection(response: Response): Promise<boolean> {
   try {
     const body = (await response.clone().json()) as { code?: unknown };
-    return body?.code !== "invalid_credentials";
+    return !USER_INPUT_REJECTIONS.includes(body?.code);
   } catch {
     return true;
   }

@@ -1,15 +1,18 @@
 // End-to-end: the demo page served by a real tollgate (DEMO_UI=true), driven in Debian's
 // headless Chromium with playwright-core. Body mode (localStorage shared by tabs) and cookie
 // mode (REFRESH_TOKEN_COOKIE=true), including two tabs refreshing at the same moment and a
-// cross-site page trying to use the refresh cookie.
+// cross-site page trying to use the refresh cookie; enrolling a second factor through the QR
+// code (read back with an independent decoder) and the two-step login.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import decodeQR from "qr/decode.js";
 import { decodeJwtPayload } from "tollgate-client";
 import { PASSWORD, freePort, packageDir, startTollgate, supportsCookieMode, uniqueName, type Tollgate } from "./server.js";
+import { Authenticator } from "./totp.js";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 // Without the background-networking flags Chromium keeps dialling Google on this closed network.
@@ -287,6 +290,187 @@ describe("demo page, sessions (SESSIONS_PER_USER=3)", () => {
     assert.equal(await serverAccepts(server, laptopToken), 401);
     assert.equal(await laptop!.textContent("#error"), "");
     await Promise.all(contexts.map((c) => c.close()));
+  });
+});
+
+describe("demo page, second factor (TOTP)", () => {
+  let server: Tollgate;
+  before(async () => {
+    server = await startTollgate(DEMO_ENV);
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  /** What the QR code on the page says, read from the canvas's pixels by `qr`'s decoder (not the encoder the page uses). */
+  async function readQr(page: Page): Promise<string> {
+    const image = await page.evaluate(() => {
+      // The canvas holds one pixel per module; scale it up (no smoothing) as a camera would see it.
+      const source = document.getElementById("totp-qr") as HTMLCanvasElement;
+      const scale = 8;
+      const big = document.createElement("canvas");
+      big.width = source.width * scale;
+      big.height = source.height * scale;
+      const context = big.getContext("2d")!;
+      context.imageSmoothingEnabled = false;
+      context.drawImage(source, 0, 0, big.width, big.height);
+      const data = context.getImageData(0, 0, big.width, big.height);
+      return { width: data.width, height: data.height, data: Array.from(data.data) };
+    });
+    return decodeQR({ width: image.width, height: image.height, data: Uint8Array.from(image.data) });
+  }
+
+  const messageIs = (page: Page, text: string) =>
+    page.waitForFunction((t) => document.getElementById("message")!.textContent === t, text);
+  const errorCodeIs = (page: Page, code: string) =>
+    page.waitForFunction((c) => document.getElementById("error")!.dataset.code === c && document.getElementById("error")!.textContent !== "", code);
+  const amrShown = (page: Page) => page.getAttribute("#amr", "data-amr");
+
+  test("enrol with the QR code, sign in with the second step, recovery codes, turn it off", async () => {
+    const context = await browser.newContext({ viewport: { width: 900, height: 1100 } });
+    const traffic = watch(context);
+    const page = await openDemo(context, `${server.url}/demo`);
+    const username = uniqueName("totp");
+    await signUp(page, username);
+    assert.equal(await page.getAttribute("#mfa", "data-state"), "off");
+    assert.equal(await page.isVisible("#totp-manage-form"), false);
+    assert.equal(await amrShown(page), "pwd");
+
+    // Set up: a wrong password is the server's error; the right one shows the QR code and the secret.
+    await page.fill("#totp-password", "not the password");
+    await page.click("#totp-setup-button");
+    await errorCodeIs(page, "invalid_credentials");
+    assert.equal(await page.isVisible("#totp-enrol"), false);
+    await page.fill("#totp-password", PASSWORD);
+    await page.click("#totp-setup-button");
+    await page.waitForSelector("#totp-enrol", { state: "visible" });
+    const secret = (await page.textContent("#totp-secret"))!;
+    assert.match(secret, /^[A-Z2-7]{16,}$/);
+    const uri = await readQr(page);
+    await traffic.settled();
+    const served = traffic.seen.find((s) => s.path === "/auth/mfa/totp/setup" && s.status === 200)!;
+    assert.equal(uri, (JSON.parse(served.body) as { otpauth_uri: string }).otpauth_uri, "the QR code holds the server's otpauth URI");
+    const parsed = new URL(uri);
+    assert.equal(parsed.protocol, "otpauth:");
+    assert.equal(parsed.searchParams.get("secret"), secret, "the secret shown is the QR code's");
+    assert.ok(decodeURIComponent(parsed.pathname).endsWith(`:${username}`), uri);
+    await page.screenshot({ path: join(RESULTS, "demo-mfa-setup.png"), fullPage: true });
+
+    // Confirm: a wrong code is refused; the app's code turns it on and shows the recovery codes once.
+    const app = new Authenticator(secret);
+    await page.fill("#totp-confirm-code", app.wrongCode());
+    await page.click("#totp-confirm-button");
+    await errorCodeIs(page, "invalid_mfa_code");
+    await page.fill("#totp-confirm-code", await app.code());
+    await page.click("#totp-confirm-button");
+    await messageIs(page, "Two-factor sign-in is on.");
+    assert.equal(await page.getAttribute("#mfa", "data-state"), "on");
+    assert.equal(await page.isVisible("#totp-enrol"), false);
+    const recoveryCodes = await page.$$eval("#recovery-list li", (items) => items.map((li) => li.textContent!));
+    assert.equal(recoveryCodes.length, 10);
+    assert.equal(new Set(recoveryCodes).size, 10);
+    await page.screenshot({ path: join(RESULTS, "demo-mfa-recovery-codes.png"), fullPage: true });
+    await page.click("#recovery-done");
+    assert.equal(await page.isVisible("#recovery"), false);
+    assert.equal(await page.$$eval("#recovery-list li", (items) => items.length), 0, "gone from the page");
+
+    // Log out and in: the password step asks for the code, and stores nothing yet.
+    await page.click("#logout-button");
+    await page.waitForSelector("#status[data-state=out]");
+    await logIn(page, username, PASSWORD);
+    await page.waitForSelector("#mfa-form", { state: "visible" });
+    assert.equal(await page.isVisible("#login-form"), false);
+    assert.equal(await page.textContent("#status"), "Not logged in");
+    assert.equal(await page.evaluate(() => localStorage.getItem("tollgate.tokens")), null);
+    await page.screenshot({ path: join(RESULTS, "demo-mfa-login.png"), fullPage: true });
+    // A wrong code: the server's error, and the code is asked for again.
+    await page.fill("#mfa-code", app.wrongCode());
+    await page.click("#mfa-button");
+    await errorCodeIs(page, "invalid_mfa_code");
+    assert.equal(await page.isVisible("#mfa-form"), true);
+    // The app's next code signs in, with two factors.
+    await page.fill("#mfa-code", await app.code());
+    await page.click("#mfa-button");
+    await page.waitForSelector("#status[data-state=in]");
+    assert.equal(await page.textContent("#status"), `Logged in as ${username}`);
+    assert.equal(await amrShown(page), "mfa otp pwd");
+    assert.deepEqual(decodeJwtPayload((await storedTokens(page))!.accessToken)!.amr, ["mfa", "otp", "pwd"]);
+    assert.equal(await page.getAttribute("#mfa", "data-state"), "on");
+    assert.equal(await page.isVisible("#mfa-form"), false);
+
+    // A recovery code signs in too (log out first).
+    await page.click("#logout-button");
+    await page.waitForSelector("#status[data-state=out]");
+    await logIn(page, username, PASSWORD);
+    await page.waitForSelector("#mfa-form", { state: "visible" });
+    await page.fill("#mfa-code", recoveryCodes[0]!);
+    await page.click("#mfa-button");
+    await page.waitForSelector("#status[data-state=in]");
+    assert.equal(await amrShown(page), "mfa otp pwd");
+
+    // New recovery codes (with an old one), then turn it off with one of the new ones.
+    await page.fill("#totp-manage-code", recoveryCodes[1]!);
+    await page.click("#recovery-new-button");
+    await messageIs(page, "New recovery codes: the old ones no longer work.");
+    const fresh = await page.$$eval("#recovery-list li", (items) => items.map((li) => li.textContent!));
+    assert.equal(fresh.length, 10);
+    assert.equal(fresh.some((code) => recoveryCodes.includes(code)), false);
+    await page.fill("#totp-manage-code", recoveryCodes[2]!);
+    await page.click("#totp-disable-button");
+    await errorCodeIs(page, "invalid_mfa_code"); // the old set no longer works
+    assert.equal(await page.getAttribute("#mfa", "data-state"), "on");
+    await page.fill("#totp-manage-code", fresh[0]!);
+    await page.click("#totp-disable-button");
+    await messageIs(page, "Two-factor sign-in is off.");
+    assert.equal(await page.getAttribute("#mfa", "data-state"), "off");
+    assert.equal(await page.isVisible("#totp-setup-form"), true);
+
+    // One step again.
+    await page.click("#logout-button");
+    await page.waitForSelector("#status[data-state=out]");
+    await logIn(page, username, PASSWORD);
+    await page.waitForSelector("#status[data-state=in]");
+    assert.equal(await amrShown(page), "pwd");
+    assert.equal(traffic.count("/auth/login/mfa", 200), 2);
+    await context.close();
+  });
+
+  test("the code prompt: cancel goes back to the password; a dead mfa_token asks for the password again", async () => {
+    const context = await browser.newContext();
+    const page = await openDemo(context, `${server.url}/demo`);
+    const username = uniqueName("prompt");
+    await signUp(page, username);
+    await page.fill("#totp-password", PASSWORD);
+    await page.click("#totp-setup-button");
+    await page.waitForSelector("#totp-enrol", { state: "visible" });
+    const app = new Authenticator((await page.textContent("#totp-secret"))!);
+    await page.fill("#totp-confirm-code", await app.code());
+    await page.click("#totp-confirm-button");
+    await messageIs(page, "Two-factor sign-in is on.");
+    await page.click("#logout-button");
+    await page.waitForSelector("#status[data-state=out]");
+
+    await logIn(page, username, PASSWORD);
+    await page.waitForSelector("#mfa-form", { state: "visible" });
+    await page.click("#mfa-cancel");
+    await page.waitForSelector("#login-form", { state: "visible" });
+    assert.equal(await page.isVisible("#mfa-form"), false);
+
+    // Five wrong codes: the sixth try finds the mfa_token dead, and the page asks for the password.
+    await logIn(page, username, PASSWORD);
+    await page.waitForSelector("#mfa-form", { state: "visible" });
+    for (let i = 0; i < 5; i++) {
+      await page.fill("#mfa-code", app.wrongCode());
+      await page.click("#mfa-button");
+      await page.waitForFunction(() => document.getElementById("error")!.dataset.code === "invalid_mfa_code");
+      await page.evaluate(() => delete document.getElementById("error")!.dataset.code);
+    }
+    await page.fill("#mfa-code", await app.code());
+    await page.click("#mfa-button");
+    await errorCodeIs(page, "invalid_mfa_token");
+    await page.waitForSelector("#login-form", { state: "visible" });
+    assert.equal(await page.textContent("#status"), "Not logged in");
+    await context.close();
   });
 });
 

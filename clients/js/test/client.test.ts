@@ -12,7 +12,7 @@ import {
   type Tokens,
   type WebStorageLike,
 } from "tollgate-client";
-import { PASSWORD, freePort, recordingFetch, sleep, startTollgate, uniqueName, type Tollgate } from "./server.js";
+import { PASSWORD, asSession, freePort, recordingFetch, sleep, startTollgate, uniqueName, type Tollgate } from "./server.js";
 
 let server: Tollgate;
 before(async () => {
@@ -87,8 +87,10 @@ describe("account calls", () => {
     const { username } = await loggedIn();
     const client = new TollgateClient({ baseUrl: server.url });
     assert.equal(await client.getTokens(), null);
-    const response = await client.login({ username, password: PASSWORD });
+    const response = asSession(await client.login({ username, password: PASSWORD }));
+    assert.equal(response.kind, "session");
     assert.equal(response.user.username, username);
+    assert.equal(response.user.mfa_enabled, false);
     assert.equal((await client.me()).id, response.user.id);
   });
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { AuthError, TollgateClient } from "tollgate-client";
 import { hasLink, mailEnv, startMaildev, tokenOf, tokensIn, type MailDev } from "./maildev.js";
-import { PASSWORD, startTollgate, uniqueName, type Tollgate } from "./server.js";
+import { PASSWORD, asSession, startTollgate, uniqueName, type Tollgate } from "./server.js";
 
 let mail: MailDev;
 let server: Tollgate;
@@ -113,7 +113,7 @@ describe("verifyEmail(), resendVerificationEmail()", () => {
     await verificationToken(email); // the signup's, left unused
     await client().forgotPassword(email);
     const token = tokenOf(await mail.next(email, (m) => hasLink(m, resetBase())), resetBase());
-    const reset = await device.resetPassword(token, "a new horse, a new battery");
+    const reset = asSession(await device.resetPassword(token, "a new horse, a new battery"));
     assert.equal(reset.user.email_verified, true);
     assert.equal((await device.me()).email_verified, true);
   });

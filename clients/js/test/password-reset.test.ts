@@ -1,11 +1,12 @@
 // Password reset by mail against a real tollgate that sends through a MailDev: forgot ->
-// the mail -> resetPassword -> login with the new password, the token's single use, and
-// the answers while mail is off.
+// the mail -> resetPassword -> login with the new password, the token's single use, the
+// second step for an account with a factor, and the answers while mail is off.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { AuthError, TollgateClient } from "tollgate-client";
+import { AuthError, TollgateClient, decodeJwtPayload } from "tollgate-client";
 import { hasLink, mailEnv, startMaildev, tokenOf, type MailDev } from "./maildev.js";
-import { PASSWORD, startTollgate, uniqueName, type Tollgate } from "./server.js";
+import { PASSWORD, asSession, startTollgate, uniqueName, type Tollgate } from "./server.js";
+import { enrol } from "./totp.js";
 
 const NEW_PASSWORD = "a new horse, a new battery";
 
@@ -79,7 +80,7 @@ describe("forgotPassword() and resetPassword()", () => {
     assert.match(page.headers.get("content-type") ?? "", /^text\/html/);
     await page.text();
 
-    const reset = await browser.resetPassword(token, NEW_PASSWORD);
+    const reset = asSession(await browser.resetPassword(token, NEW_PASSWORD));
     assert.equal(reset.user.username, username);
     assert.equal(reset.token_type, "Bearer");
     assert.ok(reset.access_token && reset.refresh_token);
@@ -93,6 +94,29 @@ describe("forgotPassword() and resetPassword()", () => {
     // The session from before the reset is over.
     await rejects(device.refresh(), 401, "invalid_refresh_token");
     assert.equal(await device.getTokens(), null);
+  });
+
+  test("an account with a second factor: resetPassword sets the password but answers mfa_required; completeMfaLogin signs in", async () => {
+    const { username, email, device } = await account();
+    const { recoveryCodes } = await enrol(device, PASSWORD);
+    const token = await requestReset(email);
+    const browser = client();
+    const reset = await browser.resetPassword(token, NEW_PASSWORD);
+    assert.equal(reset.kind, "mfa_required", JSON.stringify(reset));
+    if (reset.kind !== "mfa_required") return;
+    assert.match(reset.mfaToken, /^tgf_/);
+    assert.deepEqual(reset.methods, ["totp", "recovery_code"]);
+    assert.equal(await browser.getTokens(), null, "no session before the second step");
+    // The sessions ended and the password changed all the same.
+    await rejects(device.refresh(), 401, "invalid_refresh_token");
+    await rejects(client().login({ username, password: PASSWORD }), 401, "invalid_credentials");
+
+    const session = await browser.completeMfaLogin(reset.mfaToken, recoveryCodes[0]!);
+    assert.equal(session.user.username, username);
+    assert.deepEqual(decodeJwtPayload(session.access_token)?.amr, ["mfa", "otp", "pwd"]);
+    assert.equal((await browser.getTokens())?.accessToken, session.access_token);
+    // The new password's login takes the second step too.
+    assert.equal((await client().login({ username, password: NEW_PASSWORD })).kind, "mfa_required");
   });
 
   test("a reset token works once: the second use is 401 invalid_reset_token", async () => {
@@ -129,7 +153,7 @@ describe("forgotPassword() and resetPassword()", () => {
     const reset = [];
     for (const letter of letters) {
       const token = tokenOf(letter, resetBase());
-      reset.push((await client().resetPassword(token, `${NEW_PASSWORD} ${letter.id}`)).user.username);
+      reset.push(asSession(await client().resetPassword(token, `${NEW_PASSWORD} ${letter.id}`)).user.username);
     }
     assert.deepEqual(reset.sort(), [...names].sort());
   });

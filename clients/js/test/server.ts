@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { LoginResult, SessionStarted } from "tollgate-client";
 
 /** clients/js (this file runs from clients/js/dist-test/test/). */
 export const packageDir = resolve(fileURLToPath(new URL("../../", import.meta.url)));
@@ -127,6 +128,12 @@ export async function startTollgate(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The session of a login or reset that had no second step to take (fails the test otherwise). */
+export function asSession(result: LoginResult): SessionStarted {
+  if (result.kind !== "session") throw new Error(`expected a session, got ${JSON.stringify(result)}`);
+  return result;
 }
 
 export const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms));
