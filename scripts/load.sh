@@ -435,10 +435,26 @@ duration_secs() {
   esac
 }
 
-# mfa_case NAME ROUND: one case of a round, with the server's CPU per login.
+# The server's CPU seconds so far by its threads' kinds: "argon2 http database other"
+# (argon2-N hash; actix-rt… serve HTTP; sqlite-writer, sqlite-checkpoint, r2d2-… and
+# tokio-rt-worker, the pool that runs the reads, are the database).
+thread_cpu() {
+  local task
+  for task in "/proc/$SERVER_PID/task/"*; do
+    echo "$(cat "$task/comm" 2> /dev/null) $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "$task/stat" 2> /dev/null)"
+  done | awk -v hz="$(getconf CLK_TCK)" '
+    $1 ~ /^argon2/ { a += $NF; next }
+    $1 ~ /^actix-rt/ { h += $NF; next }
+    $1 ~ /^(sqlite|r2d2|tokio-rt)/ { d += $NF; next }
+    { o += $NF }
+    END { printf "%.2f %.2f %.2f %.2f\n", a / hz, h / hz, d / hz, o / hz }'
+}
+
+# mfa_case NAME ROUND: one case of a round, with the server's CPU per login, in all and
+# by its threads' kinds.
 mfa_case() {
-  local name="$1 (round $2)" cpu_before cpu logins
-  cpu_before="$(cpu_secs "$SERVER_PID")"
+  local name="$1 (round $2)" cpu_before cpu logins threads_before
+  cpu_before="$(cpu_secs "$SERVER_PID")" threads_before="$(thread_cpu)"
   if [ "$1" = "$MFA_CASE" ]; then
     THREADS="$MFA_CONNECTIONS" run "$name" "$MFA_CONNECTIONS" -s scripts/wrk/mfa.lua "$BASE/auth/login" \
       -- "$WORK/mfa/codes" "$MFA_CONNECTIONS" "$WORK/mfa/used"
@@ -460,8 +476,12 @@ mfa_case() {
     logins="$(awk '/ requests in / { print $1 }' <<< "$RUN_OUT")"
   fi
   cpu="$(awk -v a="$(cpu_secs "$SERVER_PID")" -v b="$cpu_before" 'BEGIN { printf "%.2f", a - b }')"
-  echo "   logins/s ${LOGINS[$name]}; server CPU $cpu s," \
-    "$(awk -v c="$cpu" -v n="${logins:-0}" 'BEGIN { if (n > 0) printf "%.1f", c * 1000 / n; else print "n/a" }') ms a login"
+  echo "   logins/s ${LOGINS[$name]}; server CPU $cpu s, per login (ms):" \
+    "$(awk -v c="$cpu" -v n="${logins:-0}" -v after="$(thread_cpu)" -v before="$threads_before" 'BEGIN {
+      if (n == 0) { print "n/a"; exit }
+      split(after, a, " "); split(before, b, " ")
+      printf "%.2f (argon2 %.2f, http %.2f, database %.2f, other %.2f)", c * 1000 / n,
+        (a[1] - b[1]) * 1000 / n, (a[2] - b[2]) * 1000 / n, (a[3] - b[3]) * 1000 / n, (a[4] - b[4]) * 1000 / n }')"
 }
 
 MFA_RATIO="" MFA_CASES=()
