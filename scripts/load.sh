@@ -4,15 +4,17 @@
 #   scripts/load.sh                    # fresh SQLite databases in a temporary directory
 #   POSTGRES_URL=postgres://…/empty scripts/load.sh   # real traffic on PostgreSQL too
 #   DATABASE_URL=postgres://… scripts/load.sh   # the first section against PostgreSQL
-#   JUNK_FLOOD=0 REAL_TRAFFIC=0 SESSIONS_MODES=0 scripts/load.sh  # without those sections
+#   JUNK_FLOOD=0 REAL_TRAFFIC=0 SESSIONS_MODES=0 MFA_LOGIN=0 scripts/load.sh  # without those sections
 #   TOLLGATE_BIN=/path/to/tollgate scripts/load.sh   # that binary, no cargo build
 #
 # Sections: the single-token cases (healthz, /auth/me, refresh, login, a login flood) on
 # DATABASE_URL; real traffic (/auth/me over 1,000 and 30,000 users' tokens, refresh along
 # 128 chains) on a fresh SQLite database and, when POSTGRES_URL names an empty database,
 # on PostgreSQL; the junk flood, with a forgot-password flood among its cases (mail on, to
-# an SMTP sink of aiosmtpd in a venv the script makes; FORGOT_FLOOD=0 skips it). Every
-# case runs with the same settings (DURATION, THREADS, CONNECTIONS); the figures that
+# an SMTP sink of aiosmtpd in a venv the script makes; FORGOT_FLOOD=0 skips it); the
+# password + TOTP login against the password login, taking turns (MFA_LOGIN=0 skips it). Every
+# case runs with the same settings (DURATION, THREADS, CONNECTIONS; the logins of the last
+# section MFA_CONNECTIONS); the figures that
 # matter are the ratios printed at the end, all taken in this one run. A case with errors (non-2xx or socket errors) is marked, and a
 # ratio made from it counts as missed.
 set -euo pipefail
@@ -114,6 +116,7 @@ run() {
   local out
   out="$(wrk --latency -t "$THREADS" -c "$connections" -d "$DURATION" "$@" 2>&1)"
   read -r "RPS[$name]" "P50[$name]" "P99[$name]" "ERRORS[$name]" <<< "$(wrk_figures "$out")"
+  RUN_OUT="$out"
   local mark=""
   [ "${ERRORS[$name]}" -gt 0 ] && mark="   ** errors: this figure does not count **"
   printf '%-30s %10s req/s   p50 %8s ms   p99 %8s ms   errors %s%s\n' \
@@ -393,6 +396,145 @@ junk_flood() {
 [ "${JUNK_FLOOD:-1}" = 0 ] || junk_flood
 
 # ---------------------------------------------------------------------------------------
+# Password + TOTP login (issue 27): the two-step login of an account with a TOTP factor
+# against the password login of one without, taking turns on one server at the default
+# argon2 cost, MFA_ROUNDS times. What is compared is logins per second: a login is one
+# request without a factor, two with one (POST /auth/login answers the mfa_token, POST
+# /auth/login/mfa with it and a code answers the tokens), so the two-step case counts the
+# second steps answered 200 (scripts/wrk/mfa.lua prints them), not wrk's requests.
+#
+# A TOTP code is accepted once per user and time step (30 s), so the case needs more users
+# than it logs in during any 30 s: MFA_USERS (default 4,000, enough for ~130 logins/s
+# through two 10 s cases in a row) are signed up and enrolled at a cheap argon2 cost
+# (scripts/mfa_users.py: setup, then confirm with the current step's code), then the server
+# restarts at the default cost and every one changes its password, so that the hash their
+# logins verify is made at the default cost (a hash is verified at the cost it was made
+# with). Python computes each user's codes of the time steps the rounds cover, and the Lua
+# takes user i's code for the step of the moment it sends the second step, and each user
+# at most once a step (it waits for the next step if a thread ran out of users: counted,
+# and the case then does not count). The password case cycles over MFA_PASSWORD_USERS
+# users signed up at the default cost. Both cases run with one wrk thread per connection
+# (MFA_CONNECTIONS of each), since the Lua must see a connection's answers in order.
+# MFA_LOGIN=0 skips the section.
+MFA_LOGIN="${MFA_LOGIN:-1}"
+MFA_USERS="${MFA_USERS:-4000}"
+MFA_PASSWORD_USERS="${MFA_PASSWORD_USERS:-256}"
+MFA_ROUNDS="${MFA_ROUNDS:-3}"
+MFA_CONNECTIONS="${MFA_CONNECTIONS:-8}"
+MFA_PASSWORD_CASE="password login"
+MFA_CASE="password + TOTP login"
+declare -A LOGINS
+
+# A wrk duration (10s, 2m, 1h or seconds) in seconds.
+duration_secs() {
+  case "$1" in
+    *s) echo "${1%s}" ;;
+    *m) echo $(( ${1%m} * 60 )) ;;
+    *h) echo $(( ${1%h} * 3600 )) ;;
+    *) echo "$1" ;;
+  esac
+}
+
+# The server's CPU seconds so far by its threads' kinds: "argon2 http database other"
+# (argon2-N hash; actix-rt… serve HTTP; sqlite-writer, sqlite-checkpoint, r2d2-… and
+# tokio-rt-worker, the pool that runs the reads, are the database).
+thread_cpu() {
+  local task
+  for task in "/proc/$SERVER_PID/task/"*; do
+    echo "$(cat "$task/comm" 2> /dev/null) $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "$task/stat" 2> /dev/null)"
+  done | awk -v hz="$(getconf CLK_TCK)" '
+    $1 ~ /^argon2/ { a += $NF; next }
+    $1 ~ /^actix-rt/ { h += $NF; next }
+    $1 ~ /^(sqlite|r2d2|tokio-rt)/ { d += $NF; next }
+    { o += $NF }
+    END { printf "%.2f %.2f %.2f %.2f\n", a / hz, h / hz, d / hz, o / hz }'
+}
+
+# mfa_case NAME ROUND: one case of a round, with the server's CPU per login, in all and
+# by its threads' kinds.
+mfa_case() {
+  local name="$1 (round $2)" cpu_before cpu logins threads_before
+  cpu_before="$(cpu_secs "$SERVER_PID")" threads_before="$(thread_cpu)"
+  if [ "$1" = "$MFA_CASE" ]; then
+    THREADS="$MFA_CONNECTIONS" run "$name" "$MFA_CONNECTIONS" -s scripts/wrk/mfa.lua "$BASE/auth/login" \
+      -- "$WORK/mfa/codes" "$MFA_CONNECTIONS" "$WORK/mfa/used"
+    local said
+    said="$(grep '^mfa logins/s:' <<< "$RUN_OUT")"
+    LOGINS[$name]="$(awk '{ print $3 }' <<< "$said")"
+    logins="$(sed -E 's/.*\(logins ([0-9]+) .*/\1/' <<< "$said")"
+    # Refused codes, first steps without a token, lost requests and waits for a fresh
+    # step all make the figure not count.
+    local bad
+    bad="$(sed -E 's/.*refused ([0-9]+), first steps without a token ([0-9]+), requests lost ([0-9]+), waits for a fresh step ([0-9]+).*/\1 + \2 + \3 + \4/' <<< "$said")"
+    ERRORS[$name]=$(( ${ERRORS[$name]} + ${bad:-0} ))
+    echo "   $said"
+    [ "$(( bad ))" = 0 ] || echo "   ** the two steps went wrong $(( bad )) times: this figure does not count **"
+  else
+    THREADS="$MFA_CONNECTIONS" run "$name" "$MFA_CONNECTIONS" -s scripts/wrk/login.lua "$BASE/auth/login" \
+      -- "$WORK/mfa/password-users"
+    LOGINS[$name]="${RPS[$name]}"
+    logins="$(awk '/ requests in / { print $1 }' <<< "$RUN_OUT")"
+  fi
+  cpu="$(awk -v a="$(cpu_secs "$SERVER_PID")" -v b="$cpu_before" 'BEGIN { printf "%.2f", a - b }')"
+  echo "   logins/s ${LOGINS[$name]}; server CPU $cpu s, per login (ms):" \
+    "$(awk -v c="$cpu" -v n="${logins:-0}" -v after="$(thread_cpu)" -v before="$threads_before" 'BEGIN {
+      if (n == 0) { print "n/a"; exit }
+      split(after, a, " "); split(before, b, " ")
+      printf "%.2f (argon2 %.2f, http %.2f, database %.2f, other %.2f)", c * 1000 / n,
+        (a[1] - b[1]) * 1000 / n, (a[2] - b[2]) * 1000 / n, (a[3] - b[3]) * 1000 / n, (a[4] - b[4]) * 1000 / n }')"
+}
+
+MFA_RATIO="" MFA_CASES=()
+mfa_login() {
+  local dir="$WORK/mfa" url made_ms
+  mkdir -p "$dir"
+  url="sqlite://$dir/mfa.db"
+  echo
+  echo "== password + TOTP login: enrolling $MFA_USERS users (cheap argon2 cost)"
+  made_ms="$(now_ms)"
+  DATABASE_URL="$url" start_cheap_server
+  scripts/mfa_users.py enrol "$BASE" "$MFA_USERS" "mfa${RUN}" "$dir/enrolled"
+  stop_server
+  echo "   enrolled in $(( ($(now_ms) - made_ms) / 1000 )) s"
+  made_ms="$(now_ms)"
+  DATABASE_URL="$url" start_server
+  scripts/mfa_users.py rehash "$BASE" "$dir/enrolled"
+  scripts/signup_users.py "$BASE" "$MFA_PASSWORD_USERS" "pw${RUN}" "$dir/pw-access" "$dir/pw-refresh"
+  seq 1 "$MFA_PASSWORD_USERS" | awk -v p="pw${RUN}u" '{ printf "%s%d load test password %d\n", p, $1, $1 }' \
+    > "$dir/password-users"
+  stop_server
+  echo "   their passwords changed at the default cost, and $MFA_PASSWORD_USERS users without a factor" \
+    "signed up at it, in $(( ($(now_ms) - made_ms) / 1000 )) s"
+  DATABASE_URL="$url" start_server
+  # The codes of every step from now to past the last round (each case and its start).
+  local steps
+  steps=$(( 2 * MFA_ROUNDS * ($(duration_secs "$DURATION") + 5) / 30 + 4 ))
+  scripts/mfa_users.py codes "$dir/enrolled" "$steps" > "$dir/codes"
+  echo "== password + TOTP login against password login ($MFA_CONNECTIONS connections, a wrk thread each," \
+    "$DURATION per case, $MFA_ROUNDS rounds taking turns, load average $(load_average))"
+  wrk -t "$MFA_CONNECTIONS" -c "$MFA_CONNECTIONS" -d "$WARM_UP" \
+    -s scripts/wrk/login.lua "$BASE/auth/login" -- "$dir/password-users" > /dev/null
+  local round first second mfa_sum=0 password_sum=0 ratios=()
+  for round in $(seq 1 "$MFA_ROUNDS"); do
+    # Odd rounds start with the password case, even ones with the two steps.
+    first="$MFA_PASSWORD_CASE" second="$MFA_CASE"
+    [ $(( round % 2 )) = 0 ] && first="$MFA_CASE" second="$MFA_PASSWORD_CASE"
+    mfa_case "$first" "$round"
+    mfa_case "$second" "$round"
+    MFA_CASES+=("$MFA_CASE (round $round)" "$MFA_PASSWORD_CASE (round $round)")
+    ratios+=("$(ratio "${LOGINS[$MFA_CASE (round $round)]}" "${LOGINS[$MFA_PASSWORD_CASE (round $round)]}")")
+    mfa_sum="$(awk -v a="$mfa_sum" -v b="${LOGINS[$MFA_CASE (round $round)]}" 'BEGIN { print a + b }')"
+    password_sum="$(awk -v a="$password_sum" -v b="${LOGINS[$MFA_PASSWORD_CASE (round $round)]}" 'BEGIN { print a + b }')"
+  done
+  MFA_RATIO="$(ratio "$mfa_sum" "$password_sum")"
+  echo "   logins/s, password + TOTP ÷ password, by round: ${ratios[*]}; over the rounds: $MFA_RATIO" \
+    "(target >= 0.95)"
+  stop_server
+}
+
+[ "$MFA_LOGIN" = 0 ] || mfa_login
+
+# ---------------------------------------------------------------------------------------
 # The figures. A ratio of cases of which one had errors, or did not run, does not count.
 ARGON2_BOUND="$(awk -v c="$CORES" -v ms="$ARGON2_MS" 'BEGIN { if (ms + 0 > 0) printf "%.1f", c * 1000 / ms; else print "n/a" }')"
 IDLE_MIB="$(awk -v k="$IDLE_KIB" 'BEGIN { printf "%.1f", k / 1024 }')"
@@ -452,6 +594,10 @@ done
 if [ "${JUNK_FLOOD:-1}" != 0 ] && [ "$FORGOT_FLOOD" != 0 ]; then
   figure "/auth/me ($JUNK_USERS users) beside a forgot flood ÷ alone" \
     "$(rps_ratio "junk: $FORGOT_CASE" "junk: alone")" ">=" 0.70 "junk: $FORGOT_CASE" "junk: alone"
+fi
+if [ "$MFA_LOGIN" != 0 ]; then
+  figure "password + TOTP login ÷ password login, logins/s ($MFA_ROUNDS rounds taking turns)" \
+    "$MFA_RATIO" ">=" 0.95 "${MFA_CASES[@]}"
 fi
 figure "resident memory idle (MiB)" "$IDLE_MIB" "<=" 20
 figure "resident memory peak, every server of this run (MiB)" "$PEAK_MIB" "<=" 100
