@@ -1,4 +1,5 @@
-//! actix-web integration: [`Claims`] and [`AuthenticatedUser`] as extractors.
+//! actix-web integration: [`Claims`], [`AuthenticatedUser`], [`WithRole`] and [`WithMfa`]
+//! as extractors.
 //!
 //! Register one [`Verifier`] as app data, then take `Claims` (or `AuthenticatedUser`) as
 //! a handler argument to protect the route:
@@ -36,6 +37,9 @@
 //!   `invalid_token`, `WWW-Authenticate: Bearer realm="tollgate", error="invalid_token"`
 //!   ([`INVALID_TOKEN_CHALLENGE`]);
 //! - a valid token without the role a [`WithRole`] extractor needs: 403 `forbidden`;
+//! - a valid token of a session signed in without a second factor (no `mfa` in its
+//!   `amr`), to a [`WithMfa`] extractor: 403 `mfa_required`, as tollgate's admin API
+//!   answers under `ADMIN_REQUIRE_MFA`;
 //! - more than one `Authorization` header: 400 `bad_request`;
 //! - no key could ever be fetched from tollgate: 503 `overloaded` with `Retry-After`;
 //! - no `Verifier` registered with the app: 500 `internal_error` (and an error log line).
@@ -63,6 +67,9 @@ pub enum AuthError {
     InvalidToken,
     /// The token verified but lacks the role the route needs.
     Forbidden,
+    /// The token verified but its session was signed in without a second factor (no
+    /// `mfa` in `amr`), and the route needs one.
+    MfaRequired,
     /// An ambiguous request, e.g. two `Authorization` headers.
     BadRequest(&'static str),
     /// tollgate's keys could never be fetched.
@@ -77,6 +84,7 @@ impl fmt::Display for AuthError {
             AuthError::MissingToken => "missing bearer token",
             AuthError::InvalidToken => "invalid or expired token",
             AuthError::Forbidden => "this token does not grant access to this resource",
+            AuthError::MfaRequired => "this needs a session signed in with a second factor",
             AuthError::BadRequest(message) => message,
             AuthError::KeysUnavailable => "token verification is temporarily unavailable",
             AuthError::NotConfigured => "internal error",
@@ -91,6 +99,7 @@ impl AuthError {
             AuthError::MissingToken => "missing_token",
             AuthError::InvalidToken => "invalid_token",
             AuthError::Forbidden => "forbidden",
+            AuthError::MfaRequired => "mfa_required",
             AuthError::BadRequest(_) => "bad_request",
             // tollgate's code for "cannot serve this right now, retry".
             AuthError::KeysUnavailable => "overloaded",
@@ -103,7 +112,7 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthError::MissingToken | AuthError::InvalidToken => StatusCode::UNAUTHORIZED,
-            AuthError::Forbidden => StatusCode::FORBIDDEN,
+            AuthError::Forbidden | AuthError::MfaRequired => StatusCode::FORBIDDEN,
             AuthError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AuthError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
@@ -123,7 +132,10 @@ impl ResponseError for AuthError {
             AuthError::KeysUnavailable => {
                 response.insert_header((header::RETRY_AFTER, "5"));
             }
-            AuthError::Forbidden | AuthError::BadRequest(_) | AuthError::NotConfigured => {}
+            AuthError::Forbidden
+            | AuthError::MfaRequired
+            | AuthError::BadRequest(_)
+            | AuthError::NotConfigured => {}
         }
         response.json(ErrorBody::new(self.to_string(), self.code()))
     }
@@ -219,6 +231,49 @@ impl<R: Role> FromRequest for WithRole<R> {
                 return Err(AuthError::Forbidden);
             }
             Ok(WithRole { claims, role: PhantomData })
+        })
+    }
+}
+
+/// A caller whose token verified and whose session was signed in with a second factor:
+/// `mfa` in the token's `amr` (RFC 8176), which tollgate puts there after a password and a
+/// TOTP or recovery code (`["mfa", "otp", "pwd"]`) or after a passkey that verified the
+/// user (`["hwk", "mfa", "user"]`). Taking `WithMfa` as a handler argument lets only such
+/// sessions in; a valid token without `mfa` (a password alone, `["pwd"]`, or a token of a
+/// tollgate from before `amr`) gets 403 `mfa_required`, a missing or bad one the usual
+/// 401. The client's remedy is to sign in again with the second factor (and to enrol one
+/// first, when the account has none).
+///
+/// A refresh keeps the session's `amr`, so a session signed in with a second factor
+/// passes for its whole life. For a role as well, check [`Claims::has_role`] on
+/// [`claims`](Self::claims) (taking both `WithMfa` and [`WithRole`] works too, but
+/// verifies the token twice).
+///
+/// ```no_run
+/// use tollgate_verify::actix::WithMfa;
+///
+/// async fn payout(user: WithMfa) -> String {
+///     format!("{} signed in with {:?}", user.claims.username, user.claims.amr)
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithMfa {
+    pub claims: Claims,
+}
+
+impl FromRequest for WithMfa {
+    type Error = AuthError;
+    type Future = LocalBoxFuture<Result<Self, AuthError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let claims = Claims::from_request(req, payload);
+        Box::pin(async move {
+            let claims = claims.await?;
+            if !claims.has_mfa() {
+                log::debug!("token without a second factor refused sub={} amr={:?}", claims.sub, claims.amr);
+                return Err(AuthError::MfaRequired);
+            }
+            Ok(WithMfa { claims })
         })
     }
 }

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{App, HttpResponse, test, web};
 use serde_json::{Value, json};
 use support::{FakeTollgate, TestKey, claims, claims_for, closed_url, now};
-use tollgate_verify::actix::{AuthenticatedUser, Role, WithRole};
+use tollgate_verify::actix::{AuthError, AuthenticatedUser, Role, WithMfa, WithRole};
 use tollgate_verify::{Claims, Verifier, VerifierConfig};
 use uuid::Uuid;
 
@@ -30,6 +30,10 @@ async fn edit(editor: WithRole<Editor>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "editor": editor.claims.username }))
 }
 
+async fn sensitive(user: WithMfa) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "user": user.claims.username, "amr": user.claims.amr }))
+}
+
 async fn maybe(claims: Option<Claims>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "user": claims.map(|c| c.username) }))
 }
@@ -42,7 +46,8 @@ macro_rules! app {
                 .route("/hello", web::get().to(hello))
                 .route("/whoami", web::get().to(whoami))
                 .route("/maybe", web::get().to(maybe))
-                .route("/edit", web::get().to(edit)),
+                .route("/edit", web::get().to(edit))
+                .route("/sensitive", web::get().to(sensitive)),
         )
         .await
     };
@@ -209,4 +214,60 @@ async fn a_role_extractor_lets_in_only_tokens_with_the_role() {
     assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
     let response = test::call_service(&app, get("/edit", &["Bearer forged.token.value"]).to_request()).await;
     assert_error(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+#[actix_web::test]
+async fn an_mfa_extractor_lets_in_only_sessions_signed_in_with_a_second_factor() {
+    let key = TestKey::generate("key-1");
+    let tollgate = FakeTollgate::start(&[&key]).await;
+    let app = app!(Verifier::new(tollgate.config()));
+
+    // What tollgate issues after a password and a TOTP or recovery code, and after a passkey.
+    for amr in [json!(["mfa", "otp", "pwd"]), json!(["hwk", "mfa", "user"])] {
+        let mut two_factors = claims();
+        two_factors["amr"] = amr.clone();
+        let request = get("/sensitive", &[&format!("Bearer {}", key.sign(&two_factors))]).to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = test::read_body_json(response).await;
+        assert_eq!(body, json!({ "user": "alice", "amr": amr }));
+    }
+
+    // A password alone, a token from before `amr` (none, or empty), and methods that merely
+    // look like it: 403 mfa_required, without a challenge (the token itself is fine).
+    for amr in [Some(json!(["pwd"])), None, Some(json!([])), Some(json!(["MFA", "mfa:otp", "otp", "pwd"]))] {
+        let mut one_factor = claims();
+        if let Some(amr) = amr {
+            one_factor["amr"] = amr;
+        }
+        let request = get("/sensitive", &[&format!("Bearer {}", key.sign(&one_factor))]).to_request();
+        let response = test::call_service(&app, request).await;
+        let headers = assert_error(response, StatusCode::FORBIDDEN, "mfa_required").await;
+        assert!(headers.get("www-authenticate").is_none());
+        assert_eq!(headers.get("cache-control").unwrap(), "no-store");
+    }
+
+    // The same token still passes the extractors that ask for no second factor.
+    let password_only = key.sign(&claims());
+    let response =
+        test::call_service(&app, get("/hello", &[&format!("Bearer {password_only}")]).to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Without a valid token it is the usual 401, and two headers the usual 400.
+    let response = test::call_service(&app, get("/sensitive", &[]).to_request()).await;
+    assert_error(response, StatusCode::UNAUTHORIZED, "missing_token").await;
+    let mut expired = claims();
+    expired["amr"] = json!(["mfa", "otp", "pwd"]);
+    expired["exp"] = json!(now() - 600);
+    let request = get("/sensitive", &[&format!("Bearer {}", key.sign(&expired))]).to_request();
+    assert_error(test::call_service(&app, request).await, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let both = format!("Bearer {password_only}");
+    let response = test::call_service(&app, get("/sensitive", &[&both, &both]).to_request()).await;
+    assert_error(response, StatusCode::BAD_REQUEST, "bad_request").await;
+}
+
+#[actix_web::test]
+async fn mfa_required_is_tollgates_own_answer() {
+    assert_eq!(AuthError::MfaRequired.code(), "mfa_required");
+    assert_eq!(AuthError::MfaRequired.to_string(), "this needs a session signed in with a second factor");
 }
