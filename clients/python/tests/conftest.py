@@ -1,11 +1,14 @@
 """Test set-up: a real tollgate process for the session, the test Django project, a clock."""
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import pathlib
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -154,6 +157,33 @@ class Tollgate:
         assert status == 200, body
         return body
 
+    def enrol_totp(self, session):
+        """Sets up and confirms TOTP for the signed-up `session` (a token response); returns
+        (base32 secret, the time step whose code confirmed it, the ten recovery codes). The
+        server refuses that step's code from then on (and any earlier one); the next step's
+        code, within the one step of skew, is accepted."""
+        token = session["access_token"]
+        status, body = self.call("POST", "/auth/mfa/totp/setup", {"current_password": PASSWORD}, token=token)
+        assert status == 200, body
+        secret = body["secret"]
+        assert f"secret={secret}" in body["otpauth_uri"], body
+        step = totp_step()
+        status, body = self.call("POST", "/auth/mfa/totp/confirm", {"code": totp(secret, step)}, token=token)
+        assert status == 200, body
+        codes = body["recovery_codes"]
+        assert len(set(codes)) == 10, codes
+        return secret, step, codes
+
+    def login_mfa(self, username, code):
+        """The token response of the two-step login of an account with a second factor."""
+        status, first = self.call("POST", "/auth/login", {"username": username, "password": PASSWORD})
+        assert status == 200, first
+        assert first["mfa_required"] is True and "access_token" not in first, first
+        assert set(first["methods"]) == {"totp", "recovery_code"}, first
+        status, body = self.call("POST", "/auth/login/mfa", {"mfa_token": first["mfa_token"], "code": code})
+        assert status == 200, body
+        return body
+
     def private_key(self):
         """tollgate's own Ed25519 signing key, to sign tokens that only a wrong claim makes invalid."""
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -166,6 +196,19 @@ class Tollgate:
         # load; the 32-byte seed follows the OCTET STRING headers 04 22 04 20.
         start = der.index(b"\x04\x22\x04\x20") + 4
         return Ed25519PrivateKey.from_private_bytes(der[start:start + 32])
+
+
+def totp_step(at=None):
+    """The RFC 6238 time step (30 s) of `at`, by default now."""
+    return int(time.time() if at is None else at) // 30
+
+
+def totp(secret, step):
+    """The 6-digit RFC 6238 code (HMAC-SHA-1, RFC 4226 truncation) of a base32 secret at a step."""
+    key = base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+    digest = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = digest[-1] & 0x0F
+    return f"{(int.from_bytes(digest[offset:offset + 4], 'big') & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
 @pytest.fixture(scope="session", autouse=True)

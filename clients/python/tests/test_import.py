@@ -118,7 +118,7 @@ def test_the_views_accept_the_token_and_map_staff_and_admin(tollgate, verifier, 
     get_user_model().objects.filter(username=username).update(is_staff=not staff, is_superuser=not superuser)
     response = get(path, session["access_token"])
     assert response.status_code == 200, response.content
-    assert response.json() == {"username": username, "sub": session["user"]["id"],
+    assert response.json() == {"username": username, "sub": session["user"]["id"], "amr": ["pwd"],
                                "is_staff": staff, "is_superuser": superuser}
 
 

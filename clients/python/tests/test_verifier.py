@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 
 from django_tollgate.conf import DEFAULTS
 from django_tollgate.users import user_for_claims
-from django_tollgate.verifier import TokenError, Unavailable, Verifier
+from django_tollgate.verifier import TokenError, Unavailable, Verifier, has_mfa
 
 ED_KEY = Ed25519PrivateKey.generate()
 EC_KEY = generate_private_key(SECP256R1())
@@ -137,11 +137,25 @@ def refused(verifier, token, message):
 
 
 def test_a_valid_token_gives_its_claims_with_either_key(verifier, clock):
-    claims = claims_at(clock.now, roles=["staff"])
+    claims = claims_at(clock.now, roles=["staff"], amr=["pwd"])
     assert verifier.verify(sign(claims)) == claims
     assert verifier.verify(sign(claims, EC_KEY, "ES256", "ec")) == claims
     in_a_session = {**claims, "sid": str(uuid.uuid4())}
     assert verifier.verify(sign(in_a_session)) == in_a_session
+
+
+def test_amr_is_kept_and_is_an_empty_list_in_tokens_without_it(verifier, clock):
+    two_factors = claims_at(clock.now, amr=["mfa", "otp", "pwd"])
+    assert verifier.verify(sign(two_factors))["amr"] == ["mfa", "otp", "pwd"]
+    assert has_mfa(verifier.verify(sign(two_factors)))
+    # A tollgate from before the second factor put no amr in its tokens.
+    older = claims_at(clock.now, amr=REMOVE)
+    assert "amr" not in older
+    assert verifier.verify(sign(older)) == {**older, "amr": []}
+    for amr in (["pwd"], [], ["MFA", "otp", "pwd"], ["mfa:otp"]):
+        assert not has_mfa(verifier.verify(sign(claims_at(clock.now, amr=amr)))), amr
+    assert not has_mfa(None)
+    assert not has_mfa({"sub": "x"})
 
 
 @pytest.mark.parametrize("typ", ["JWT", "jwt", None, "at+JWT-ish"])
@@ -185,6 +199,9 @@ def test_keys_of_algorithms_not_allowed_are_ignored(issuer, clock):
         ("jti", REMOVE, "token lacks the jti claim"),
         ("sid", 7, "claim sid is not a uuid"),
         ("sid", "not-a-uuid", "claim sid is not a uuid"),
+        ("amr", "mfa", "claim amr is not a list of strings"),
+        ("amr", ["mfa", 1], "claim amr is not a list of strings"),
+        ("amr", None, "claim amr is not a list of strings"),
     ],
 )
 def test_every_claim_must_be_present_with_its_json_type(verifier, clock, claim, value, message):

@@ -49,6 +49,7 @@ def test_a_tollgate_token_is_accepted_and_names_the_local_user(tollgate, verifie
     assert response.json() == {
         "username": session["user"]["username"],
         "sub": session["user"]["id"],
+        "amr": ["pwd"],
         "is_staff": False,
         "is_superuser": False,
     }

@@ -1,4 +1,4 @@
-"""tollgate's 401: JSON `{"error", "code"}` and a Bearer challenge."""
+"""tollgate's 401 (JSON `{"error", "code"}` and a Bearer challenge), 403 mfa_required and 503."""
 
 from django.http import JsonResponse
 
@@ -16,6 +16,18 @@ def unauthorized(message, code, presented):
     response = JsonResponse({"error": message, "code": code}, status=401)
     response["WWW-Authenticate"] = challenge(presented)
     return response
+
+
+# tollgate's own message and code for a token without a second factor (its admin API under
+# ADMIN_REQUIRE_MFA answers the same).
+MFA_REQUIRED_MESSAGE = "this needs a session signed in with a second factor"
+MFA_REQUIRED_CODE = "mfa_required"
+
+
+def mfa_refused():
+    """The 403 to a valid token whose session was signed in without a second factor. No
+    challenge: the token is fine, the client must sign in again with the second factor."""
+    return JsonResponse({"error": MFA_REQUIRED_MESSAGE, "code": MFA_REQUIRED_CODE}, status=403)
 
 
 def unavailable(message):

@@ -210,6 +210,13 @@ CLAIM_TYPES = {
 }
 
 
+def has_mfa(claims):
+    """Whether verified claims are of a session signed in with a second factor: "mfa" in
+    their amr (after a password and a TOTP or recovery code, or a passkey that verified the
+    user). False for anything that is not such claims (no token, another auth's object)."""
+    return isinstance(claims, dict) and isinstance(claims.get("amr"), list) and "mfa" in claims["amr"]
+
+
 class Verifier:
     def __init__(self, config, clock=time.time):
         self.config = config
@@ -282,6 +289,12 @@ class Verifier:
         # The session's id; tokens of a tollgate without sessions have none.
         if claims.get("sid") is not None and not is_uuid(claims["sid"]):
             raise TokenError("claim sid is not a uuid")
+        # How the session was authenticated (RFC 8176): ["pwd"], or ["mfa", "otp", "pwd"]
+        # after a second factor. Tokens of a tollgate before it have none: [] here, so that
+        # request.auth["amr"] is always a list.
+        claims.setdefault("amr", [])
+        if not is_str_list(claims["amr"]):
+            raise TokenError("claim amr is not a list of strings")
         now, leeway = self.now(), self.config["LEEWAY_SECS"]
         if now >= claims["exp"] + leeway:
             raise TokenError("token expired")
