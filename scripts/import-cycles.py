@@ -76,9 +76,11 @@ def source(path):
 
 def expand(tree):
     """`a::{b, c::{d, e as f}}` -> ["a::b", "a::c::d", "a::c::e"]."""
+    # Renames go first, while `as` is still a word of its own (a name may contain "as").
+    tree = re.sub(r"\s+as\s+\w+", "", tree)
     tree = re.sub(r"\s+", "", tree)
     if "{" not in tree:
-        return [re.sub(r"as\w+$", "", tree) if "as" in tree else tree]
+        return [tree]
     head, rest = tree.split("{", 1)
     body = rest[: rest.rfind("}")]
     parts, depth, current = [], 0, ""

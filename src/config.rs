@@ -33,7 +33,21 @@ pub struct Settings {
     pub accounts: AccountSettings,
     pub services: ServiceSettings,
     pub mail: MailSettings,
+    /// `None`: passkeys are off (the RP id would be an IP address, see [`PasskeySettings`]).
+    pub passkeys: Option<PasskeySettings>,
     pub log: LogSettings,
+}
+
+/// The WebAuthn relying party: the domain passkeys are bound to and the origins that may
+/// use them. Off when neither names a domain: with `PUBLIC_URL`'s default, an IP address,
+/// which no browser takes as an RP id.
+#[derive(Debug, Clone)]
+pub struct PasskeySettings {
+    /// `WEBAUTHN_RP_ID`; default `PUBLIC_URL`'s host.
+    pub rp_id: String,
+    /// `WEBAUTHN_ORIGINS`; default `PUBLIC_URL`'s origin. Each is the RP id or a subdomain
+    /// of it, or an Android app's `android:apk-key-hash:…`.
+    pub origins: Vec<String>,
 }
 
 /// Mail (`SMTP_URL`; off without it) and the account-lifecycle mails' links and lifetimes.
@@ -250,6 +264,7 @@ impl Settings {
         let http = HttpSettings::from_env(&env)?;
         Ok(Settings {
             mail: MailSettings::from_env(&env, &http.public_url)?,
+            passkeys: PasskeySettings::from_env(&env, &http.public_url)?,
             http,
             database: DatabaseSettings::from_env(&env)?,
             jwt: JwtSettings::from_env(&env)?,
@@ -313,6 +328,97 @@ impl MailSettings {
             verification,
         })
     }
+}
+
+impl PasskeySettings {
+    fn from_env(env: &Env, public_url: &str) -> Result<Option<Self>, ConfigError> {
+        // `PUBLIC_URL` is checked already: `scheme://host[:port][/path]`.
+        let origin = match public_url.match_indices('/').nth(2) {
+            Some((end, _)) => &public_url[..end],
+            None => public_url,
+        };
+        let rp_id = match env.trimmed("WEBAUTHN_RP_ID").filter(|id| !id.is_empty()) {
+            Some(id) => {
+                let id = id.to_ascii_lowercase();
+                if !is_domain(&id) {
+                    return Err(env.error(
+                        "WEBAUTHN_RP_ID",
+                        format!("expected a domain name like example.com, got {id:?}"),
+                    ));
+                }
+                id
+            }
+            None => {
+                let host = host_of(origin).to_ascii_lowercase();
+                if !is_domain(&host) {
+                    if env.trimmed("WEBAUTHN_ORIGINS").is_some_and(|o| !o.is_empty()) {
+                        return Err(
+                            env.error("WEBAUTHN_RP_ID", "required: PUBLIC_URL's host is not a domain name")
+                        );
+                    }
+                    return Ok(None);
+                }
+                host
+            }
+        };
+        let origins: Vec<String> = env
+            .trimmed("WEBAUTHN_ORIGINS")
+            .filter(|origins| !origins.is_empty())
+            .unwrap_or_else(|| origin.to_owned())
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .collect();
+        if origins.is_empty() {
+            return Err(env.error("WEBAUTHN_ORIGINS", "empty: name at least one origin"));
+        }
+        for origin in &origins {
+            if origin.starts_with("android:apk-key-hash:") {
+                continue;
+            }
+            let web = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin[origin.find("://").unwrap_or(0) + 3..].contains(['/', '?', '#', '@']);
+            if !web {
+                return Err(env.error(
+                    "WEBAUTHN_ORIGINS",
+                    format!("expected origins like https://app.example.com (or android:apk-key-hash:…), got {origin:?}"),
+                ));
+            }
+            let host = host_of(origin).to_ascii_lowercase();
+            if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+                return Err(env.error(
+                    "WEBAUTHN_ORIGINS",
+                    format!("{origin:?} is not on the RP id {rp_id:?} (WEBAUTHN_RP_ID) or a subdomain of it"),
+                ));
+            }
+        }
+        Ok(Some(Self { rp_id, origins }))
+    }
+}
+
+/// The host of `scheme://host[:port]`.
+fn host_of(origin: &str) -> &str {
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority.split(':').next().unwrap_or(authority)
+}
+
+/// A DNS name (labels of letters, digits and hyphens), not an IP address: what WebAuthn
+/// takes as an RP id.
+fn is_domain(host: &str) -> bool {
+    host.parse::<IpAddr>().is_err()
+        && !host.starts_with('[')
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && !host.split('.').next_back().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl HttpSettings {
@@ -684,6 +790,45 @@ mod tests {
         assert!(matches!(parse_database_url("postgresql://h/db").unwrap(), DatabaseUrl::Postgres(_)));
         assert_eq!(parse_database_url("mysql://h/db").unwrap_err().variable, "DATABASE_URL");
         assert_eq!(parse_database_url("sqlite://").unwrap_err().variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn passkeys_take_their_rp_from_public_url_and_refuse_origins_off_it() {
+        assert!(settings(&[]).unwrap().passkeys.is_none(), "an IP address is no RP id");
+        let on = settings(&[("PUBLIC_URL", "https://auth.example.com/base")]).unwrap().passkeys.unwrap();
+        assert_eq!(
+            (on.rp_id.as_str(), on.origins.as_slice()),
+            ("auth.example.com", &["https://auth.example.com".to_owned()][..])
+        );
+        let named = settings(&[
+            ("WEBAUTHN_RP_ID", "Example.com"),
+            ("WEBAUTHN_ORIGINS", "https://app.example.com, http://localhost:3000"),
+        ]);
+        assert_eq!(named.unwrap_err().variable, "WEBAUTHN_ORIGINS", "localhost is not on example.com");
+        let named = settings(&[
+            ("WEBAUTHN_RP_ID", "Example.com"),
+            ("WEBAUTHN_ORIGINS", "https://app.example.com,https://example.com:8443,android:apk-key-hash:abc"),
+        ])
+        .unwrap()
+        .passkeys
+        .unwrap();
+        assert_eq!(named.rp_id, "example.com");
+        assert_eq!(named.origins.len(), 3);
+        for (name, bad) in [
+            ("WEBAUTHN_RP_ID", "127.0.0.1"),
+            ("WEBAUTHN_RP_ID", "exa mple.com"),
+            ("WEBAUTHN_ORIGINS", "https://evilexample.com"),
+            ("WEBAUTHN_ORIGINS", "https://app.example.com/path"),
+            ("WEBAUTHN_ORIGINS", "ftp://example.com"),
+        ] {
+            let vars = match name {
+                "WEBAUTHN_RP_ID" => vec![(name, bad)],
+                _ => vec![("WEBAUTHN_RP_ID", "example.com"), (name, bad)],
+            };
+            assert_eq!(settings(&vars).unwrap_err().variable, name, "{bad}");
+        }
+        let origins_without_rp = settings(&[("WEBAUTHN_ORIGINS", "https://example.com")]);
+        assert_eq!(origins_without_rp.unwrap_err().variable, "WEBAUTHN_RP_ID");
     }
 
     #[test]

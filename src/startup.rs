@@ -19,6 +19,7 @@ use crate::auth::sessions::Sessions;
 use crate::auth::tokens::{AccessTokens, max_token_age_secs};
 use crate::auth::totp::MfaCore;
 use crate::auth::user_cache::UserCache;
+use crate::auth::webauthn::PasskeyCore;
 use crate::clock::Clock;
 use crate::config::{ConfigError, DatabaseUrl, HttpSettings, Settings};
 use crate::db::accounts::imported_hashes_exist;
@@ -48,6 +49,8 @@ pub enum StartupError {
     Mail(String),
     #[error("second factor: {0}")]
     Mfa(String),
+    #[error("passkeys: {0}")]
+    Passkeys(String),
 }
 
 /// Connects to the database, applies pending migrations, and only then starts the
@@ -129,6 +132,17 @@ fn app_state(
     let enrolled =
         pool.read_now(TotpFactor::any_confirmed).map_err(|e| StartupError::Database(e.to_string()))?;
     let mfa = MfaCore::new(&keys.mfa_key(enrolled)?, &settings.mail.app_name).map_err(StartupError::Mfa)?;
+    let passkeys = match &settings.passkeys {
+        Some(passkeys) => {
+            Some(PasskeyCore::new(passkeys, &settings.mail.app_name).map_err(StartupError::Passkeys)?)
+        }
+        None => {
+            log::info!(
+                "passkeys are off: PUBLIC_URL's host is not a domain name (set PUBLIC_URL or WEBAUTHN_RP_ID)"
+            );
+            None
+        }
+    };
     let per_minute = settings.limits.auth_rate_limit_per_min;
     let sessions = Sessions {
         limits: abuse_limits(settings, &pool, &clock),
@@ -147,6 +161,7 @@ fn app_state(
         clock: clock.clone(),
         mail,
         mfa,
+        passkeys,
         admin_require_mfa: settings.accounts.admin_require_mfa,
     };
     let accounts = accounts_on(settings, pool, clock, passwords, users);

@@ -25,7 +25,7 @@ use jsonwebtoken::Algorithm;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tollgate::auth::keys::KeyStore;
-use tollgate::auth::tokens::{AccessClaims, AccessTokens, MAX_TOKEN_LEN};
+use tollgate::auth::tokens::{AccessClaims, AccessTokens, Amr, MAX_TOKEN_LEN, TokenSession};
 use tollgate::clock::Clock;
 use tollgate::config::JwtSettings;
 use uuid::Uuid;
@@ -80,8 +80,9 @@ fn fixture() -> &'static Fixture {
         let pem = std::fs::read_to_string(settings.keys_dir.join("eddsa.pem")).unwrap();
         let private = SigningKey::from_pkcs8_pem(&pem).unwrap();
         assert_eq!(private.verifying_key(), public, "eddsa.pem and the JWKS disagree");
-        let now = chrono::Utc::now().timestamp();
-        let issued = tokens.issue(Uuid::new_v4(), "fuzz", &[], now, None);
+        let now = chrono::Utc::now().naive_utc();
+        let session = TokenSession { id: None, amr: Amr::Password };
+        let issued = tokens.issue(Uuid::new_v4(), "fuzz", &[], now, None, session);
         assert!(tokens.verify(&issued).is_ok(), "a freshly issued token must verify");
         Fixture { tokens, kid, public, private, issued }
     })

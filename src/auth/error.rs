@@ -46,6 +46,17 @@ pub enum Error {
     /// A TOTP or recovery code that is wrong, malformed or already used.
     #[error("invalid, used or expired code")]
     InvalidMfaCode,
+    /// A passkey ceremony's answer that does not hold: a wrong origin, RP id, challenge,
+    /// type or signature, a sign counter that went backwards, an unknown credential, a
+    /// flow that is unknown, used or expired.
+    #[error("invalid passkey or expired passkey flow")]
+    InvalidPasskey,
+    /// The user has as many passkeys as they may.
+    #[error("this account has the most passkeys it may have (10): remove one first")]
+    PasskeyLimit,
+    /// The credential is registered already.
+    #[error("this passkey is registered already")]
+    PasskeyExists,
     /// The admin API with a token of a session without a second factor
     /// (`ADMIN_REQUIRE_MFA`).
     #[error("this needs a session signed in with a second factor")]

@@ -9,6 +9,7 @@ pub mod email;
 pub mod error;
 pub mod keys;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod rate_limit;
 pub mod recovery;
@@ -19,6 +20,7 @@ pub mod tokens;
 pub mod totp;
 pub mod user_cache;
 pub mod views;
+pub mod webauthn;
 
 pub use error::Error;
 

@@ -20,6 +20,7 @@ use super::rules::{ADMIN_ROLE, validate_email, validate_username};
 use super::tokens::{AccessClaims, AccessTokens, Amr, TokenSession};
 use super::totp::{MfaChallenge, MfaCore};
 use super::user_cache::UserCache;
+use super::webauthn::PasskeyCore;
 use crate::clock::Clock;
 use crate::db::DbError;
 use crate::db::Pool;
@@ -176,6 +177,8 @@ pub struct Sessions {
     pub(crate) mail: Option<MailCore>,
     /// The second factor's key and issuer name (`auth::mfa`).
     pub(crate) mfa: MfaCore,
+    /// The WebAuthn relying party, unless passkeys are off (`auth::passkeys`).
+    pub(crate) passkeys: Option<PasskeyCore>,
     /// The admin API takes only tokens of sessions with a second factor
     /// (`ADMIN_REQUIRE_MFA`).
     pub(crate) admin_require_mfa: bool,

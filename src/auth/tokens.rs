@@ -28,14 +28,20 @@ pub enum Amr {
     Password,
     /// A password and a TOTP or recovery code.
     PasswordAndOtp,
+    /// A passkey whose authenticator verified the user (a PIN, a fingerprint, a face).
+    Passkey,
 }
 
 impl Amr {
+    /// Every kind stronger than a password alone.
+    const STRONGER: [Amr; 2] = [Amr::PasswordAndOtp, Amr::Passkey];
+
     /// The claim, sorted.
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Amr::Password => &["pwd"],
             Amr::PasswordAndOtp => &["mfa", "otp", "pwd"],
+            Amr::Passkey => &["hwk", "mfa", "user"],
         }
     }
 
@@ -46,16 +52,19 @@ impl Amr {
 
     /// A token's `amr` claim; anything else counts as the weakest, a password.
     pub fn of_claims(methods: &[String]) -> Self {
-        let known = [Amr::PasswordAndOtp];
-        known.into_iter().find(|amr| amr.methods().iter().eq(methods.iter())).unwrap_or(Amr::Password)
+        Self::STRONGER
+            .into_iter()
+            .find(|amr| amr.methods().iter().eq(methods.iter()))
+            .unwrap_or(Amr::Password)
     }
 
     /// A session's, as stored; anything unknown counts as the weakest, a password.
     pub fn of_stored(stored: Option<&str>) -> Self {
-        match stored {
-            Some(methods) if methods == Amr::PasswordAndOtp.methods().join(",") => Amr::PasswordAndOtp,
-            _ => Amr::Password,
-        }
+        let Some(stored) = stored else { return Amr::Password };
+        Self::STRONGER
+            .into_iter()
+            .find(|amr| amr.methods().iter().copied().eq(stored.split(',')))
+            .unwrap_or(Amr::Password)
     }
 }
 

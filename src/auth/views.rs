@@ -36,7 +36,7 @@ impl From<&Account> for UserView {
             email_verified: account.email_verified,
             mfa_enabled: account.mfa_enabled,
             roles: account.roles.clone(),
-            created_at: account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            created_at: rfc3339(account.created_at),
         }
     }
 }
@@ -53,4 +53,9 @@ impl From<&Account> for AdminUserView {
     fn from(account: &Account) -> Self {
         Self { user: UserView::from(account), disabled: account.disabled }
     }
+}
+
+/// A time as the API shows every time: RFC 3339, UTC, whole seconds.
+pub fn rfc3339(at: chrono::NaiveDateTime) -> String {
+    at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }

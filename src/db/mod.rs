@@ -8,6 +8,7 @@ pub mod mail;
 pub mod manager;
 pub mod mfa;
 pub mod models;
+pub mod passkeys;
 mod pool;
 pub mod rotations;
 pub mod schema;

@@ -102,6 +102,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        name -> Text,
+        credential -> Text,
+        sign_count -> BigInt,
+        backup_eligible -> Bool,
+        backup_state -> Bool,
+        created_at_ms -> BigInt,
+        last_used_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    passkey_flows (id) {
+        id -> Text,
+        kind -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        expires_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
     user_roles (user_id, role) {
         user_id -> Text,
         role -> Text,
@@ -123,6 +148,8 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(mail_tokens -> users (user_id));
 diesel::joinable!(mfa_totp -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
+diesel::joinable!(passkey_flows -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     user_roles,
@@ -130,7 +157,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocations,
     mail_tokens,
     mfa_totp,
-    mfa_challenges
+    mfa_challenges,
+    passkeys,
+    passkey_flows
 );
 
 // The abuse limits' tables (src/auth/rate_limit/shared.rs, PostgreSQL only). The list of

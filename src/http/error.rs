@@ -91,6 +91,9 @@ impl ApiError {
             ApiError::Core(Error::InvalidMfaToken) => "invalid_mfa_token",
             ApiError::Core(Error::InvalidMfaCode) => "invalid_mfa_code",
             ApiError::Core(Error::MfaRequired) => "mfa_required",
+            ApiError::Core(Error::InvalidPasskey) => "invalid_passkey",
+            ApiError::Core(Error::PasskeyLimit) => "passkey_limit",
+            ApiError::Core(Error::PasskeyExists) => "passkey_exists",
             ApiError::Core(Error::AccountDisabled) => "account_disabled",
             ApiError::Core(Error::Forbidden) => "forbidden",
             ApiError::Core(Error::RateLimited { .. }) => "rate_limited",
@@ -124,7 +127,9 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Core(e) => match e {
                 Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                Error::UsernameTaken | Error::LastAdmin => StatusCode::CONFLICT,
+                Error::UsernameTaken | Error::LastAdmin | Error::PasskeyLimit | Error::PasskeyExists => {
+                    StatusCode::CONFLICT
+                }
                 Error::InvalidCredentials
                 | Error::WrongCurrentPassword
                 | Error::InvalidToken
@@ -132,7 +137,8 @@ impl ResponseError for ApiError {
                 | Error::InvalidResetToken
                 | Error::InvalidVerificationToken
                 | Error::InvalidMfaToken
-                | Error::InvalidMfaCode => StatusCode::UNAUTHORIZED,
+                | Error::InvalidMfaCode
+                | Error::InvalidPasskey => StatusCode::UNAUTHORIZED,
                 Error::AccountDisabled | Error::EmailNotVerified | Error::MfaRequired | Error::Forbidden => {
                     StatusCode::FORBIDDEN
                 }

@@ -26,6 +26,8 @@ const APP_VARIABLES: &[&str] = &[
     "REFRESH_REUSE_GRACE_SECS",
     "SESSIONS_PER_USER",
     "ADMIN_REQUIRE_MFA",
+    "WEBAUTHN_RP_ID",
+    "WEBAUTHN_ORIGINS",
     "SMTP_URL",
     "MAIL_FROM",
     "APP_NAME",

@@ -25,6 +25,7 @@ mod mail;
 mod mfa;
 mod openapi;
 mod operations;
+mod passkeys;
 mod races;
 mod refresh;
 mod revocations;

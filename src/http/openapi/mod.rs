@@ -14,8 +14,8 @@ use self::responses::{ErrorBody, ServerErrors};
 use crate::http::ApiError;
 use crate::http::middleware::page_policy;
 use crate::http::routes::{
-    admin, auth, demo, discovery, email, health, introspect, jwks, metrics, mfa, recovery, revocations,
-    sessions,
+    admin, auth, demo, discovery, email, health, introspect, jwks, metrics, mfa, passkeys, recovery,
+    revocations, sessions,
 };
 
 pub mod responses;
@@ -40,6 +40,12 @@ pub mod responses;
         mfa::confirm,
         mfa::disable,
         mfa::recovery_codes,
+        passkeys::register_options,
+        passkeys::register,
+        passkeys::list,
+        passkeys::remove,
+        passkeys::login_options,
+        passkeys::login,
         recovery::forgot,
         recovery::reset,
         recovery::reset_page,

@@ -10,6 +10,7 @@ pub mod introspect;
 pub mod jwks;
 pub mod metrics;
 pub mod mfa;
+pub mod passkeys;
 pub mod recovery;
 pub mod revocations;
 pub mod sessions;
@@ -89,6 +90,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         Endpoint::new(Method::POST, "/auth/mfa/totp/confirm", mfa::confirm),
         Endpoint::new(Method::DELETE, "/auth/mfa/totp", mfa::disable),
         Endpoint::new(Method::POST, "/auth/mfa/recovery-codes", mfa::recovery_codes),
+        Endpoint::new(Method::POST, "/auth/passkeys/register/options", passkeys::register_options),
+        Endpoint::new(Method::POST, "/auth/passkeys/register", passkeys::register),
+        Endpoint::new(Method::GET, "/auth/passkeys", passkeys::list),
+        Endpoint::new(Method::POST, "/auth/passkeys/login/options", passkeys::login_options),
+        Endpoint::new(Method::POST, "/auth/passkeys/login", passkeys::login),
+        // After the fixed paths under /auth/passkeys/, which it would take otherwise.
+        Endpoint::new(Method::DELETE, "/auth/passkeys/{id}", passkeys::remove),
         Endpoint::new(Method::POST, "/auth/password/forgot", recovery::forgot),
         Endpoint::new(Method::POST, "/auth/password/reset", recovery::reset),
         Endpoint::new(Method::GET, "/auth/password/reset", recovery::reset_page),

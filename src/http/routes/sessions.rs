@@ -6,6 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::sessions::Caller;
+use crate::auth::views::rfc3339;
 use crate::db::sessions::SessionInfo;
 use crate::http::extract::Admin;
 use crate::http::openapi::responses::{AdminErrors, BearerErrors, DatabaseErrors, ErrorBody, ServerErrors};
@@ -37,12 +38,11 @@ pub struct SessionView {
 
 impl SessionView {
     fn new(session: SessionInfo, current: Option<Uuid>, with_current: bool) -> Self {
-        let time = |at: chrono::NaiveDateTime| at.and_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         Self {
             id: session.id,
-            created_at: time(session.created_at),
-            last_used_at: time(session.last_used_at),
-            expires_at: time(session.expires_at),
+            created_at: rfc3339(session.created_at),
+            last_used_at: rfc3339(session.last_used_at),
+            expires_at: rfc3339(session.expires_at),
             user_agent: session.user_agent,
             ip: session.ip,
             current: with_current.then_some(current == Some(session.id)),

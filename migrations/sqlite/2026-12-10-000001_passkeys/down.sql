@@ -1,0 +1,2 @@
+DROP TABLE passkey_flows;
+DROP TABLE passkeys;
