@@ -141,18 +141,11 @@ impl SoftPasskey {
         cbor::map(0, &mut attestation);
         cbor::text("authData", &mut attestation);
         cbor::bytes(&auth_data, &mut attestation);
-        json!({
-            "id": b64(&self.credential_id),
-            "rawId": b64(&self.credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64(client_data.as_bytes()),
-                "attestationObject": b64(&attestation),
-                "transports": ["internal"],
-            },
-        })
+        self.credential(json!({
+            "clientDataJSON": b64(client_data.as_bytes()),
+            "attestationObject": b64(&attestation),
+            "transports": ["internal"],
+        }))
     }
 
     /// Answers sign-in options, as `navigator.credentials.get()` then `toJSON()`; the
@@ -164,18 +157,23 @@ impl SoftPasskey {
         let mut signed = auth_data.clone();
         signed.extend(Sha256::digest(client_data.as_bytes()));
         let signature: DerSignature = self.key.sign(&signed);
+        self.credential(json!({
+            "clientDataJSON": b64(client_data.as_bytes()),
+            "authenticatorData": b64(&auth_data),
+            "signature": b64(signature.as_bytes()),
+            "userHandle": b64(&self.user_handle),
+        }))
+    }
+
+    /// A `PublicKeyCredential` of this credential with `response`, as `toJSON()` gives it.
+    fn credential(&self, response: Value) -> Value {
         json!({
             "id": b64(&self.credential_id),
             "rawId": b64(&self.credential_id),
             "type": "public-key",
             "authenticatorAttachment": "platform",
             "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64(client_data.as_bytes()),
-                "authenticatorData": b64(&auth_data),
-                "signature": b64(signature.as_bytes()),
-                "userHandle": b64(&self.user_handle),
-            },
+            "response": response,
         })
     }
 

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::auth::{TokenResponse, respond};
+use crate::auth::Error;
 use crate::auth::passkeys::{FlowStart, PasskeyInfo};
 use crate::auth::sessions::Caller;
 use crate::auth::views::rfc3339;
@@ -20,7 +21,7 @@ use crate::http::openapi::responses::{
 use crate::http::{ApiError, AppState};
 
 #[derive(Serialize, ToSchema)]
-pub struct OptionsResponse {
+pub struct PasskeyOptionsResponse {
     /// Names this ceremony in its answer; single-use, valid for 300 s.
     flow_id: Uuid,
     /// `PublicKeyCredentialCreationOptionsJSON` (registration) or
@@ -30,34 +31,46 @@ pub struct OptionsResponse {
     public_key: serde_json::Value,
 }
 
-impl From<FlowStart> for OptionsResponse {
+impl From<FlowStart> for PasskeyOptionsResponse {
     fn from(started: FlowStart) -> Self {
         Self { flow_id: started.flow_id, public_key: started.public_key }
     }
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct RegisterRequest {
+pub struct PasskeyRegisterRequest {
     flow_id: Uuid,
-    /// `RegistrationResponseJSON`: what `navigator.credentials.create()` gave, `toJSON()`.
+    /// `RegistrationResponseJSON`: what `navigator.credentials.create()` gave, `toJSON()`;
+    /// one that is not of that form is an `invalid_passkey`.
     #[schema(value_type = Object)]
-    credential: RegisterPublicKeyCredential,
+    credential: serde_json::Value,
     /// 1 to 64 characters; default `Passkey`.
     #[schema(example = "MacBook")]
     name: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct LoginRequest {
+pub struct PasskeyLoginRequest {
     flow_id: Uuid,
-    /// `AuthenticationResponseJSON`: what `navigator.credentials.get()` gave, `toJSON()`.
+    /// `AuthenticationResponseJSON`: what `navigator.credentials.get()` gave, `toJSON()`;
+    /// one that is not of that form is an `invalid_passkey`.
     #[schema(value_type = Object)]
-    credential: PublicKeyCredential,
+    credential: serde_json::Value,
 }
 
 /// A request without fields: `{}`.
 #[derive(Deserialize, ToSchema)]
-pub struct EmptyRequest {}
+pub struct PasskeyOptionsRequest {}
+
+/// An authenticator's answer in webauthn-rs's form. The body's schema leaves its inside to
+/// the WebAuthn specification, so an answer of another shape is refused as one that does
+/// not hold, not as a body of the wrong shape.
+fn answer<T: serde::de::DeserializeOwned>(credential: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(credential).map_err(|e| {
+        log::info!("passkey refused: the credential is not a WebAuthn answer: {e}");
+        ApiError::Core(Error::InvalidPasskey)
+    })
+}
 
 #[derive(Serialize, ToSchema)]
 pub struct PasskeyView {
@@ -88,20 +101,20 @@ pub struct PasskeyList {
     passkeys: Vec<PasskeyView>,
 }
 
-#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "auth", request_body = EmptyRequest,
+#[utoipa::path(post, path = "/auth/passkeys/register/options", tag = "auth", request_body = PasskeyOptionsRequest,
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "A registration begun: a resident key, user verification required", body = OptionsResponse),
+        (status = 200, description = "A registration begun: a resident key, user verification required", body = PasskeyOptionsResponse),
         (status = 404, description = "`not_found`: passkeys are off (no domain name for the RP id)", body = ErrorBody),
         (status = 409, description = "`passkey_limit`: the account has 10 passkeys", body = ErrorBody),
         BearerErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn register_options(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = state.core.sessions.passkey_registration_options(&caller).await?;
-    Ok(HttpResponse::Ok().json(OptionsResponse::from(started)))
+    Ok(HttpResponse::Ok().json(PasskeyOptionsResponse::from(started)))
 }
 
-#[utoipa::path(post, path = "/auth/passkeys/register", tag = "auth", request_body = RegisterRequest,
+#[utoipa::path(post, path = "/auth/passkeys/register", tag = "auth", request_body = PasskeyRegisterRequest,
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The passkey is the caller's", body = PasskeyView),
@@ -115,9 +128,10 @@ pub async fn register_options(caller: Caller, state: web::Data<AppState>) -> Res
 pub async fn register(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<RegisterRequest>,
+    body: web::Json<PasskeyRegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let RegisterRequest { flow_id, credential, name } = body.into_inner();
+    let PasskeyRegisterRequest { flow_id, credential, name } = body.into_inner();
+    let credential: RegisterPublicKeyCredential = answer(credential)?;
     let added = state.core.sessions.register_passkey(&caller, flow_id, &credential, name.as_deref()).await?;
     Ok(HttpResponse::Created().json(PasskeyView::from(added)))
 }
@@ -150,18 +164,18 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(post, path = "/auth/passkeys/login/options", tag = "auth", request_body = EmptyRequest,
+#[utoipa::path(post, path = "/auth/passkeys/login/options", tag = "auth", request_body = PasskeyOptionsRequest,
     responses(
-        (status = 200, description = "A sign-in begun: any of this site's passkeys may answer", body = OptionsResponse),
+        (status = 200, description = "A sign-in begun: any of this site's passkeys may answer", body = PasskeyOptionsResponse),
         (status = 404, description = "`not_found`: passkeys are off", body = ErrorBody),
         RateLimitErrors, DatabaseErrors, ServerErrors,
     ))]
 pub async fn login_options(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let started = state.core.sessions.passkey_login_options(&client(&req)).await?;
-    Ok(HttpResponse::Ok().json(OptionsResponse::from(started)))
+    Ok(HttpResponse::Ok().json(PasskeyOptionsResponse::from(started)))
 }
 
-#[utoipa::path(post, path = "/auth/passkeys/login", tag = "auth", request_body = LoginRequest,
+#[utoipa::path(post, path = "/auth/passkeys/login", tag = "auth", request_body = PasskeyLoginRequest,
     responses(
         (status = 200, description = "A new session; `amr` `[\"hwk\",\"mfa\",\"user\"]`", body = TokenResponse),
         (status = 401, description = "`invalid_passkey`: a wrong origin, RP id, challenge, type or signature, \
@@ -174,9 +188,10 @@ pub async fn login_options(req: HttpRequest, state: web::Data<AppState>) -> Resu
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: web::Json<PasskeyLoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let LoginRequest { flow_id, credential } = body.into_inner();
+    let PasskeyLoginRequest { flow_id, credential } = body.into_inner();
+    let credential: PublicKeyCredential = answer(credential)?;
     let issued = state.core.sessions.log_in_with_passkey(flow_id, &credential, client(&req)).await?;
     Ok(respond(&req, &state, HttpResponse::Ok(), issued))
 }
