@@ -185,16 +185,7 @@ impl Sessions {
         if !verified.user_verified {
             return Err(refused(Some(user_id), "the authenticator did not verify the user"));
         }
-        // Told only to the holder of the passkey, as a disabled account's password.
-        if user.disabled {
-            log::info!("passkey sign-in refused, account disabled user_id={user_id}");
-            return Err(Error::AccountDisabled);
-        }
-        if !user.email_verified && self.verification_required() {
-            log::info!("passkey sign-in refused, email not verified user_id={user_id}");
-            self.mail_verification(user_id).await?;
-            return Err(Error::EmailNotVerified);
-        }
+        self.admit(&user).await?;
         let passkey_id = record.id.0;
         let used = PasskeyUse {
             credential: verified.credential,

@@ -262,16 +262,7 @@ impl Sessions {
         if !user.mfa_enabled {
             self.limits.login_succeeded(&attempt).await?;
         }
-        // Told only to someone who knows the password, so it reveals nothing to a guesser.
-        if user.disabled {
-            log::info!("login refused, account disabled user_id={}", user.id.0);
-            return Err(Error::AccountDisabled);
-        }
-        if !user.email_verified && self.verification_required() {
-            log::info!("login refused, email not verified user_id={}", user.id.0);
-            self.mail_verification(user.id.0).await?;
-            return Err(Error::EmailNotVerified);
-        }
+        self.admit(&user).await?;
         if user.mfa_enabled {
             return self.mfa_challenge(user.id.0).await;
         }
@@ -292,6 +283,23 @@ impl Sessions {
         }
         log::info!("login user_id={}", issued.account.id);
         Ok(SignIn::Session(Box::new(issued)))
+    }
+
+    /// What a sign-in whose secret held (a password, a passkey) still needs: an enabled
+    /// account and, under `EMAIL_VERIFICATION=required`, a verified address (a new link is
+    /// mailed, cooldown permitting). Told only to someone who proved the secret, so it
+    /// reveals nothing to a guesser.
+    pub(super) async fn admit(&self, user: &User) -> Result<()> {
+        if user.disabled {
+            log::info!("login refused, account disabled user_id={}", user.id.0);
+            return Err(Error::AccountDisabled);
+        }
+        if !user.email_verified && self.verification_required() {
+            log::info!("login refused, email not verified user_id={}", user.id.0);
+            self.mail_verification(user.id.0).await?;
+            return Err(Error::EmailNotVerified);
+        }
+        Ok(())
     }
 
     /// Trades a refresh token for its successor; the old one stops working. `None` when

@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use super::CliError;
 use crate::auth::Error;
 use crate::auth::accounts::{Accounts, Actor, Creation, Update};
-use crate::auth::views::AdminUserView;
+use crate::auth::views::{AdminUserView, rfc3339};
 use crate::config::Settings;
 use crate::db::DbError;
 use crate::import::{ImportOptions, import, read_groups};
@@ -206,7 +206,7 @@ async fn list(accounts: &Accounts, json: bool) -> Result<(), CliError> {
                     account.email.as_deref().unwrap_or("-"),
                     if account.roles.is_empty() { "-".into() } else { account.roles.join(",") },
                     if account.disabled { "disabled" } else { "enabled" },
-                    account.created_at.and_utc().format("%Y-%m-%dT%H:%M:%SZ"),
+                    rfc3339(account.created_at),
                 );
             }
         }

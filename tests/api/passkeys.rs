@@ -256,6 +256,14 @@ async fn sign_in(app: &TestApp, passkey: &mut SoftPasskey, ceremony: Ceremony<'_
     finish_login(app, &flow_id, &answer).await
 }
 
+/// `GET /auth/passkeys` of the bearer's user: the list.
+async fn passkeys_of(app: &TestApp, bearer: &str) -> Vec<Value> {
+    let response = app.client.get(app.url("/auth/passkeys")).bearer_auth(bearer).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["passkeys"].as_array().unwrap().clone()
+}
+
 async fn assert_refused(response: reqwest::Response, what: &str) {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{what}");
     let body: Value = response.json().await.unwrap();
@@ -317,17 +325,7 @@ async fn a_passkey_registered_signs_in_without_a_password(backend: Backend) {
     let refreshed: Value = refreshed.json().await.unwrap();
     assert_eq!(access_claims(field(&refreshed, "access_token"))["amr"], json!(["hwk", "mfa", "user"]));
 
-    let listed: Value = app
-        .client
-        .get(app.url("/auth/passkeys"))
-        .bearer_auth(field(&refreshed, "access_token"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed = listed["passkeys"].as_array().unwrap();
+    let listed = passkeys_of(&app, field(&refreshed, "access_token")).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], passkey_id.as_str());
     assert!(listed[0]["last_used_at"].is_string(), "{listed:?}");
@@ -478,17 +476,7 @@ async fn a_disabled_account_gets_403_and_a_removed_passkey_signs_in_no_more(back
     }
     let signed_in: Value = sign_in(&app, &mut passkey, Ceremony::default()).await.json().await.unwrap();
     let bearer = field(&signed_in, "access_token");
-    let listed: Value = app
-        .client
-        .get(app.url("/auth/passkeys"))
-        .bearer_auth(bearer)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = field(&listed["passkeys"][0], "id").to_owned();
+    let id = field(&passkeys_of(&app, bearer).await[0], "id").to_owned();
 
     // Another user cannot remove it; its owner can, once.
     let other = app.signup("judy").await;
